@@ -1,0 +1,1398 @@
+//! One I/O thread: a mio event loop over the connections it owns.
+//!
+//! Connection `id` lives on worker `id % threads`. Frames are parsed in place
+//! in a per-thread scratch buffer; only a partial frame is copied into the
+//! connection's own buffer, so an idle connection holds no read buffer at all.
+//! Handlers run with no borrow of the connection table held, so a handler may
+//! send, close or ping (its sends go straight into the outbound buffers and
+//! are written once per event-loop round).
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Registry as MioRegistry, Token, Waker};
+
+use super::config::OverflowPolicy;
+use super::frame::{self, HeaderError, PeerClose};
+use super::handshake::{self, Outcome};
+use super::out::{Frame, OutBuf};
+use super::queue::OwnedEvent;
+use super::registry::{ConnShared, IdMap, ST_CLOSING, ST_OPEN};
+use super::{ConnId, Event, SendError, Sent, ServerHandle, Shared, Stats};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX);
+/// Per-thread read buffer. One extra byte always follows the data so a
+/// message can be NUL-terminated in place.
+const SCRATCH: usize = 256 << 10;
+const TICK: Duration = Duration::from_millis(100);
+/// Reads of one socket per readiness event before others get a turn.
+const READS_PER_EVENT: usize = 16;
+/// How long `shutdown` waits for closing handshakes.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+pub(crate) enum Cmd {
+    Send {
+        id: ConnId,
+        frame: Frame<'static>,
+        len: usize,
+        counts: bool,
+    },
+    Close {
+        id: ConnId,
+        code: u16,
+        reason: String,
+    },
+    Adopt {
+        sock: TcpStream,
+        remote: SocketAddr,
+        id: ConnId,
+    },
+    Overflow {
+        id: ConnId,
+    },
+    Resume,
+    Shutdown,
+}
+
+#[repr(align(128))]
+#[derive(Default)]
+pub(crate) struct WorkerStats {
+    opened: AtomicU64,
+    msgs_in: AtomicU64,
+    bytes_in: AtomicU64,
+    msgs_out: AtomicU64,
+    bytes_out: AtomicU64,
+    slow: AtomicU64,
+    hs_failed: AtomicU64,
+}
+
+/// Only the owning worker writes its counters: a load and a store, no locked
+/// instruction on the hot path.
+#[inline]
+fn bump(a: &AtomicU64, n: u64) {
+    a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+impl WorkerStats {
+    pub(crate) fn add_to(&self, s: &mut Stats) {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        s.connections_total += l(&self.opened);
+        s.messages_in += l(&self.msgs_in);
+        s.bytes_in += l(&self.bytes_in);
+        s.messages_out += l(&self.msgs_out);
+        s.bytes_out += l(&self.bytes_out);
+        s.slow_consumers_closed += l(&self.slow);
+        s.handshakes_failed += l(&self.hs_failed);
+    }
+}
+
+/// What other threads hold of a worker.
+pub(crate) struct WorkerLink {
+    tx: Sender<Cmd>,
+    waker: Waker,
+    wake_pending: AtomicBool,
+    pub(crate) stats: WorkerStats,
+}
+
+impl WorkerLink {
+    pub(crate) fn command(&self, c: Cmd) {
+        if self.tx.send(c).is_ok() && !self.wake_pending.swap(true, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// What the worker thread takes with it.
+pub(crate) struct WorkerPart {
+    index: usize,
+    poll: Poll,
+    rx: Receiver<Cmd>,
+}
+
+impl WorkerPart {
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+}
+
+pub(crate) fn prepare(index: usize) -> io::Result<(WorkerLink, WorkerPart)> {
+    let poll = Poll::new()?;
+    let waker = Waker::new(poll.registry(), WAKER)?;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    Ok((
+        WorkerLink {
+            tx,
+            waker,
+            wake_pending: AtomicBool::new(false),
+            stats: WorkerStats::default(),
+        },
+        WorkerPart { index, poll, rx },
+    ))
+}
+
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    part: WorkerPart,
+    listener: Option<TcpListener>,
+) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("wsb-io-{}", part.index))
+        .spawn(move || {
+            let WorkerPart { index, mut poll, rx } = part;
+            let registry = match poll.registry().try_clone() {
+                Ok(r) => r,
+                Err(_) => return,
+            };
+            let mut listener = listener;
+            if let Some(l) = listener.as_mut() {
+                if registry.register(l, LISTENER, Interest::READABLE).is_err() {
+                    listener = None;
+                }
+            }
+            let w = Worker {
+                handle: ServerHandle { shared: shared.clone() },
+                shared,
+                idx: index,
+                registry,
+                listener: RefCell::new(listener),
+                rx,
+                io: RefCell::new(Io::default()),
+                scratch: RefCell::new(vec![0u8; SCRATCH + 1]),
+                start: Instant::now(),
+                now: Cell::new(0),
+                stopping: Cell::new(None),
+                accept_blocked: Cell::new(false),
+            };
+            CURRENT.with(|c| c.set(&w as *const Worker));
+            w.run(&mut poll);
+            CURRENT.with(|c| c.set(std::ptr::null()));
+            w.teardown_all();
+        })
+}
+
+thread_local! {
+    static CURRENT: Cell<*const Worker> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The worker running on this thread, if it belongs to `shared`.
+fn current_worker(shared: &Shared) -> Option<&'static Worker> {
+    let p = CURRENT.with(|c| c.get());
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: CURRENT is set only while the worker lives on this very thread's
+    // stack (it is cleared before the worker is dropped), and the reference
+    // does not escape the calling function on this thread.
+    let w = unsafe { &*p };
+    if std::ptr::eq(Arc::as_ptr(&w.shared), shared) {
+        Some(w)
+    } else {
+        None
+    }
+}
+
+pub(crate) fn on_io_thread_of(shared: &Shared) -> bool {
+    current_worker(shared).is_some()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Reading the upgrade request.
+    Handshake,
+    Open,
+    /// The host closed: our close frame is queued, waiting for the peer's.
+    Closing,
+    /// Nothing more to say: flush, shut down our side, wait for EOF.
+    Lingering,
+}
+
+struct Hs {
+    buf: Vec<u8>,
+    remote: SocketAddr,
+}
+
+struct Frag {
+    buf: Vec<u8>,
+    text: bool,
+    utf8_ok: usize,
+}
+
+struct CloseInfo {
+    status: i32,
+    reason: String,
+    by_host: bool,
+}
+
+struct Conn {
+    sock: TcpStream,
+    id: ConnId,
+    cs: Arc<ConnShared>,
+    phase: Phase,
+    opened: bool,
+    dirty: bool,
+    read_paused: bool,
+    shut_wr: bool,
+    inbuf: Vec<u8>,
+    out: OutBuf,
+    frag: Option<Box<Frag>>,
+    hs: Option<Box<Hs>>,
+    close: Option<Box<CloseInfo>>,
+    last_recv: u64,
+    last_ping: u64,
+    deadline: u64,
+}
+
+#[derive(Default)]
+struct Io {
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    ids: IdMap<usize>,
+    dirty: Vec<usize>,
+    paused: Vec<usize>,
+    /// Sockets that still had data when their read budget ran out.
+    again: Vec<usize>,
+}
+
+impl Io {
+    fn conn(&mut self, slot: usize) -> Option<&mut Conn> {
+        self.conns.get_mut(slot).and_then(|c| c.as_mut())
+    }
+    fn mark_dirty(&mut self, slot: usize) {
+        if let Some(c) = self.conn(slot) {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(slot);
+            }
+        }
+    }
+}
+
+enum Read {
+    /// The buffer was filled: there may be more.
+    More,
+    /// Short read or would block: wait for the next readiness event.
+    Done,
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    handle: ServerHandle,
+    idx: usize,
+    registry: MioRegistry,
+    listener: RefCell<Option<TcpListener>>,
+    rx: Receiver<Cmd>,
+    io: RefCell<Io>,
+    scratch: RefCell<Vec<u8>>,
+    start: Instant,
+    now: Cell<u64>,
+    stopping: Cell<Option<u64>>,
+    accept_blocked: Cell<bool>,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
+fn recv(fd: RawFd, buf: *mut u8, len: usize) -> io::Result<usize> {
+    loop {
+        // SAFETY: the caller passes a pointer to at least `len` writable bytes.
+        let r = unsafe { libc::recv(fd, buf as *mut libc::c_void, len, 0) };
+        if r >= 0 {
+            return Ok(r as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+impl Worker {
+    fn link(&self) -> &WorkerLink {
+        &self.shared.workers[self.idx]
+    }
+
+    fn stats(&self) -> &WorkerStats {
+        &self.link().stats
+    }
+
+    fn tick_now(&self) -> u64 {
+        let n = ms(self.start.elapsed());
+        self.now.set(n);
+        n
+    }
+
+    fn run(&self, poll: &mut Poll) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = 0u64;
+        loop {
+            let timeout = if self.io.borrow().again.is_empty() {
+                TICK
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    break;
+                }
+            }
+            self.tick_now();
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => self.drain_commands(),
+                    LISTENER => self.accept(),
+                    Token(slot) => {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.guarded(slot, |w| w.on_readable(slot));
+                        }
+                        if ev.is_writable() {
+                            self.guarded(slot, |w| w.flush(slot));
+                        }
+                    }
+                }
+            }
+            let again = std::mem::take(&mut self.io.borrow_mut().again);
+            for slot in again {
+                self.guarded(slot, |w| w.on_readable(slot));
+            }
+            self.flush_dirty();
+            let now = self.now.get();
+            if now >= next_tick {
+                next_tick = now + ms(TICK);
+                self.tick();
+                self.flush_dirty();
+            }
+            if let Some(deadline) = self.stopping.get() {
+                let empty = self.io.borrow().ids.is_empty();
+                if empty || now >= deadline {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Runs `f`; a panic in it (a bug, or a panicking Rust handler) costs the
+    /// one connection, never the thread.
+    fn guarded(&self, slot: usize, f: impl FnOnce(&Worker)) {
+        if catch_unwind(AssertUnwindSafe(|| f(self))).is_err() {
+            if let Ok(mut io) = self.io.try_borrow_mut() {
+                if let Some(c) = io.conn(slot) {
+                    c.close.get_or_insert_with(|| {
+                        Box::new(CloseInfo {
+                            status: 1011,
+                            reason: "internal error".into(),
+                            by_host: false,
+                        })
+                    });
+                }
+            }
+            self.teardown(slot);
+        }
+    }
+
+    // ---- accepting ----
+
+    fn accept(&self) {
+        let listener = self.listener.borrow();
+        let Some(l) = listener.as_ref() else { return };
+        loop {
+            match l.accept() {
+                Ok((sock, remote)) => {
+                    let sh = &self.shared;
+                    if sh.live_count.load(Ordering::Relaxed) >= sh.cfg.max_connections {
+                        let _ = (&sock).try_write_all(
+                            b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                        );
+                        bump(&self.stats().hs_failed, 1);
+                        continue;
+                    }
+                    sh.live_count.fetch_add(1, Ordering::Relaxed);
+                    let _ = sock.set_nodelay(true);
+                    let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
+                    let target = (id % sh.workers.len() as u64) as usize;
+                    if target == self.idx {
+                        self.adopt(sock, remote, id);
+                    } else {
+                        sh.workers[target].command(Cmd::Adopt { sock, remote, id });
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+                    ) =>
+                {
+                    // Out of descriptors: retry on the next tick rather than spin.
+                    self.accept_blocked.set(true);
+                    break;
+                }
+                Err(_) => continue,
+            }
+        }
+    }
+
+    fn adopt(&self, mut sock: TcpStream, remote: SocketAddr, id: ConnId) {
+        if self.stopping.get().is_some() {
+            self.shared.live_count.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let mut io = self.io.borrow_mut();
+        let slot = io.free.pop().unwrap_or_else(|| {
+            io.conns.push(None);
+            io.conns.len() - 1
+        });
+        if self
+            .registry
+            .register(&mut sock, Token(slot), Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
+            io.free.push(slot);
+            self.shared.live_count.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let cs = Arc::new(ConnShared::default());
+        self.shared.registry.insert(id, cs.clone());
+        let now = self.now.get();
+        io.conns[slot] = Some(Conn {
+            sock,
+            id,
+            cs,
+            phase: Phase::Handshake,
+            opened: false,
+            dirty: false,
+            read_paused: false,
+            shut_wr: false,
+            inbuf: Vec::new(),
+            out: OutBuf::default(),
+            frag: None,
+            hs: Some(Box::new(Hs {
+                buf: Vec::new(),
+                remote,
+            })),
+            close: None,
+            last_recv: now,
+            last_ping: now,
+            deadline: now + ms(self.shared.cfg.handshake_timeout),
+        });
+        io.ids.insert(id, slot);
+    }
+
+    // ---- commands from other threads ----
+
+    fn drain_commands(&self) {
+        self.link().wake_pending.store(false, Ordering::Release);
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Cmd::Send { id, frame, len, counts } => {
+                    let mut io = self.io.borrow_mut();
+                    let Some(&slot) = io.ids.get(&id) else { continue };
+                    let Some(c) = io.conn(slot) else { continue };
+                    c.cs.pending.fetch_sub(len, Ordering::Relaxed);
+                    if c.phase != Phase::Open {
+                        continue;
+                    }
+                    c.out.push(frame);
+                    if counts {
+                        bump(&self.stats().msgs_out, 1);
+                    }
+                    io.mark_dirty(slot);
+                }
+                Cmd::Close { id, code, reason } => {
+                    let slot = self.io.borrow().ids.get(&id).copied();
+                    if let Some(slot) = slot {
+                        self.host_close(slot, code, &reason);
+                    }
+                }
+                Cmd::Adopt { sock, remote, id } => self.adopt(sock, remote, id),
+                Cmd::Overflow { id } => {
+                    let slot = self.io.borrow().ids.get(&id).copied();
+                    if let Some(slot) = slot {
+                        self.overflow_close(slot);
+                    }
+                }
+                Cmd::Resume => {
+                    let paused = std::mem::take(&mut self.io.borrow_mut().paused);
+                    for slot in paused {
+                        if let Some(c) = self.io.borrow_mut().conn(slot) {
+                            c.read_paused = false;
+                        }
+                        self.guarded(slot, |w| w.on_readable(slot));
+                    }
+                }
+                Cmd::Shutdown => self.begin_shutdown(),
+            }
+        }
+    }
+
+    fn begin_shutdown(&self) {
+        if self.stopping.get().is_some() {
+            return;
+        }
+        self.stopping.set(Some(self.now.get() + ms(SHUTDOWN_GRACE)));
+        if let Some(mut l) = self.listener.borrow_mut().take() {
+            let _ = self.registry.deregister(&mut l);
+        }
+        let slots: Vec<usize> = self.io.borrow().ids.values().copied().collect();
+        for slot in slots {
+            let phase = self.io.borrow_mut().conn(slot).map(|c| c.phase);
+            match phase {
+                Some(Phase::Open) => {
+                    self.host_close(slot, 1001, "server shutting down");
+                }
+                Some(Phase::Handshake) => self.teardown(slot),
+                _ => {}
+            }
+        }
+    }
+
+    // ---- reading ----
+
+    fn on_readable(&self, slot: usize) {
+        for _ in 0..READS_PER_EVENT {
+            let (phase, has_in) = {
+                let mut io = self.io.borrow_mut();
+                let Some(c) = io.conn(slot) else { return };
+                if c.read_paused {
+                    return;
+                }
+                (c.phase, !c.inbuf.is_empty())
+            };
+            if phase != Phase::Handshake && self.should_pause(slot) {
+                return;
+            }
+            let r = match phase {
+                Phase::Handshake => self.read_handshake(slot),
+                Phase::Open | Phase::Closing => {
+                    if has_in {
+                        self.read_into_inbuf(slot)
+                    } else {
+                        self.read_scratch(slot)
+                    }
+                }
+                Phase::Lingering => self.read_discard(slot),
+            };
+            match r {
+                Ok(Read::More) => continue,
+                Ok(Read::Done) => return,
+                Err(()) => return,
+            }
+        }
+        self.io.borrow_mut().again.push(slot);
+    }
+
+    /// Reading stops while the host's event queue is full, or while this
+    /// connection's own outbound buffer is over the soft limit (a peer that
+    /// sends but does not read).
+    fn should_pause(&self, slot: usize) -> bool {
+        let queue_full = self.shared.queue.as_ref().is_some_and(|q| q.is_full());
+        let mut io = self.io.borrow_mut();
+        let soft = self.shared.cfg.outbound_soft_limit;
+        let Some(c) = io.conn(slot) else { return true };
+        if queue_full || (c.phase == Phase::Open && c.out.len() > soft) {
+            c.read_paused = true;
+            io.paused.push(slot);
+            return true;
+        }
+        false
+    }
+
+    /// Handles a read result: `Ok(n > 0)` passes through; EOF and errors end
+    /// the connection.
+    fn check_read(&self, slot: usize, r: io::Result<usize>) -> Result<Option<usize>, ()> {
+        match r {
+            Ok(0) => {
+                self.teardown(slot);
+                Err(())
+            }
+            Ok(n) => {
+                bump(&self.stats().bytes_in, n as u64);
+                let now = self.now.get();
+                if let Some(c) = self.io.borrow_mut().conn(slot) {
+                    c.last_recv = now;
+                }
+                Ok(Some(n))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(_) => {
+                self.teardown(slot);
+                Err(())
+            }
+        }
+    }
+
+    fn fd(&self, slot: usize) -> Option<RawFd> {
+        self.io.borrow_mut().conn(slot).map(|c| c.sock.as_raw_fd())
+    }
+
+    fn read_handshake(&self, slot: usize) -> Result<Read, ()> {
+        let fd = self.fd(slot).ok_or(())?;
+        let mut scratch = self.scratch.borrow_mut();
+        let r = recv(fd, scratch.as_mut_ptr(), 4096);
+        let Some(n) = self.check_read(slot, r)? else {
+            return Ok(Read::Done);
+        };
+        let outcome = {
+            let mut io = self.io.borrow_mut();
+            let c = io.conn(slot).ok_or(())?;
+            let hs = c.hs.as_mut().ok_or(())?;
+            hs.buf.extend_from_slice(&scratch[..n]);
+            handshake::server_handshake(&hs.buf, &self.shared.cfg)
+        };
+        drop(scratch);
+        match outcome {
+            Outcome::Partial => Ok(if n == 4096 { Read::More } else { Read::Done }),
+            Outcome::Reject { response, why } => {
+                bump(&self.stats().hs_failed, 1);
+                let mut io = self.io.borrow_mut();
+                let now = self.now.get();
+                if let Some(c) = io.conn(slot) {
+                    c.out.push(Frame::Raw(response));
+                    c.hs = None;
+                    c.phase = Phase::Lingering;
+                    c.deadline = now + 1000;
+                    c.close = Some(Box::new(CloseInfo {
+                        status: -1,
+                        reason: why,
+                        by_host: false,
+                    }));
+                }
+                io.mark_dirty(slot);
+                Err(())
+            }
+            Outcome::Accept {
+                response,
+                consumed,
+                path,
+                protocol,
+            } => {
+                let (id, remote, rest) = {
+                    let mut io = self.io.borrow_mut();
+                    let c = io.conn(slot).ok_or(())?;
+                    let hs = c.hs.take().ok_or(())?;
+                    c.out.push(Frame::Raw(response));
+                    c.phase = Phase::Open;
+                    c.opened = true;
+                    c.cs.set_state(ST_OPEN);
+                    let id = c.id;
+                    io.mark_dirty(slot);
+                    let mut rest = hs.buf;
+                    rest.drain(..consumed);
+                    (id, hs.remote, rest)
+                };
+                self.shared.open_count.fetch_add(1, Ordering::Relaxed);
+                bump(&self.stats().opened, 1);
+                self.deliver(Event::Open {
+                    conn: id,
+                    remote,
+                    path: &path,
+                    protocol: protocol.as_deref(),
+                });
+                if !rest.is_empty() {
+                    // The client sent frames right behind its request.
+                    let mut buf = rest;
+                    let len = buf.len();
+                    buf.push(0);
+                    let consumed = self.process(slot, &mut buf, len);
+                    buf.truncate(len);
+                    buf.drain(..consumed);
+                    self.keep_partial(slot, buf);
+                }
+                Ok(Read::More)
+            }
+        }
+    }
+
+    fn read_scratch(&self, slot: usize) -> Result<Read, ()> {
+        let fd = self.fd(slot).ok_or(())?;
+        let mut scratch = self.scratch.borrow_mut();
+        let r = recv(fd, scratch.as_mut_ptr(), SCRATCH);
+        let Some(n) = self.check_read(slot, r)? else {
+            return Ok(Read::Done);
+        };
+        let consumed = self.process(slot, &mut scratch, n);
+        if consumed < n {
+            let mut rest = Vec::with_capacity(self.partial_hint(&scratch[consumed..n]));
+            rest.extend_from_slice(&scratch[consumed..n]);
+            drop(scratch);
+            self.keep_partial(slot, rest);
+        }
+        Ok(if n == SCRATCH { Read::More } else { Read::Done })
+    }
+
+    /// Capacity for a partial frame: the whole frame when its header is
+    /// there (it was checked against the limits), so it is read in place.
+    fn partial_hint(&self, partial: &[u8]) -> usize {
+        match frame::parse_header(partial) {
+            Ok(Some(h)) => {
+                (h.header_len as u64 + h.payload_len + 1).min(self.shared.cfg.max_frame_size as u64 + 16) as usize
+            }
+            _ => 64,
+        }
+        .max(partial.len() + 1)
+    }
+
+    fn keep_partial(&self, slot: usize, buf: Vec<u8>) {
+        let mut io = self.io.borrow_mut();
+        if let Some(c) = io.conn(slot) {
+            if matches!(c.phase, Phase::Open | Phase::Closing) && !buf.is_empty() {
+                c.inbuf = buf;
+            }
+        }
+    }
+
+    fn read_into_inbuf(&self, slot: usize) -> Result<Read, ()> {
+        let (fd, mut buf) = {
+            let mut io = self.io.borrow_mut();
+            let c = io.conn(slot).ok_or(())?;
+            (c.sock.as_raw_fd(), std::mem::take(&mut c.inbuf))
+        };
+        let want = self.partial_hint(&buf).saturating_sub(buf.len()).max(4096);
+        buf.reserve(want + 1);
+        let room = buf.capacity() - buf.len() - 1;
+        // SAFETY: `room` bytes of spare capacity exist past `len`.
+        let r = recv(fd, unsafe { buf.as_mut_ptr().add(buf.len()) }, room);
+        let n = match self.check_read(slot, r) {
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                self.keep_partial(slot, buf);
+                return Ok(Read::Done);
+            }
+            Err(()) => return Err(()),
+        };
+        // SAFETY: recv initialised `n` bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + n) };
+        let len = buf.len();
+        buf.push(0);
+        let consumed = self.process(slot, &mut buf, len);
+        buf.truncate(len);
+        buf.drain(..consumed);
+        if buf.capacity() > (64 << 10) && buf.len() < (4 << 10) {
+            buf.shrink_to_fit();
+        }
+        self.keep_partial(slot, buf);
+        Ok(if n == room { Read::More } else { Read::Done })
+    }
+
+    fn read_discard(&self, slot: usize) -> Result<Read, ()> {
+        let fd = self.fd(slot).ok_or(())?;
+        let mut scratch = self.scratch.borrow_mut();
+        let r = recv(fd, scratch.as_mut_ptr(), SCRATCH);
+        drop(scratch);
+        match self.check_read(slot, r)? {
+            Some(n) if n == SCRATCH => Ok(Read::More),
+            _ => Ok(Read::Done),
+        }
+    }
+
+    // ---- frames ----
+
+    /// Parses and handles the complete frames in `storage[..len]` (which must
+    /// have at least one byte after `len`). Returns the bytes consumed.
+    fn process(&self, slot: usize, storage: &mut [u8], len: usize) -> usize {
+        debug_assert!(storage.len() > len);
+        let cfg = &self.shared.cfg;
+        let mut pos = 0;
+        while pos < len {
+            let h = match frame::parse_header(&storage[pos..len]) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(HeaderError::Protocol(why)) => {
+                    self.fail(slot, 1002, why);
+                    return len;
+                }
+            };
+            let Some(mask) = h.mask else {
+                self.fail(slot, 1002, "unmasked client frame");
+                return len;
+            };
+            if h.payload_len > cfg.max_frame_size as u64 {
+                self.fail(slot, 1009, "frame too big");
+                return len;
+            }
+            let closing = {
+                let mut io = self.io.borrow_mut();
+                let Some(c) = io.conn(slot) else { return len };
+                if c.phase == Phase::Lingering {
+                    return len;
+                }
+                let closing = c.phase == Phase::Closing;
+                if !closing && matches!(h.opcode, frame::OP_CONT | frame::OP_TEXT | frame::OP_BINARY) {
+                    let so_far = c.frag.as_ref().map(|f| f.buf.len());
+                    let err = match (h.opcode, so_far) {
+                        (frame::OP_CONT, None) => Some((1002, "continuation frame without a message")),
+                        (frame::OP_TEXT | frame::OP_BINARY, Some(_)) => {
+                            Some((1002, "new message inside a fragmented one"))
+                        }
+                        _ if so_far.unwrap_or(0) as u64 + h.payload_len > cfg.max_message_size as u64 => {
+                            Some((1009, "message too big"))
+                        }
+                        _ => None,
+                    };
+                    if let Some((code, why)) = err {
+                        drop(io);
+                        self.fail(slot, code, why);
+                        return len;
+                    }
+                }
+                closing
+            };
+            let total = h.header_len + h.payload_len as usize;
+            if len - pos < total {
+                break;
+            }
+            let (ps, pe) = (pos + h.header_len, pos + total);
+            frame::apply_mask(&mut storage[ps..pe], mask, 0);
+            pos = pe;
+            if closing && h.opcode != frame::OP_CLOSE {
+                continue; // Only the peer's close frame matters now.
+            }
+            if !self.on_frame(slot, h.opcode, h.fin, storage, ps, pe) {
+                return len;
+            }
+        }
+        pos
+    }
+
+    /// Handles one complete, unmasked frame. False when the connection stopped
+    /// reading frames.
+    fn on_frame(&self, slot: usize, opcode: u8, fin: bool, storage: &mut [u8], ps: usize, pe: usize) -> bool {
+        let id = match self.io.borrow_mut().conn(slot) {
+            Some(c) => c.id,
+            None => return false,
+        };
+        match opcode {
+            frame::OP_TEXT | frame::OP_BINARY if fin => {
+                let text = opcode == frame::OP_TEXT;
+                if text && std::str::from_utf8(&storage[ps..pe]).is_err() {
+                    self.fail(slot, 1007, "invalid UTF-8 in text message");
+                    return false;
+                }
+                self.deliver_message(slot, id, storage, ps, pe, text);
+            }
+            frame::OP_TEXT | frame::OP_BINARY | frame::OP_CONT => {
+                let done = {
+                    let mut io = self.io.borrow_mut();
+                    let Some(c) = io.conn(slot) else { return false };
+                    let f = c.frag.get_or_insert_with(|| {
+                        Box::new(Frag {
+                            buf: Vec::new(),
+                            text: opcode == frame::OP_TEXT,
+                            utf8_ok: 0,
+                        })
+                    });
+                    f.buf.extend_from_slice(&storage[ps..pe]);
+                    let bad = f.text
+                        && match frame::check_utf8_incremental(&f.buf, f.utf8_ok, fin) {
+                            Some(n) => {
+                                f.utf8_ok = n;
+                                false
+                            }
+                            None => true,
+                        };
+                    if bad {
+                        c.frag = None;
+                        None
+                    } else if fin {
+                        c.frag.take().map(Some)
+                    } else {
+                        Some(None)
+                    }
+                };
+                match done {
+                    None => {
+                        self.fail(slot, 1007, "invalid UTF-8 in text message");
+                        return false;
+                    }
+                    Some(Some(f)) => {
+                        let Frag { mut buf, text, .. } = *f;
+                        let len = buf.len();
+                        buf.push(0);
+                        self.deliver_message(slot, id, &mut buf, 0, len, text);
+                    }
+                    Some(None) => {}
+                }
+            }
+            frame::OP_PING => {
+                let open = {
+                    let mut io = self.io.borrow_mut();
+                    let Some(c) = io.conn(slot) else { return false };
+                    let open = c.phase == Phase::Open;
+                    if open {
+                        c.out.push(Frame::Build(frame::OP_PONG, &storage[ps..pe]));
+                        io.mark_dirty(slot);
+                    }
+                    open
+                };
+                if open {
+                    self.deliver(Event::Ping {
+                        conn: id,
+                        data: &storage[ps..pe],
+                    });
+                }
+            }
+            frame::OP_PONG if self.is_open(slot) => {
+                self.deliver(Event::Pong {
+                    conn: id,
+                    data: &storage[ps..pe],
+                });
+            }
+            frame::OP_CLOSE => {
+                self.on_peer_close(slot, &storage[ps..pe]);
+                return false;
+            }
+            _ => {}
+        }
+        true
+    }
+
+    fn is_open(&self, slot: usize) -> bool {
+        self.io
+            .borrow_mut()
+            .conn(slot)
+            .is_some_and(|c| c.phase == Phase::Open && c.cs.is_open())
+    }
+
+    fn deliver_message(&self, slot: usize, id: ConnId, storage: &mut [u8], ps: usize, pe: usize, text: bool) {
+        // A host that closed (possibly from another thread) hears nothing more.
+        if !self.is_open(slot) {
+            return;
+        }
+        bump(&self.stats().msgs_in, 1);
+        let saved = storage[pe];
+        storage[pe] = 0;
+        self.deliver(Event::Message {
+            conn: id,
+            data: &storage[ps..pe],
+            text,
+        });
+        storage[pe] = saved;
+    }
+
+    fn on_peer_close(&self, slot: usize, payload: &[u8]) {
+        let mut io = self.io.borrow_mut();
+        let now = self.now.get();
+        let Some(c) = io.conn(slot) else { return };
+        match c.phase {
+            Phase::Open => {
+                let (status, reason, reply) = match frame::parse_close(payload) {
+                    PeerClose::NoCode => (0, String::new(), frame::close_payload(1000, "")),
+                    PeerClose::Code(code, reason) => (code as i32, reason, frame::close_payload(code, "")),
+                    PeerClose::Invalid(code) => (
+                        code as i32,
+                        "invalid close frame".to_owned(),
+                        frame::close_payload(code, "invalid close frame"),
+                    ),
+                };
+                c.out.push(Frame::Build(frame::OP_CLOSE, &reply));
+                c.close = Some(Box::new(CloseInfo {
+                    status,
+                    reason,
+                    by_host: false,
+                }));
+                c.cs.set_state(ST_CLOSING);
+                c.frag = None;
+                c.phase = Phase::Lingering;
+                c.deadline = now + ms(self.shared.cfg.close_timeout);
+            }
+            Phase::Closing => {
+                // The peer answered our close: the handshake is complete.
+                c.phase = Phase::Lingering;
+                c.deadline = now + ms(self.shared.cfg.close_timeout);
+            }
+            _ => return,
+        }
+        io.mark_dirty(slot);
+    }
+
+    /// Fails the connection: close frame with `code`, then TCP close.
+    fn fail(&self, slot: usize, code: u16, why: &str) {
+        let mut io = self.io.borrow_mut();
+        let now = self.now.get();
+        let Some(c) = io.conn(slot) else { return };
+        match c.phase {
+            Phase::Open => {
+                c.out
+                    .push(Frame::Build(frame::OP_CLOSE, &frame::close_payload(code, why)));
+                c.close = Some(Box::new(CloseInfo {
+                    status: code as i32,
+                    reason: why.to_owned(),
+                    by_host: false,
+                }));
+                c.cs.set_state(ST_CLOSING);
+            }
+            Phase::Closing => {}
+            _ => return,
+        }
+        c.frag = None;
+        c.inbuf = Vec::new();
+        c.phase = Phase::Lingering;
+        c.deadline = now + ms(self.shared.cfg.close_timeout);
+        io.mark_dirty(slot);
+    }
+
+    fn host_close(&self, slot: usize, code: u16, reason: &str) -> bool {
+        let mut io = self.io.borrow_mut();
+        let now = self.now.get();
+        let Some(c) = io.conn(slot) else { return false };
+        if c.phase != Phase::Open {
+            return false;
+        }
+        c.out
+            .push(Frame::Build(frame::OP_CLOSE, &frame::close_payload(code, reason)));
+        c.close = Some(Box::new(CloseInfo {
+            status: code as i32,
+            reason: reason.to_owned(),
+            by_host: true,
+        }));
+        c.cs.set_state(ST_CLOSING);
+        c.frag = None;
+        c.phase = Phase::Closing;
+        c.deadline = now + ms(self.shared.cfg.close_timeout);
+        io.mark_dirty(slot);
+        true
+    }
+
+    fn overflow_close(&self, slot: usize) {
+        let mut io = self.io.borrow_mut();
+        let now = self.now.get();
+        let Some(c) = io.conn(slot) else { return };
+        if c.phase != Phase::Open {
+            return;
+        }
+        c.out.truncate_unstarted();
+        c.out.push(Frame::Build(
+            frame::OP_CLOSE,
+            &frame::close_payload(1008, "slow consumer"),
+        ));
+        c.close = Some(Box::new(CloseInfo {
+            status: 1008,
+            reason: "slow consumer".into(),
+            by_host: false,
+        }));
+        c.cs.set_state(ST_CLOSING);
+        c.frag = None;
+        c.phase = Phase::Lingering;
+        c.deadline = now + ms(self.shared.cfg.close_timeout);
+        io.mark_dirty(slot);
+        bump(&self.stats().slow, 1);
+    }
+
+    // ---- sending from this thread ----
+
+    fn send_local(&self, id: ConnId, f: Frame<'_>, counts: bool) -> Result<Sent, SendError> {
+        let cfg = &self.shared.cfg;
+        let mut io = self.io.borrow_mut();
+        let slot = *io.ids.get(&id).ok_or(SendError::NotFound)?;
+        let c = io.conn(slot).ok_or(SendError::NotFound)?;
+        if c.phase != Phase::Open || !c.cs.is_open() {
+            return Err(SendError::Closed);
+        }
+        let len = f.wire_len();
+        let total = c.out.len() + c.cs.pending.load(Ordering::Relaxed) + len;
+        if total > cfg.outbound_hard_limit {
+            return match cfg.overflow {
+                OverflowPolicy::Refuse => Err(SendError::WouldOverflow),
+                OverflowPolicy::Close => {
+                    drop(io);
+                    self.overflow_close(slot);
+                    Err(SendError::SlowConsumer)
+                }
+            };
+        }
+        c.out.push(f);
+        let over = total > cfg.outbound_soft_limit;
+        if over {
+            c.cs.over_soft.store(true, Ordering::Relaxed);
+        }
+        io.mark_dirty(slot);
+        if counts {
+            bump(&self.stats().msgs_out, 1);
+        }
+        Ok(if over { Sent::Backpressure } else { Sent::Queued })
+    }
+
+    // ---- writing ----
+
+    fn flush_dirty(&self) {
+        for _ in 0..4 {
+            let dirty = std::mem::take(&mut self.io.borrow_mut().dirty);
+            if dirty.is_empty() {
+                return;
+            }
+            for slot in dirty {
+                if let Some(c) = self.io.borrow_mut().conn(slot) {
+                    c.dirty = false;
+                }
+                self.guarded(slot, |w| w.flush(slot));
+            }
+        }
+    }
+
+    fn flush(&self, slot: usize) {
+        let soft = self.shared.cfg.outbound_soft_limit;
+        let (drain, resume, gone) = {
+            let mut io = self.io.borrow_mut();
+            let Some(c) = io.conn(slot) else { return };
+            let mut gone = false;
+            if !c.out.is_empty() {
+                match c.out.flush(c.sock.as_raw_fd()) {
+                    Ok(n) => bump(&self.link().stats.bytes_out, n as u64),
+                    Err(_) => gone = true,
+                }
+            }
+            c.cs.publish_buffered(c.out.len());
+            let mut drain = false;
+            let mut resume = false;
+            if !gone {
+                let below = c.out.len() + c.cs.pending.load(Ordering::Relaxed) <= soft;
+                if below && c.phase == Phase::Open && c.cs.over_soft.swap(false, Ordering::Relaxed) {
+                    drain = true;
+                }
+                if below && c.read_paused && self.shared.queue.as_ref().is_none_or(|q| !q.is_full()) {
+                    c.read_paused = false;
+                    resume = true;
+                }
+                if c.out.is_empty() && c.phase == Phase::Lingering && !c.shut_wr {
+                    c.shut_wr = true;
+                    let _ = c.sock.shutdown(std::net::Shutdown::Write);
+                }
+            }
+            (drain.then_some(c.id), resume, gone)
+        };
+        if gone {
+            self.teardown(slot);
+            return;
+        }
+        if let Some(id) = drain {
+            self.deliver(Event::Drain { conn: id });
+        }
+        if resume {
+            let mut io = self.io.borrow_mut();
+            io.paused.retain(|&s| s != slot);
+            io.again.push(slot);
+        }
+    }
+
+    // ---- timers ----
+
+    fn tick(&self) {
+        let now = self.now.get();
+        let cfg = &self.shared.cfg;
+        let ping = ms(cfg.ping_interval);
+        let idle = ms(cfg.idle_timeout);
+        let mut expired = Vec::new();
+        {
+            let mut io = self.io.borrow_mut();
+            let mut pinged = Vec::new();
+            for (slot, c) in io.conns.iter_mut().enumerate() {
+                let Some(c) = c else { continue };
+                match c.phase {
+                    Phase::Handshake | Phase::Closing | Phase::Lingering => {
+                        if now >= c.deadline {
+                            expired.push(slot);
+                        }
+                    }
+                    Phase::Open => {
+                        if idle > 0 && now.saturating_sub(c.last_recv) >= idle {
+                            c.close.get_or_insert_with(|| {
+                                Box::new(CloseInfo {
+                                    status: -1,
+                                    reason: "idle timeout".into(),
+                                    by_host: false,
+                                })
+                            });
+                            expired.push(slot);
+                        } else if ping > 0
+                            && now.saturating_sub(c.last_recv) >= ping
+                            && now.saturating_sub(c.last_ping) >= ping
+                        {
+                            c.last_ping = now;
+                            c.out.push(Frame::Build(frame::OP_PING, b""));
+                            pinged.push(slot);
+                        }
+                    }
+                }
+            }
+            for slot in pinged {
+                io.mark_dirty(slot);
+            }
+        }
+        for slot in expired {
+            let failed_hs = self
+                .io
+                .borrow_mut()
+                .conn(slot)
+                .is_some_and(|c| c.phase == Phase::Handshake);
+            if failed_hs {
+                bump(&self.stats().hs_failed, 1);
+            }
+            self.teardown(slot);
+        }
+        if self.accept_blocked.replace(false) {
+            self.accept();
+        }
+    }
+
+    // ---- the end of a connection ----
+
+    fn teardown(&self, slot: usize) {
+        let c = {
+            let mut io = self.io.borrow_mut();
+            let Some(c) = io.conns.get_mut(slot).and_then(|c| c.take()) else {
+                return;
+            };
+            io.free.push(slot);
+            io.ids.remove(&c.id);
+            c
+        };
+        let Conn {
+            mut sock,
+            id,
+            cs,
+            opened,
+            close,
+            ..
+        } = c;
+        let _ = self.registry.deregister(&mut sock);
+        drop(sock);
+        cs.set_state(ST_CLOSING);
+        self.shared.registry.remove(id);
+        self.shared.live_count.fetch_sub(1, Ordering::Relaxed);
+        if opened {
+            self.shared.open_count.fetch_sub(1, Ordering::Relaxed);
+            let (status, reason, by_host) = match close {
+                Some(ci) => (ci.status, ci.reason, ci.by_host),
+                None => (-1, "connection dropped".to_owned(), false),
+            };
+            self.deliver(Event::Close {
+                conn: id,
+                status,
+                reason: &reason,
+                by_host,
+            });
+        }
+    }
+
+    fn teardown_all(&self) {
+        let slots: Vec<usize> = self.io.borrow().ids.values().copied().collect();
+        for slot in slots {
+            self.teardown(slot);
+        }
+    }
+
+    // ---- events to the host ----
+
+    fn deliver(&self, ev: Event<'_>) {
+        if self.stopping.get().is_some() || self.shared.shutting_down.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(q) = &self.shared.queue {
+            q.push(OwnedEvent::from_event(&ev));
+            return;
+        }
+        let mut h = self.shared.handler.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = h.as_mut() {
+            h.on_event(&self.handle, ev);
+        }
+    }
+}
+
+trait TryWriteAll {
+    fn try_write_all(self, b: &[u8]) -> io::Result<()>;
+}
+
+impl TryWriteAll for &TcpStream {
+    fn try_write_all(self, b: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let mut s = self;
+        s.write(b).map(|_| ())
+    }
+}
+
+// ---- entry points used by ServerHandle ----
+
+pub(crate) fn send(shared: &Arc<Shared>, id: ConnId, f: Frame<'_>, counts: bool) -> Result<Sent, SendError> {
+    if id == 0 {
+        return Err(SendError::NotFound);
+    }
+    let n = shared.workers.len() as u64;
+    let owner = (id % n) as usize;
+    if let Some(w) = current_worker(shared) {
+        if w.idx == owner && w.io.try_borrow_mut().is_ok() {
+            return w.send_local(id, f, counts);
+        }
+    }
+    if shared.shutting_down.load(Ordering::Relaxed) {
+        return Err(SendError::ShutDown);
+    }
+    let cs = shared.registry.get(id).ok_or(SendError::NotFound)?;
+    if !cs.is_open() {
+        return Err(SendError::Closed);
+    }
+    let cfg = &shared.cfg;
+    let len = f.wire_len();
+    let pending = cs.pending.fetch_add(len, Ordering::Relaxed) + len;
+    let total = cs.buffered() - pending + pending;
+    if total > cfg.outbound_hard_limit {
+        cs.pending.fetch_sub(len, Ordering::Relaxed);
+        return match cfg.overflow {
+            OverflowPolicy::Refuse => Err(SendError::WouldOverflow),
+            OverflowPolicy::Close => {
+                shared.workers[owner].command(Cmd::Overflow { id });
+                Err(SendError::SlowConsumer)
+            }
+        };
+    }
+    shared.workers[owner].command(Cmd::Send {
+        id,
+        frame: f.into_owned(),
+        len,
+        counts,
+    });
+    if total > cfg.outbound_soft_limit {
+        cs.over_soft.store(true, Ordering::Relaxed);
+        Ok(Sent::Backpressure)
+    } else {
+        Ok(Sent::Queued)
+    }
+}
+
+pub(crate) fn close(shared: &Arc<Shared>, id: ConnId, code: u16, reason: &str) -> Result<(), SendError> {
+    if id == 0 {
+        return Err(SendError::NotFound);
+    }
+    let owner = (id % shared.workers.len() as u64) as usize;
+    if let Some(w) = current_worker(shared) {
+        if w.idx == owner && w.io.try_borrow_mut().is_ok() {
+            let slot = w.io.borrow().ids.get(&id).copied().ok_or(SendError::NotFound)?;
+            return if w.host_close(slot, code, reason) {
+                Ok(())
+            } else {
+                Err(SendError::Closed)
+            };
+        }
+    }
+    let cs = shared.registry.get(id).ok_or(SendError::NotFound)?;
+    // Claim the transition here so that is_valid is false as soon as close returns.
+    if cs.state() != ST_OPEN {
+        return Err(SendError::Closed);
+    }
+    cs.set_state(ST_CLOSING);
+    shared.workers[owner].command(Cmd::Close {
+        id,
+        code,
+        reason: reason.to_owned(),
+    });
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! Every pointer↔object conversion of the C boundary happens here.
+//!
+//! Objects handed to C live in a registry keyed by address, so a freed or
+//! foreign pointer is recognised (`WSB_RESULT_NOT_FOUND`) instead of being
+//! dereferenced, and freeing twice is an error code, not a crash.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+pub(crate) struct Handles<T> {
+    map: RwLock<HashMap<usize, Arc<T>>>,
+}
+
+thread_local! {
+    /// The object whose callback is running on this thread (address), so calls
+    /// made from inside a callback skip the registry lock.
+    static IN_CALLBACK: Cell<usize> = const { Cell::new(0) };
+}
+
+impl<T> Handles<T> {
+    pub(crate) fn new() -> Handles<T> {
+        Handles {
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn add(&self, obj: Arc<T>) -> *mut T {
+        let p = Arc::as_ptr(&obj) as *mut T;
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p as usize, obj);
+        p
+    }
+
+    pub(crate) fn get(&self, p: *const T) -> Option<Arc<T>> {
+        if p.is_null() {
+            return None;
+        }
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(p as usize))
+            .cloned()
+    }
+
+    pub(crate) fn remove(&self, p: *const T) -> Option<Arc<T>> {
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(p as usize))
+    }
+
+    /// Runs `f` with the live object behind `p`, or returns None.
+    pub(crate) fn with<R>(&self, p: *const T, f: impl FnOnce(&T) -> R) -> Option<R> {
+        if !p.is_null() && IN_CALLBACK.with(|c| c.get()) == p as usize {
+            // SAFETY: the object's callback is running on this thread; freeing
+            // it waits for its I/O threads (and so for this callback) before
+            // the last reference is dropped, so it is alive for this call.
+            return Some(f(unsafe { &*p }));
+        }
+        self.get(p).map(|o| f(&o))
+    }
+}
+
+/// Marks `p` as the object whose callback runs on this thread, for the
+/// duration of `f`.
+pub(crate) fn in_callback<R>(p: usize, f: impl FnOnce() -> R) -> R {
+    let prev = IN_CALLBACK.with(|c| c.replace(p));
+    let r = f();
+    IN_CALLBACK.with(|c| c.set(prev));
+    r
+}
+
+/// True when `p`'s callback is running on this thread.
+pub(crate) fn is_in_callback(p: usize) -> bool {
+    IN_CALLBACK.with(|c| c.get()) == p
+}
+
+/// A raw pointer that may cross threads: the host promised (by registering
+/// it) that its userdata may be used from the library's threads.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub *mut std::ffi::c_void);
+// SAFETY: see the type's documentation; the library never dereferences it.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}

@@ -9,6 +9,7 @@ pub mod broker;
 pub mod dialect;
 pub mod engine;
 pub mod ffi;
+pub mod listener;
 
 pub use engine::{
     Config, ConnId, Event, EventQueue, Handler, OverflowPolicy, OwnedEvent, SendError, Sent, Server, ServerHandle,

@@ -66,6 +66,10 @@ pub enum Event<'a> {
 /// Receives events on an I/O thread. Never called twice at once for one server.
 pub trait Handler: Send + 'static {
     fn on_event(&mut self, server: &ServerHandle, event: Event<'_>);
+
+    /// Called about every 100 ms on an I/O thread (never at the same time as
+    /// `on_event`), for the handler's own timers. Does nothing by default.
+    fn on_tick(&mut self, _server: &ServerHandle) {}
 }
 
 impl<F> Handler for F

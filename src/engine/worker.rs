@@ -1242,6 +1242,12 @@ impl Worker {
         if self.accept_blocked.replace(false) {
             self.accept();
         }
+        if self.idx == 0 && self.shared.queue.is_none() && self.stopping.get().is_none() {
+            let mut h = self.shared.handler.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(h) = h.as_mut() {
+                h.on_tick(&self.handle);
+            }
+        }
     }
 
     // ---- the end of a connection ----

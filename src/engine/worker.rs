@@ -242,6 +242,9 @@ struct Conn {
     dirty: bool,
     read_paused: bool,
     shut_wr: bool,
+    /// The closing handshake is complete: close TCP as soon as the outbound
+    /// buffer is written (the server closes first, RFC 6455 §7.1.1).
+    close_after_flush: bool,
     inbuf: Vec<u8>,
     out: OutBuf,
     frag: Option<Box<Frag>>,
@@ -473,6 +476,7 @@ impl Worker {
             dirty: false,
             read_paused: false,
             shut_wr: false,
+            close_after_flush: false,
             inbuf: Vec::new(),
             out: OutBuf::default(),
             frag: None,
@@ -1003,11 +1007,13 @@ impl Worker {
                 c.cs.set_state(ST_CLOSING);
                 c.frag = None;
                 c.phase = Phase::Lingering;
+                c.close_after_flush = true;
                 c.deadline = now + ms(self.shared.cfg.close_timeout);
             }
             Phase::Closing => {
                 // The peer answered our close: the handshake is complete.
                 c.phase = Phase::Lingering;
+                c.close_after_flush = true;
                 c.deadline = now + ms(self.shared.cfg.close_timeout);
             }
             _ => return,
@@ -1166,6 +1172,7 @@ impl Worker {
                 if c.out.is_empty() && c.phase == Phase::Lingering && !c.shut_wr {
                     c.shut_wr = true;
                     let _ = c.sock.shutdown(std::net::Shutdown::Write);
+                    gone = c.close_after_flush;
                 }
             }
             (drain.then_some(c.id), resume, gone)

@@ -6,10 +6,12 @@
 
 pub mod appws;
 pub mod broker;
+pub mod client;
 pub mod dialect;
 pub mod engine;
 pub mod ffi;
 pub mod listener;
+pub mod tls;
 
 pub use engine::{
     Config, ConnId, Event, EventQueue, Handler, OverflowPolicy, OwnedEvent, SendError, Sent, Server, ServerHandle,

@@ -1,6 +1,7 @@
 //! Server configuration with documented defaults.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a write does when it would take a connection's outbound buffer over
@@ -61,6 +62,9 @@ pub struct Config {
     /// Queue mode only: reading from sockets pauses while this many events wait
     /// to be polled, and resumes below half. Default 16,384.
     pub event_queue_capacity: usize,
+    /// Serve `wss://` with this TLS configuration (see [`crate::tls`]).
+    /// Default `None`: plain `ws://`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Config {
@@ -83,6 +87,7 @@ impl Default for Config {
             subprotocols: Vec::new(),
             path: None,
             event_queue_capacity: 16_384,
+            tls: None,
         }
     }
 }

@@ -7,14 +7,17 @@
 //! any thread without blocking.
 
 mod config;
+mod dial;
 pub mod frame;
 mod handshake;
 mod out;
 mod queue;
 mod registry;
+mod transport;
 mod worker;
 
 pub use config::{Config, OverflowPolicy};
+pub use dial::{ConnectError, DialTarget, ProxyTunnel};
 pub use queue::{EventQueue, OwnedEvent, PollError};
 
 use std::io;
@@ -60,6 +63,16 @@ pub enum Event<'a> {
         status: i32,
         reason: &'a str,
         by_host: bool,
+    },
+    /// Client role: one message (a `send`) has been written to the socket.
+    /// Only with [`DialTarget::send_results`]; one event per message, in order.
+    Sent { conn: ConnId },
+    /// Client role: the connection failed before it opened (no `Open` or
+    /// `Close` follows for this id).
+    ConnectFailed {
+        conn: ConnId,
+        error: ConnectError,
+        message: &'a str,
     },
 }
 
@@ -156,6 +169,10 @@ pub(crate) struct Shared {
     pub(crate) handler: Mutex<Option<Box<dyn Handler>>>,
     pub(crate) queue: Option<Arc<EventQueue>>,
     pub(crate) shutting_down: AtomicBool,
+    /// Every connection of this engine is dialled (client role).
+    pub(crate) client: bool,
+    /// Accepted connections speak TLS with this configuration.
+    pub(crate) tls_server: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A cheap, cloneable handle for sending and querying from any thread.
@@ -244,6 +261,17 @@ impl ServerHandle {
         &self.shared.cfg
     }
 
+    /// Client role: opens an outgoing connection. Events for it (`Open` or
+    /// `ConnectFailed`, then the usual ones) carry the returned id.
+    pub fn dial(&self, target: DialTarget) -> ConnId {
+        worker::dial(&self.shared, target)
+    }
+
+    /// Manual flow control: lets the next message of `conn` through.
+    pub fn message_complete(&self, conn: ConnId) {
+        worker::complete(&self.shared, conn)
+    }
+
     /// True when the calling thread is one of this server's I/O threads.
     pub fn on_io_thread(&self) -> bool {
         worker::on_io_thread_of(&self.shared)
@@ -261,13 +289,27 @@ pub struct Server {
 impl Server {
     /// Binds and starts in callback mode.
     pub fn start(cfg: Config, handler: impl Handler) -> io::Result<Server> {
-        Self::start_inner(cfg, Some(Box::new(handler)), None)
+        Self::start_inner(cfg, Some(Box::new(handler)), None, true)
     }
 
     /// Binds and starts in queue mode: events wait in the returned queue.
     pub fn start_queued(cfg: Config) -> io::Result<(Server, Arc<EventQueue>)> {
         let q = Arc::new(EventQueue::new(cfg.event_queue_capacity));
-        let s = Self::start_inner(cfg, None, Some(q.clone()))?;
+        let s = Self::start_inner(cfg, None, Some(q.clone()), true)?;
+        Ok((s, q))
+    }
+
+    /// Starts an engine for outgoing connections only (client role; `bind`
+    /// and the listener settings are ignored). Connect with
+    /// [`ServerHandle::dial`].
+    pub fn start_client(cfg: Config, handler: impl Handler) -> io::Result<Server> {
+        Self::start_inner(cfg, Some(Box::new(handler)), None, false)
+    }
+
+    /// [`Server::start_client`] in queue mode.
+    pub fn start_client_queued(cfg: Config) -> io::Result<(Server, Arc<EventQueue>)> {
+        let q = Arc::new(EventQueue::new(cfg.event_queue_capacity));
+        let s = Self::start_inner(cfg, None, Some(q.clone()), false)?;
         Ok((s, q))
     }
 
@@ -275,11 +317,18 @@ impl Server {
         cfg: Config,
         handler: Option<Box<dyn Handler>>,
         queue: Option<Arc<EventQueue>>,
+        listen: bool,
     ) -> io::Result<Server> {
         cfg.validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let listener = mio::net::TcpListener::bind(cfg.bind)?;
-        let local_addr = listener.local_addr()?;
+        let (listener, local_addr) = if listen {
+            let l = mio::net::TcpListener::bind(cfg.bind)?;
+            let a = l.local_addr()?;
+            (Some(l), a)
+        } else {
+            (None, SocketAddr::from(([0, 0, 0, 0], 0)))
+        };
+        let tls_server = if listen { cfg.tls.clone() } else { None };
         let mut parts = Vec::with_capacity(cfg.threads);
         let mut links = Vec::with_capacity(cfg.threads);
         for i in 0..cfg.threads {
@@ -298,6 +347,8 @@ impl Server {
             handler: Mutex::new(handler),
             queue,
             shutting_down: AtomicBool::new(false),
+            client: !listen,
+            tls_server,
         });
         if let Some(q) = &shared.queue {
             let weak = Arc::downgrade(&shared);
@@ -309,7 +360,7 @@ impl Server {
                 }
             }));
         }
-        let mut listener = Some(listener);
+        let mut listener = listener;
         let mut threads = Vec::new();
         for part in parts {
             let l = if part.index() == 0 { listener.take() } else { None };

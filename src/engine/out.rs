@@ -65,6 +65,16 @@ pub(crate) struct OutBuf {
     /// Bytes of the first chunk already written.
     head: usize,
     len: usize,
+    /// Send-result tracking (clients): where each message ends, counted in
+    /// bytes ever queued.
+    marks: Option<Box<Marks>>,
+}
+
+#[derive(Default)]
+struct Marks {
+    queued: u64,
+    written: u64,
+    ends: VecDeque<u64>,
 }
 
 impl OutBuf {
@@ -73,6 +83,83 @@ impl OutBuf {
     }
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Starts counting messages written (see `mark_message` and `take_written`).
+    pub(crate) fn track_messages(&mut self) {
+        self.marks.get_or_insert_with(Default::default);
+    }
+
+    /// Records that the bytes queued so far end a host message.
+    pub(crate) fn mark_message(&mut self) {
+        let len = self.len as u64;
+        if let Some(m) = self.marks.as_mut() {
+            let end = m.written + len;
+            m.queued = end;
+            m.ends.push_back(end);
+        }
+    }
+
+    /// How many marked messages have been fully written since the last call.
+    pub(crate) fn take_written(&mut self) -> usize {
+        let Some(m) = self.marks.as_mut() else { return 0 };
+        let mut n = 0;
+        while m.ends.front().is_some_and(|&e| e <= m.written) {
+            m.ends.pop_front();
+            n += 1;
+        }
+        n
+    }
+
+    fn advance(&mut self, mut w: usize) {
+        self.len -= w;
+        if let Some(m) = self.marks.as_mut() {
+            m.written += w as u64;
+        }
+        while w > 0 {
+            let first_len = match self.chunks.front() {
+                Some(c) => c.bytes().len() - self.head,
+                None => break,
+            };
+            if w >= first_len {
+                w -= first_len;
+                self.chunks.pop_front();
+                self.head = 0;
+            } else {
+                self.head += w;
+                w = 0;
+            }
+        }
+    }
+
+    /// Hands the buffered bytes to `write` (e.g. a TLS session) until it
+    /// takes none; returns the bytes taken.
+    pub(crate) fn write_with(&mut self, mut write: impl FnMut(&[u8]) -> io::Result<usize>) -> io::Result<usize> {
+        let mut total = 0;
+        while let Some(c) = self.chunks.front() {
+            let b = &c.bytes()[self.head..];
+            match write(b) {
+                Ok(0) => break,
+                Ok(n) => {
+                    total += n;
+                    self.advance(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.chunks.is_empty() {
+            self.chunks = VecDeque::new();
+        }
+        Ok(total)
+    }
+
+    /// Queues a frame, masked with `mask` (client role).
+    pub(crate) fn push_masked(&mut self, op: u8, payload: &[u8], mask: [u8; 4]) {
+        let v = self.tail_vec(payload.len() + frame::MAX_HEADER);
+        let before = v.len();
+        frame::append_frame(v, op, payload, Some(mask));
+        self.len += v.len() - before;
     }
 
     pub(crate) fn push(&mut self, f: Frame<'_>) {
@@ -172,23 +259,8 @@ impl OutBuf {
                     _ => return Err(e),
                 }
             }
-            let mut w = r as usize;
-            total += w;
-            self.len -= w;
-            while w > 0 {
-                let first_len = match self.chunks.front() {
-                    Some(c) => c.bytes().len() - self.head,
-                    None => break,
-                };
-                if w >= first_len {
-                    w -= first_len;
-                    self.chunks.pop_front();
-                    self.head = 0;
-                } else {
-                    self.head += w;
-                    w = 0;
-                }
-            }
+            total += r as usize;
+            self.advance(r as usize);
         }
         if self.chunks.is_empty() {
             // Release the deque's own allocation too: an idle connection keeps nothing.

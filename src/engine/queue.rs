@@ -40,6 +40,14 @@ pub enum OwnedEvent {
         reason: String,
         by_host: bool,
     },
+    Sent {
+        conn: ConnId,
+    },
+    ConnectFailed {
+        conn: ConnId,
+        error: super::ConnectError,
+        message: String,
+    },
 }
 
 fn with_nul(d: &[u8]) -> Vec<u8> {
@@ -88,6 +96,12 @@ impl OwnedEvent {
                 reason: reason.to_owned(),
                 by_host,
             },
+            Event::Sent { conn } => OwnedEvent::Sent { conn },
+            Event::ConnectFailed { conn, error, message } => OwnedEvent::ConnectFailed {
+                conn,
+                error,
+                message: message.to_owned(),
+            },
         }
     }
 
@@ -99,6 +113,8 @@ impl OwnedEvent {
             | OwnedEvent::Ping { conn, .. }
             | OwnedEvent::Pong { conn, .. }
             | OwnedEvent::Drain { conn }
+            | OwnedEvent::Sent { conn }
+            | OwnedEvent::ConnectFailed { conn, .. }
             | OwnedEvent::Close { conn, .. } => *conn,
         }
     }

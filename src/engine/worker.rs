@@ -6,11 +6,15 @@
 //! Handlers run with no borrow of the connection table held, so a handler may
 //! send, close or ping (its sends go straight into the outbound buffers and
 //! are written once per event-loop round).
+//!
+//! The same loop runs both roles: accepted connections (server) and dialled
+//! ones (client: connect, optional proxy CONNECT, optional TLS, upgrade),
+//! in the clear or through rustls.
 
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,11 +26,13 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry as MioRegistry, Token, Waker};
 
 use super::config::OverflowPolicy;
+use super::dial::{self, ConnectError, DialTarget, Reply};
 use super::frame::{self, HeaderError, PeerClose};
 use super::handshake::{self, Outcome};
 use super::out::{Frame, OutBuf};
 use super::queue::OwnedEvent;
 use super::registry::{ConnShared, IdMap, ST_CLOSING, ST_OPEN};
+use super::transport;
 use super::{ConnId, Event, SendError, Sent, ServerHandle, Shared, Stats};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -55,6 +61,13 @@ pub(crate) enum Cmd {
     Adopt {
         sock: TcpStream,
         remote: SocketAddr,
+        id: ConnId,
+    },
+    Dial {
+        id: ConnId,
+        target: Box<DialTarget>,
+    },
+    Complete {
         id: ConnId,
     },
     Overflow {
@@ -207,7 +220,13 @@ pub(crate) fn on_io_thread_of(shared: &Shared) -> bool {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Phase {
-    /// Reading the upgrade request.
+    /// Client: TCP connect in progress.
+    Connecting,
+    /// Client: CONNECT sent to the proxy, waiting for its answer.
+    Proxy,
+    /// Client: upgrade request sent (through TLS if any), waiting for 101.
+    Upgrading,
+    /// Server: reading the upgrade request.
     Handshake,
     Open,
     /// The host closed: our close frame is queued, waiting for the peer's.
@@ -231,6 +250,26 @@ struct CloseInfo {
     status: i32,
     reason: String,
     by_host: bool,
+    /// Set when an outgoing connection failed before it opened.
+    error: Option<ConnectError>,
+}
+
+fn close_info(status: i32, reason: impl Into<String>, by_host: bool) -> Box<CloseInfo> {
+    Box::new(CloseInfo {
+        status,
+        reason: reason.into(),
+        by_host,
+        error: None,
+    })
+}
+
+/// An outgoing connection until it opens.
+struct DialState {
+    target: Box<DialTarget>,
+    key: String,
+    /// Index in `target.addrs` being tried.
+    addr: usize,
+    buf: Vec<u8>,
 }
 
 struct Conn {
@@ -245,14 +284,39 @@ struct Conn {
     /// The closing handshake is complete: close TCP as soon as the outbound
     /// buffer is written (the server closes first, RFC 6455 §7.1.1).
     close_after_flush: bool,
+    /// Client role: frames we send are masked, frames we receive must not be.
+    client: bool,
+    /// Manual flow control: after each message, wait for `complete`.
+    manual: bool,
+    waiting_complete: bool,
     inbuf: Vec<u8>,
     out: OutBuf,
     frag: Option<Box<Frag>>,
     hs: Option<Box<Hs>>,
+    dial: Option<Box<DialState>>,
+    tls: Option<Box<rustls::Connection>>,
     close: Option<Box<CloseInfo>>,
     last_recv: u64,
     last_ping: u64,
     deadline: u64,
+}
+
+impl Conn {
+    /// Queues a frame the engine itself sends (control frames), masked in
+    /// the client role.
+    fn push_frame(&mut self, op: u8, payload: &[u8]) {
+        if self.client {
+            self.out.push_masked(op, payload, dial::mask_key());
+        } else {
+            self.out.push(Frame::Build(op, payload));
+        }
+    }
+
+    fn set_close(&mut self, info: Box<CloseInfo>) {
+        if self.close.is_none() {
+            self.close = Some(info);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -281,7 +345,7 @@ impl Io {
 }
 
 enum Read {
-    /// The buffer was filled: there may be more.
+    /// There may be more to read now.
     More,
     /// Short read or would block: wait for the next readiness event.
     Done,
@@ -306,17 +370,20 @@ fn ms(d: Duration) -> u64 {
     d.as_millis().min(u64::MAX as u128) as u64
 }
 
-fn recv(fd: RawFd, buf: *mut u8, len: usize) -> io::Result<usize> {
-    loop {
-        // SAFETY: the caller passes a pointer to at least `len` writable bytes.
-        let r = unsafe { libc::recv(fd, buf as *mut libc::c_void, len, 0) };
-        if r >= 0 {
-            return Ok(r as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+fn classify_connect_error(e: &io::Error) -> ConnectError {
+    if let Some(t) = transport::as_tls_error(e) {
+        return match t {
+            rustls::Error::InvalidCertificate(_) => ConnectError::Certificate,
+            _ => ConnectError::Tls,
+        };
+    }
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => ConnectError::Refused,
+        io::ErrorKind::TimedOut => ConnectError::Timeout,
+        _ => match e.raw_os_error() {
+            Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) | Some(libc::EADDRNOTAVAIL) => ConnectError::Unreachable,
+            _ => ConnectError::Io,
+        },
     }
 }
 
@@ -355,11 +422,11 @@ impl Worker {
                     WAKER => self.drain_commands(),
                     LISTENER => self.accept(),
                     Token(slot) => {
+                        if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                            self.guarded(slot, |w| w.on_writable(slot));
+                        }
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             self.guarded(slot, |w| w.on_readable(slot));
-                        }
-                        if ev.is_writable() {
-                            self.guarded(slot, |w| w.flush(slot));
                         }
                     }
                 }
@@ -390,20 +457,14 @@ impl Worker {
         if catch_unwind(AssertUnwindSafe(|| f(self))).is_err() {
             if let Ok(mut io) = self.io.try_borrow_mut() {
                 if let Some(c) = io.conn(slot) {
-                    c.close.get_or_insert_with(|| {
-                        Box::new(CloseInfo {
-                            status: 1011,
-                            reason: "internal error".into(),
-                            by_host: false,
-                        })
-                    });
+                    c.set_close(close_info(1011, "internal error", false));
                 }
             }
             self.teardown(slot);
         }
     }
 
-    // ---- accepting ----
+    // ---- new connections ----
 
     fn accept(&self) {
         let listener = self.listener.borrow();
@@ -413,7 +474,8 @@ impl Worker {
                 Ok((sock, remote)) => {
                     let sh = &self.shared;
                     if sh.live_count.load(Ordering::Relaxed) >= sh.cfg.max_connections {
-                        let _ = (&sock).try_write_all(
+                        use std::io::Write;
+                        let _ = (&sock).write(
                             b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
                         );
                         bump(&self.stats().hs_failed, 1);
@@ -445,11 +507,8 @@ impl Worker {
         }
     }
 
-    fn adopt(&self, mut sock: TcpStream, remote: SocketAddr, id: ConnId) {
-        if self.stopping.get().is_some() {
-            self.shared.live_count.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
+    /// Registers a socket and stores its connection; returns the slot.
+    fn insert(&self, mut sock: TcpStream, id: ConnId, phase: Phase, deadline: u64) -> Option<usize> {
         let mut io = self.io.borrow_mut();
         let slot = io.free.pop().unwrap_or_else(|| {
             io.conns.push(None);
@@ -461,8 +520,7 @@ impl Worker {
             .is_err()
         {
             io.free.push(slot);
-            self.shared.live_count.fetch_sub(1, Ordering::Relaxed);
-            return;
+            return None;
         }
         let cs = Arc::new(ConnShared::default());
         self.shared.registry.insert(id, cs.clone());
@@ -471,25 +529,198 @@ impl Worker {
             sock,
             id,
             cs,
-            phase: Phase::Handshake,
+            phase,
             opened: false,
             dirty: false,
             read_paused: false,
             shut_wr: false,
             close_after_flush: false,
+            client: false,
+            manual: false,
+            waiting_complete: false,
             inbuf: Vec::new(),
             out: OutBuf::default(),
             frag: None,
-            hs: Some(Box::new(Hs {
-                buf: Vec::new(),
-                remote,
-            })),
+            hs: None,
+            dial: None,
+            tls: None,
             close: None,
             last_recv: now,
             last_ping: now,
-            deadline: now + ms(self.shared.cfg.handshake_timeout),
+            deadline,
         });
         io.ids.insert(id, slot);
+        Some(slot)
+    }
+
+    fn adopt(&self, sock: TcpStream, remote: SocketAddr, id: ConnId) {
+        if self.stopping.get().is_some() {
+            self.shared.live_count.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let tls = match &self.shared.tls_server {
+            Some(cfg) => match rustls::ServerConnection::new(cfg.clone()) {
+                Ok(c) => Some(Box::new(rustls::Connection::Server(c))),
+                Err(_) => {
+                    self.shared.live_count.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+            },
+            None => None,
+        };
+        let deadline = self.now.get() + ms(self.shared.cfg.handshake_timeout);
+        let Some(slot) = self.insert(sock, id, Phase::Handshake, deadline) else {
+            self.shared.live_count.fetch_sub(1, Ordering::Relaxed);
+            return;
+        };
+        if let Some(c) = self.io.borrow_mut().conn(slot) {
+            c.hs = Some(Box::new(Hs {
+                buf: Vec::new(),
+                remote,
+            }));
+            c.tls = tls;
+        }
+    }
+
+    /// Starts an outgoing connection (client role).
+    fn dial(&self, id: ConnId, target: Box<DialTarget>) {
+        if let Some((error, message)) = &target.error {
+            self.deliver(Event::ConnectFailed {
+                conn: id,
+                error: *error,
+                message,
+            });
+            return;
+        }
+        let state = Box::new(DialState {
+            target,
+            key: dial::new_key(),
+            addr: 0,
+            buf: Vec::new(),
+        });
+        self.dial_next(id, state, None);
+    }
+
+    /// Connects to `state.target.addrs[state.addr]`, or the next that works.
+    fn dial_next(&self, id: ConnId, mut state: Box<DialState>, mut last: Option<(SocketAddr, io::Error)>) {
+        let deadline = self.now.get() + ms(state.target.connect_timeout);
+        loop {
+            let Some(&addr) = state.target.addrs.get(state.addr) else {
+                let (error, message) = match last {
+                    Some((a, e)) => (classify_connect_error(&e), format!("cannot connect to {a}: {e}")),
+                    None => (ConnectError::Resolve, "no address to connect to".to_owned()),
+                };
+                self.deliver(Event::ConnectFailed {
+                    conn: id,
+                    error,
+                    message: &message,
+                });
+                return;
+            };
+            match TcpStream::connect(addr) {
+                Ok(sock) => {
+                    let _ = sock.set_nodelay(true);
+                    let Some(slot) = self.insert(sock, id, Phase::Connecting, deadline) else {
+                        last = Some((addr, io::Error::other("cannot register the socket")));
+                        state.addr += 1;
+                        continue;
+                    };
+                    self.shared.live_count.fetch_add(1, Ordering::Relaxed);
+                    if let Some(c) = self.io.borrow_mut().conn(slot) {
+                        c.client = true;
+                        c.manual = state.target.manual_complete;
+                        if state.target.send_results {
+                            c.out.track_messages();
+                        }
+                        c.dial = Some(state);
+                    }
+                    return;
+                }
+                Err(e) => {
+                    last = Some((addr, e));
+                    state.addr += 1;
+                }
+            }
+        }
+    }
+
+    /// A dialled connection failed before it opened.
+    fn connect_failed(&self, slot: usize, error: ConnectError, message: String) {
+        if let Some(c) = self.io.borrow_mut().conn(slot) {
+            let mut info = close_info(-1, message, false);
+            info.error = Some(error);
+            c.close = Some(info);
+        }
+        self.teardown(slot);
+    }
+
+    fn on_writable(&self, slot: usize) {
+        let phase = self.io.borrow_mut().conn(slot).map(|c| c.phase);
+        match phase {
+            Some(Phase::Connecting) => self.on_connected(slot),
+            Some(_) => self.flush(slot),
+            None => {}
+        }
+    }
+
+    /// The TCP connect finished (or failed): go on to the proxy, TLS and
+    /// the upgrade request.
+    fn on_connected(&self, slot: usize) {
+        let res = {
+            let mut io = self.io.borrow_mut();
+            let Some(c) = io.conn(slot) else { return };
+            match c.sock.take_error() {
+                Ok(Some(e)) | Err(e) => Err(e),
+                Ok(None) => match c.sock.peer_addr() {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                    Err(e) => Err(e),
+                },
+            }
+        };
+        if let Err(e) = res {
+            // Forget this socket and go on with the next address, if any.
+            let id = self.io.borrow_mut().conn(slot).map(|c| c.id);
+            if let (Some(id), Some(mut state)) = (id, self.forget(slot)) {
+                let addr = state.target.addrs.get(state.addr).copied();
+                state.addr += 1;
+                let last = addr.map(|a| (a, e));
+                self.dial_next(id, state, last);
+            }
+            return;
+        }
+        let mut io = self.io.borrow_mut();
+        let Some(c) = io.conn(slot) else { return };
+        let Some(d) = c.dial.as_mut() else { return };
+        if d.target.proxy.is_some() {
+            c.out.push(Frame::Raw(dial::connect_request(&d.target)));
+            c.phase = Phase::Proxy;
+        } else {
+            let r = start_upgrade(c);
+            if let Err(msg) = r {
+                drop(io);
+                self.connect_failed(slot, ConnectError::Tls, msg);
+                return;
+            }
+        }
+        io.mark_dirty(slot);
+    }
+
+    /// Drops a connection without any event (a dial going on elsewhere);
+    /// returns its dial state.
+    fn forget(&self, slot: usize) -> Option<Box<DialState>> {
+        let c = {
+            let mut io = self.io.borrow_mut();
+            let c = io.conns.get_mut(slot).and_then(|c| c.take())?;
+            io.free.push(slot);
+            io.ids.remove(&c.id);
+            c
+        };
+        let mut sock = c.sock;
+        let _ = self.registry.deregister(&mut sock);
+        self.shared.registry.remove(c.id);
+        self.shared.live_count.fetch_sub(1, Ordering::Relaxed);
+        c.dial
     }
 
     // ---- commands from other threads ----
@@ -508,6 +739,7 @@ impl Worker {
                     }
                     c.out.push(frame);
                     if counts {
+                        c.out.mark_message();
                         bump(&self.stats().msgs_out, 1);
                     }
                     io.mark_dirty(slot);
@@ -519,6 +751,17 @@ impl Worker {
                     }
                 }
                 Cmd::Adopt { sock, remote, id } => self.adopt(sock, remote, id),
+                Cmd::Dial { id, target } => {
+                    if self.stopping.get().is_none() {
+                        self.dial(id, target);
+                    }
+                }
+                Cmd::Complete { id } => {
+                    let slot = self.io.borrow().ids.get(&id).copied();
+                    if let Some(slot) = slot {
+                        self.guarded(slot, |w| w.complete(slot));
+                    }
+                }
                 Cmd::Overflow { id } => {
                     let slot = self.io.borrow().ids.get(&id).copied();
                     if let Some(slot) = slot {
@@ -552,11 +795,38 @@ impl Worker {
             let phase = self.io.borrow_mut().conn(slot).map(|c| c.phase);
             match phase {
                 Some(Phase::Open) => {
-                    self.host_close(slot, 1001, "server shutting down");
+                    self.host_close(slot, 1001, "going away");
                 }
-                Some(Phase::Handshake) => self.teardown(slot),
-                _ => {}
+                Some(Phase::Closing) | Some(Phase::Lingering) | None => {}
+                Some(_) => self.teardown(slot),
             }
+        }
+    }
+
+    /// Manual flow control: the host finished with the last message.
+    fn complete(&self, slot: usize) {
+        let buf = {
+            let mut io = self.io.borrow_mut();
+            let Some(c) = io.conn(slot) else { return };
+            if !c.waiting_complete {
+                return;
+            }
+            c.waiting_complete = false;
+            std::mem::take(&mut c.inbuf)
+        };
+        if !buf.is_empty() {
+            // Frames already received come first, one message at a time.
+            let mut buf = buf;
+            let len = buf.len();
+            buf.push(0);
+            let consumed = self.process(slot, &mut buf, len);
+            buf.truncate(len);
+            buf.drain(..consumed);
+            self.keep_partial(slot, buf);
+        }
+        let waiting = self.io.borrow_mut().conn(slot).is_some_and(|c| c.waiting_complete);
+        if !waiting {
+            self.io.borrow_mut().again.push(slot);
         }
     }
 
@@ -564,32 +834,28 @@ impl Worker {
 
     fn on_readable(&self, slot: usize) {
         for _ in 0..READS_PER_EVENT {
-            let (phase, has_in) = {
+            let phase = {
                 let mut io = self.io.borrow_mut();
                 let Some(c) = io.conn(slot) else { return };
-                if c.read_paused {
+                if c.read_paused || c.waiting_complete {
                     return;
                 }
-                (c.phase, !c.inbuf.is_empty())
+                c.phase
             };
-            if phase != Phase::Handshake && self.should_pause(slot) {
+            if matches!(phase, Phase::Open | Phase::Closing) && self.should_pause(slot) {
                 return;
             }
             let r = match phase {
+                Phase::Connecting => return,
+                Phase::Proxy => self.read_proxy(slot),
+                Phase::Upgrading => self.read_upgrade(slot),
                 Phase::Handshake => self.read_handshake(slot),
-                Phase::Open | Phase::Closing => {
-                    if has_in {
-                        self.read_into_inbuf(slot)
-                    } else {
-                        self.read_scratch(slot)
-                    }
-                }
+                Phase::Open | Phase::Closing => self.read_frames(slot),
                 Phase::Lingering => self.read_discard(slot),
             };
             match r {
                 Ok(Read::More) => continue,
-                Ok(Read::Done) => return,
-                Err(()) => return,
+                Ok(Read::Done) | Err(()) => return,
             }
         }
         self.io.borrow_mut().again.push(slot);
@@ -611,12 +877,30 @@ impl Worker {
         false
     }
 
-    /// Handles a read result: `Ok(n > 0)` passes through; EOF and errors end
-    /// the connection.
-    fn check_read(&self, slot: usize, r: io::Result<usize>) -> Result<Option<usize>, ()> {
+    /// Reads from the connection (through TLS when there is a session) into
+    /// `buf`, handling the outcome: `Ok(Some(n))` with data, `Ok(None)` when
+    /// nothing is there, `Err` when the connection ended (already torn down).
+    fn recv(&self, slot: usize, buf: &mut [u8], tls_ok: bool) -> Result<Option<usize>, ()> {
+        let r = {
+            let mut io = self.io.borrow_mut();
+            let c = io.conn(slot).ok_or(())?;
+            match c.tls.as_deref_mut() {
+                Some(tls) if tls_ok => transport::tls_recv(tls, &mut c.sock, buf),
+                _ => transport::recv(c.sock.as_raw_fd(), buf.as_mut_ptr(), buf.len()),
+            }
+        };
+        // A TLS read may have produced handshake records to send.
+        if self
+            .io
+            .borrow_mut()
+            .conn(slot)
+            .is_some_and(|c| c.tls.as_ref().is_some_and(|t| transport::tls_pending(t)))
+        {
+            self.io.borrow_mut().mark_dirty(slot);
+        }
         match r {
             Ok(0) => {
-                self.teardown(slot);
+                self.on_eof(slot, None);
                 Err(())
             }
             Ok(n) => {
@@ -628,22 +912,59 @@ impl Worker {
                 Ok(Some(n))
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(_) => {
-                self.teardown(slot);
+            Err(e) => {
+                self.on_eof(slot, Some(e));
                 Err(())
             }
         }
     }
 
-    fn fd(&self, slot: usize) -> Option<RawFd> {
-        self.io.borrow_mut().conn(slot).map(|c| c.sock.as_raw_fd())
+    /// The stream ended or failed.
+    fn on_eof(&self, slot: usize, err: Option<io::Error>) {
+        let dialling = self
+            .io
+            .borrow_mut()
+            .conn(slot)
+            .is_some_and(|c| matches!(c.phase, Phase::Connecting | Phase::Proxy | Phase::Upgrading));
+        if dialling {
+            let host = self.dial_host(slot);
+            let (kind, msg) = match &err {
+                Some(e) => (
+                    classify_connect_error(e),
+                    if transport::as_tls_error(e).is_some() {
+                        format!("TLS handshake with {host} failed: {e}")
+                    } else {
+                        format!("connection to {host} failed: {e}")
+                    },
+                ),
+                None => (
+                    ConnectError::Handshake,
+                    format!("{host} closed the connection before the upgrade completed"),
+                ),
+            };
+            self.connect_failed(slot, kind, msg);
+            return;
+        }
+        if let Some(e) = err {
+            if let Some(c) = self.io.borrow_mut().conn(slot) {
+                c.set_close(close_info(-1, format!("connection error: {e}"), false));
+            }
+        }
+        self.teardown(slot);
+    }
+
+    fn dial_host(&self, slot: usize) -> String {
+        self.io
+            .borrow_mut()
+            .conn(slot)
+            .and_then(|c| c.dial.as_ref())
+            .map(|d| format!("{}:{}", d.target.host, d.target.port))
+            .unwrap_or_default()
     }
 
     fn read_handshake(&self, slot: usize) -> Result<Read, ()> {
-        let fd = self.fd(slot).ok_or(())?;
         let mut scratch = self.scratch.borrow_mut();
-        let r = recv(fd, scratch.as_mut_ptr(), 4096);
-        let Some(n) = self.check_read(slot, r)? else {
+        let Some(n) = self.recv(slot, &mut scratch[..4096], true)? else {
             return Ok(Read::Done);
         };
         let outcome = {
@@ -655,7 +976,7 @@ impl Worker {
         };
         drop(scratch);
         match outcome {
-            Outcome::Partial => Ok(if n == 4096 { Read::More } else { Read::Done }),
+            Outcome::Partial => Ok(Read::More),
             Outcome::Reject { response, why } => {
                 bump(&self.stats().hs_failed, 1);
                 let mut io = self.io.borrow_mut();
@@ -665,11 +986,7 @@ impl Worker {
                     c.hs = None;
                     c.phase = Phase::Lingering;
                     c.deadline = now + 1000;
-                    c.close = Some(Box::new(CloseInfo {
-                        status: -1,
-                        reason: why,
-                        by_host: false,
-                    }));
+                    c.close = Some(close_info(-1, why, false));
                 }
                 io.mark_dirty(slot);
                 Err(())
@@ -685,45 +1002,161 @@ impl Worker {
                     let c = io.conn(slot).ok_or(())?;
                     let hs = c.hs.take().ok_or(())?;
                     c.out.push(Frame::Raw(response));
-                    c.phase = Phase::Open;
-                    c.opened = true;
-                    c.cs.set_state(ST_OPEN);
-                    let id = c.id;
-                    io.mark_dirty(slot);
                     let mut rest = hs.buf;
                     rest.drain(..consumed);
-                    (id, hs.remote, rest)
+                    (c.id, hs.remote, rest)
                 };
-                self.shared.open_count.fetch_add(1, Ordering::Relaxed);
-                bump(&self.stats().opened, 1);
+                self.open(slot);
                 self.deliver(Event::Open {
                     conn: id,
                     remote,
                     path: &path,
                     protocol: protocol.as_deref(),
                 });
-                if !rest.is_empty() {
-                    // The client sent frames right behind its request.
-                    let mut buf = rest;
-                    let len = buf.len();
-                    buf.push(0);
-                    let consumed = self.process(slot, &mut buf, len);
-                    buf.truncate(len);
-                    buf.drain(..consumed);
-                    self.keep_partial(slot, buf);
-                }
+                self.process_leftover(slot, rest);
                 Ok(Read::More)
             }
         }
     }
 
-    fn read_scratch(&self, slot: usize) -> Result<Read, ()> {
-        let fd = self.fd(slot).ok_or(())?;
+    fn open(&self, slot: usize) {
+        let mut io = self.io.borrow_mut();
+        if let Some(c) = io.conn(slot) {
+            c.phase = Phase::Open;
+            c.opened = true;
+            c.cs.set_state(ST_OPEN);
+            c.last_recv = self.now.get();
+        }
+        io.mark_dirty(slot);
+        self.shared.open_count.fetch_add(1, Ordering::Relaxed);
+        bump(&self.stats().opened, 1);
+    }
+
+    /// Frames that arrived right behind the upgrade.
+    fn process_leftover(&self, slot: usize, rest: Vec<u8>) {
+        if rest.is_empty() {
+            return;
+        }
+        let mut buf = rest;
+        let len = buf.len();
+        buf.push(0);
+        let consumed = self.process(slot, &mut buf, len);
+        buf.truncate(len);
+        buf.drain(..consumed);
+        self.keep_partial(slot, buf);
+    }
+
+    /// Client: the proxy's answer to CONNECT (always in the clear).
+    fn read_proxy(&self, slot: usize) -> Result<Read, ()> {
         let mut scratch = self.scratch.borrow_mut();
-        let r = recv(fd, scratch.as_mut_ptr(), SCRATCH);
-        let Some(n) = self.check_read(slot, r)? else {
+        let Some(n) = self.recv(slot, &mut scratch[..4096], false)? else {
             return Ok(Read::Done);
         };
+        let verdict = {
+            let mut io = self.io.borrow_mut();
+            let c = io.conn(slot).ok_or(())?;
+            let d = c.dial.as_mut().ok_or(())?;
+            d.buf.extend_from_slice(&scratch[..n]);
+            dial::check_proxy_reply(&d.buf)
+        };
+        drop(scratch);
+        match verdict {
+            None => Ok(Read::More),
+            Some(Err(msg)) => {
+                self.connect_failed(slot, ConnectError::Proxy, msg);
+                Err(())
+            }
+            Some(Ok(_)) => {
+                let mut io = self.io.borrow_mut();
+                let c = io.conn(slot).ok_or(())?;
+                if let Some(d) = c.dial.as_mut() {
+                    d.buf.clear();
+                }
+                if let Err(msg) = start_upgrade(c) {
+                    drop(io);
+                    self.connect_failed(slot, ConnectError::Tls, msg);
+                    return Err(());
+                }
+                io.mark_dirty(slot);
+                Ok(Read::More)
+            }
+        }
+    }
+
+    /// Client: the server's answer to the upgrade request.
+    fn read_upgrade(&self, slot: usize) -> Result<Read, ()> {
+        let mut scratch = self.scratch.borrow_mut();
+        let Some(n) = self.recv(slot, &mut scratch[..4096], true)? else {
+            return Ok(Read::Done);
+        };
+        let reply = {
+            let mut io = self.io.borrow_mut();
+            let c = io.conn(slot).ok_or(())?;
+            let d = c.dial.as_mut().ok_or(())?;
+            d.buf.extend_from_slice(&scratch[..n]);
+            dial::check_response(&d.buf, &d.key, &d.target.protocols)
+        };
+        drop(scratch);
+        match reply {
+            Reply::Partial => Ok(Read::More),
+            Reply::Failed(msg) => {
+                let host = self.dial_host(slot);
+                self.connect_failed(
+                    slot,
+                    ConnectError::Handshake,
+                    format!("upgrade at {host} failed: {msg}"),
+                );
+                Err(())
+            }
+            Reply::Upgraded { consumed, protocol } => {
+                let (id, remote, path, rest) = {
+                    let mut io = self.io.borrow_mut();
+                    let c = io.conn(slot).ok_or(())?;
+                    let remote = c
+                        .sock
+                        .peer_addr()
+                        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    let d = c.dial.take().ok_or(())?;
+                    let mut rest = d.buf;
+                    rest.drain(..consumed);
+                    (c.id, remote, d.target.path.clone(), rest)
+                };
+                self.open(slot);
+                self.deliver(Event::Open {
+                    conn: id,
+                    remote,
+                    path: &path,
+                    protocol: protocol.as_deref(),
+                });
+                self.process_leftover(slot, rest);
+                Ok(Read::More)
+            }
+        }
+    }
+
+    fn read_frames(&self, slot: usize) -> Result<Read, ()> {
+        let (has_in, tls) = {
+            let mut io = self.io.borrow_mut();
+            let c = io.conn(slot).ok_or(())?;
+            (!c.inbuf.is_empty(), c.tls.is_some())
+        };
+        if has_in && !tls {
+            return self.read_into_inbuf(slot);
+        }
+        let mut scratch = self.scratch.borrow_mut();
+        let Some(n) = self.recv(slot, &mut scratch[..SCRATCH], true)? else {
+            return Ok(Read::Done);
+        };
+        // TLS may hold more decrypted data than one read returns: read on
+        // until it would block.
+        let more = if tls || n == SCRATCH { Read::More } else { Read::Done };
+        if has_in {
+            let mut buf = std::mem::take(&mut self.io.borrow_mut().conn(slot).ok_or(())?.inbuf);
+            buf.extend_from_slice(&scratch[..n]);
+            drop(scratch);
+            self.process_leftover(slot, buf);
+            return Ok(more);
+        }
         let consumed = self.process(slot, &mut scratch, n);
         if consumed < n {
             let mut rest = Vec::with_capacity(self.partial_hint(&scratch[consumed..n]));
@@ -731,7 +1164,7 @@ impl Worker {
             drop(scratch);
             self.keep_partial(slot, rest);
         }
-        Ok(if n == SCRATCH { Read::More } else { Read::Done })
+        Ok(more)
     }
 
     /// Capacity for a partial frame: the whole frame when its header is
@@ -755,6 +1188,8 @@ impl Worker {
         }
     }
 
+    /// Reads the rest of a partial frame straight into the connection's own
+    /// buffer (sized for the whole frame), so a large message is copied once.
     fn read_into_inbuf(&self, slot: usize) -> Result<Read, ()> {
         let (fd, mut buf) = {
             let mut io = self.io.borrow_mut();
@@ -765,15 +1200,27 @@ impl Worker {
         buf.reserve(want + 1);
         let room = buf.capacity() - buf.len() - 1;
         // SAFETY: `room` bytes of spare capacity exist past `len`.
-        let r = recv(fd, unsafe { buf.as_mut_ptr().add(buf.len()) }, room);
-        let n = match self.check_read(slot, r) {
-            Ok(Some(n)) => n,
-            Ok(None) => {
+        let r = transport::recv(fd, unsafe { buf.as_mut_ptr().add(buf.len()) }, room);
+        let n = match r {
+            Ok(0) => {
+                self.on_eof(slot, None);
+                return Err(());
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.keep_partial(slot, buf);
                 return Ok(Read::Done);
             }
-            Err(()) => return Err(()),
+            Err(e) => {
+                self.on_eof(slot, Some(e));
+                return Err(());
+            }
         };
+        bump(&self.stats().bytes_in, n as u64);
+        let now = self.now.get();
+        if let Some(c) = self.io.borrow_mut().conn(slot) {
+            c.last_recv = now;
+        }
         // SAFETY: recv initialised `n` bytes of the spare capacity.
         unsafe { buf.set_len(buf.len() + n) };
         let len = buf.len();
@@ -789,13 +1236,10 @@ impl Worker {
     }
 
     fn read_discard(&self, slot: usize) -> Result<Read, ()> {
-        let fd = self.fd(slot).ok_or(())?;
         let mut scratch = self.scratch.borrow_mut();
-        let r = recv(fd, scratch.as_mut_ptr(), SCRATCH);
-        drop(scratch);
-        match self.check_read(slot, r)? {
-            Some(n) if n == SCRATCH => Ok(Read::More),
-            _ => Ok(Read::Done),
+        match self.recv(slot, &mut scratch[..SCRATCH], true)? {
+            Some(_) => Ok(Read::More),
+            None => Ok(Read::Done),
         }
     }
 
@@ -816,19 +1260,18 @@ impl Worker {
                     return len;
                 }
             };
-            let Some(mask) = h.mask else {
-                self.fail(slot, 1002, "unmasked client frame");
-                return len;
-            };
             if h.payload_len > cfg.max_frame_size as u64 {
                 self.fail(slot, 1009, "frame too big");
                 return len;
             }
-            let closing = {
+            let (closing, client) = {
                 let mut io = self.io.borrow_mut();
                 let Some(c) = io.conn(slot) else { return len };
                 if c.phase == Phase::Lingering {
                     return len;
+                }
+                if c.waiting_complete {
+                    return pos;
                 }
                 let closing = c.phase == Phase::Closing;
                 if !closing && matches!(h.opcode, frame::OP_CONT | frame::OP_TEXT | frame::OP_BINARY) {
@@ -849,14 +1292,26 @@ impl Worker {
                         return len;
                     }
                 }
-                closing
+                (closing, c.client)
             };
+            // Clients mask every frame; servers never do.
+            if client == h.mask.is_some() {
+                let why = if client {
+                    "masked server frame"
+                } else {
+                    "unmasked client frame"
+                };
+                self.fail(slot, 1002, why);
+                return len;
+            }
             let total = h.header_len + h.payload_len as usize;
             if len - pos < total {
                 break;
             }
             let (ps, pe) = (pos + h.header_len, pos + total);
-            frame::apply_mask(&mut storage[ps..pe], mask, 0);
+            if let Some(mask) = h.mask {
+                frame::apply_mask(&mut storage[ps..pe], mask, 0);
+            }
             pos = pe;
             if closing && h.opcode != frame::OP_CLOSE {
                 continue; // Only the peer's close frame matters now.
@@ -933,7 +1388,7 @@ impl Worker {
                     let Some(c) = io.conn(slot) else { return false };
                     let open = c.phase == Phase::Open;
                     if open {
-                        c.out.push(Frame::Build(frame::OP_PONG, &storage[ps..pe]));
+                        c.push_frame(frame::OP_PONG, &storage[ps..pe]);
                         io.mark_dirty(slot);
                     }
                     open
@@ -973,6 +1428,11 @@ impl Worker {
             return;
         }
         bump(&self.stats().msgs_in, 1);
+        if let Some(c) = self.io.borrow_mut().conn(slot) {
+            if c.manual {
+                c.waiting_complete = true;
+            }
+        }
         let saved = storage[pe];
         storage[pe] = 0;
         self.deliver(Event::Message {
@@ -998,16 +1458,13 @@ impl Worker {
                         frame::close_payload(code, "invalid close frame"),
                     ),
                 };
-                c.out.push(Frame::Build(frame::OP_CLOSE, &reply));
-                c.close = Some(Box::new(CloseInfo {
-                    status,
-                    reason,
-                    by_host: false,
-                }));
+                c.push_frame(frame::OP_CLOSE, &reply);
+                c.close = Some(close_info(status, reason, false));
                 c.cs.set_state(ST_CLOSING);
                 c.frag = None;
                 c.phase = Phase::Lingering;
                 c.close_after_flush = true;
+                c.waiting_complete = false;
                 c.deadline = now + ms(self.shared.cfg.close_timeout);
             }
             Phase::Closing => {
@@ -1028,13 +1485,8 @@ impl Worker {
         let Some(c) = io.conn(slot) else { return };
         match c.phase {
             Phase::Open => {
-                c.out
-                    .push(Frame::Build(frame::OP_CLOSE, &frame::close_payload(code, why)));
-                c.close = Some(Box::new(CloseInfo {
-                    status: code as i32,
-                    reason: why.to_owned(),
-                    by_host: false,
-                }));
+                c.push_frame(frame::OP_CLOSE, &frame::close_payload(code, why));
+                c.close = Some(close_info(code as i32, why, false));
                 c.cs.set_state(ST_CLOSING);
             }
             Phase::Closing => {}
@@ -1042,6 +1494,7 @@ impl Worker {
         }
         c.frag = None;
         c.inbuf = Vec::new();
+        c.waiting_complete = false;
         c.phase = Phase::Lingering;
         c.deadline = now + ms(self.shared.cfg.close_timeout);
         io.mark_dirty(slot);
@@ -1054,15 +1507,11 @@ impl Worker {
         if c.phase != Phase::Open {
             return false;
         }
-        c.out
-            .push(Frame::Build(frame::OP_CLOSE, &frame::close_payload(code, reason)));
-        c.close = Some(Box::new(CloseInfo {
-            status: code as i32,
-            reason: reason.to_owned(),
-            by_host: true,
-        }));
+        c.push_frame(frame::OP_CLOSE, &frame::close_payload(code, reason));
+        c.close = Some(close_info(code as i32, reason, true));
         c.cs.set_state(ST_CLOSING);
         c.frag = None;
+        c.waiting_complete = false;
         c.phase = Phase::Closing;
         c.deadline = now + ms(self.shared.cfg.close_timeout);
         io.mark_dirty(slot);
@@ -1077,15 +1526,8 @@ impl Worker {
             return;
         }
         c.out.truncate_unstarted();
-        c.out.push(Frame::Build(
-            frame::OP_CLOSE,
-            &frame::close_payload(1008, "slow consumer"),
-        ));
-        c.close = Some(Box::new(CloseInfo {
-            status: 1008,
-            reason: "slow consumer".into(),
-            by_host: false,
-        }));
+        c.push_frame(frame::OP_CLOSE, &frame::close_payload(1008, "slow consumer"));
+        c.close = Some(close_info(1008, "slow consumer", false));
         c.cs.set_state(ST_CLOSING);
         c.frag = None;
         c.phase = Phase::Lingering;
@@ -1104,7 +1546,7 @@ impl Worker {
         if c.phase != Phase::Open || !c.cs.is_open() {
             return Err(SendError::Closed);
         }
-        let len = f.wire_len();
+        let len = f.wire_len() + if c.client { 4 } else { 0 };
         let total = c.out.len() + c.cs.pending.load(Ordering::Relaxed) + len;
         if total > cfg.outbound_hard_limit {
             return match cfg.overflow {
@@ -1116,7 +1558,13 @@ impl Worker {
                 }
             };
         }
-        c.out.push(f);
+        match f {
+            Frame::Build(op, payload) if c.client => c.out.push_masked(op, payload, dial::mask_key()),
+            f => c.out.push(f),
+        }
+        if counts {
+            c.out.mark_message();
+        }
         let over = total > cfg.outbound_soft_limit;
         if over {
             c.cs.over_soft.store(true, Ordering::Relaxed);
@@ -1147,17 +1595,31 @@ impl Worker {
 
     fn flush(&self, slot: usize) {
         let soft = self.shared.cfg.outbound_soft_limit;
-        let (drain, resume, gone) = {
+        let (drain, resume, written, gone, err) = {
             let mut io = self.io.borrow_mut();
             let Some(c) = io.conn(slot) else { return };
+            if c.phase == Phase::Connecting {
+                return;
+            }
             let mut gone = false;
-            if !c.out.is_empty() {
-                match c.out.flush(c.sock.as_raw_fd()) {
+            let mut err = None;
+            // The proxy stage speaks in the clear even on a TLS connection.
+            let tls = if c.phase == Phase::Proxy {
+                None
+            } else {
+                c.tls.as_deref_mut()
+            };
+            if !c.out.is_empty() || tls.as_ref().is_some_and(|t| transport::tls_pending(t)) {
+                match transport::flush(tls, &mut c.sock, &mut c.out) {
                     Ok(n) => bump(&self.link().stats.bytes_out, n as u64),
-                    Err(_) => gone = true,
+                    Err(e) => {
+                        gone = true;
+                        err = Some(e);
+                    }
                 }
             }
             c.cs.publish_buffered(c.out.len());
+            let written = c.out.take_written();
             let mut drain = false;
             let mut resume = false;
             if !gone {
@@ -1169,16 +1631,24 @@ impl Worker {
                     c.read_paused = false;
                     resume = true;
                 }
-                if c.out.is_empty() && c.phase == Phase::Lingering && !c.shut_wr {
+                let tls_done = c.tls.as_ref().is_none_or(|t| !transport::tls_pending(t));
+                if c.out.is_empty() && tls_done && c.phase == Phase::Lingering && !c.shut_wr {
                     c.shut_wr = true;
+                    if let Some(t) = c.tls.as_deref_mut() {
+                        t.send_close_notify();
+                        let _ = transport::flush(Some(t), &mut c.sock, &mut c.out);
+                    }
                     let _ = c.sock.shutdown(std::net::Shutdown::Write);
                     gone = c.close_after_flush;
                 }
             }
-            (drain.then_some(c.id), resume, gone)
+            (drain.then_some(c.id), resume, (written, c.id), gone, err)
         };
+        for _ in 0..written.0 {
+            self.deliver(Event::Sent { conn: written.1 });
+        }
         if gone {
-            self.teardown(slot);
+            self.on_eof(slot, err);
             return;
         }
         if let Some(id) = drain {
@@ -1205,28 +1675,23 @@ impl Worker {
             for (slot, c) in io.conns.iter_mut().enumerate() {
                 let Some(c) = c else { continue };
                 match c.phase {
-                    Phase::Handshake | Phase::Closing | Phase::Lingering => {
-                        if now >= c.deadline {
-                            expired.push(slot);
-                        }
-                    }
                     Phase::Open => {
-                        if idle > 0 && now.saturating_sub(c.last_recv) >= idle {
-                            c.close.get_or_insert_with(|| {
-                                Box::new(CloseInfo {
-                                    status: -1,
-                                    reason: "idle timeout".into(),
-                                    by_host: false,
-                                })
-                            });
+                        // A connection waiting for the host's `complete` is not idle.
+                        if idle > 0 && !c.waiting_complete && now.saturating_sub(c.last_recv) >= idle {
+                            c.set_close(close_info(-1, "idle timeout", false));
                             expired.push(slot);
                         } else if ping > 0
                             && now.saturating_sub(c.last_recv) >= ping
                             && now.saturating_sub(c.last_ping) >= ping
                         {
                             c.last_ping = now;
-                            c.out.push(Frame::Build(frame::OP_PING, b""));
+                            c.push_frame(frame::OP_PING, b"");
                             pinged.push(slot);
+                        }
+                    }
+                    _ => {
+                        if now >= c.deadline {
+                            expired.push(slot);
                         }
                     }
                 }
@@ -1236,15 +1701,22 @@ impl Worker {
             }
         }
         for slot in expired {
-            let failed_hs = self
-                .io
-                .borrow_mut()
-                .conn(slot)
-                .is_some_and(|c| c.phase == Phase::Handshake);
-            if failed_hs {
-                bump(&self.stats().hs_failed, 1);
+            let phase = self.io.borrow_mut().conn(slot).map(|c| c.phase);
+            match phase {
+                Some(Phase::Handshake) => {
+                    bump(&self.stats().hs_failed, 1);
+                    self.teardown(slot);
+                }
+                Some(Phase::Connecting | Phase::Proxy | Phase::Upgrading) => {
+                    let host = self.dial_host(slot);
+                    self.connect_failed(
+                        slot,
+                        ConnectError::Timeout,
+                        format!("connecting to {host} timed out ({} ms)", self.connect_timeout_ms(slot)),
+                    );
+                }
+                _ => self.teardown(slot),
             }
-            self.teardown(slot);
         }
         if self.accept_blocked.replace(false) {
             self.accept();
@@ -1255,6 +1727,15 @@ impl Worker {
                 h.on_tick(&self.handle);
             }
         }
+    }
+
+    fn connect_timeout_ms(&self, slot: usize) -> u64 {
+        self.io
+            .borrow_mut()
+            .conn(slot)
+            .and_then(|c| c.dial.as_ref())
+            .map(|d| ms(d.target.connect_timeout))
+            .unwrap_or(0)
     }
 
     // ---- the end of a connection ----
@@ -1275,6 +1756,7 @@ impl Worker {
             cs,
             opened,
             close,
+            dial,
             ..
         } = c;
         let _ = self.registry.deregister(&mut sock);
@@ -1293,6 +1775,16 @@ impl Worker {
                 status,
                 reason: &reason,
                 by_host,
+            });
+        } else if dial.is_some() || close.as_ref().is_some_and(|c| c.error.is_some()) {
+            let (error, message) = match close {
+                Some(ci) => (ci.error.unwrap_or(ConnectError::Io), ci.reason),
+                None => (ConnectError::Io, "the connection ended while connecting".to_owned()),
+            };
+            self.deliver(Event::ConnectFailed {
+                conn: id,
+                error,
+                message: &message,
             });
         }
     }
@@ -1321,16 +1813,23 @@ impl Worker {
     }
 }
 
-trait TryWriteAll {
-    fn try_write_all(self, b: &[u8]) -> io::Result<()>;
-}
-
-impl TryWriteAll for &TcpStream {
-    fn try_write_all(self, b: &[u8]) -> io::Result<()> {
-        use std::io::Write;
-        let mut s = self;
-        s.write(b).map(|_| ())
+/// Client: the socket is connected (and tunnelled): start TLS if asked and
+/// queue the upgrade request (rustls holds it until its handshake is done).
+fn start_upgrade(c: &mut Conn) -> Result<(), String> {
+    let Some(d) = c.dial.as_ref() else {
+        return Err("no dial state".into());
+    };
+    if let Some(cfg) = &d.target.tls {
+        let name = rustls_pki_types::ServerName::try_from(d.target.host.clone())
+            .map_err(|e| format!("{:?} is not a valid TLS server name: {e}", d.target.host))?;
+        let conn = rustls::ClientConnection::new(cfg.clone(), name)
+            .map_err(|e| format!("cannot start TLS with {}: {e}", d.target.host))?;
+        c.tls = Some(Box::new(rustls::Connection::Client(conn)));
     }
+    let req = dial::client_request(&d.target, &d.key);
+    c.out.push(Frame::Raw(req));
+    c.phase = Phase::Upgrading;
+    Ok(())
 }
 
 // ---- entry points used by ServerHandle ----
@@ -1353,10 +1852,17 @@ pub(crate) fn send(shared: &Arc<Shared>, id: ConnId, f: Frame<'_>, counts: bool)
     if !cs.is_open() {
         return Err(SendError::Closed);
     }
+    // Frame on the calling thread: the I/O thread only appends.
+    let f = match f {
+        Frame::Build(op, payload) if shared.client => {
+            Frame::Raw(frame::build_frame(op, payload, Some(dial::mask_key())))
+        }
+        f => f.into_owned(),
+    };
     let cfg = &shared.cfg;
     let len = f.wire_len();
-    let pending = cs.pending.fetch_add(len, Ordering::Relaxed) + len;
-    let total = cs.buffered() - pending + pending;
+    cs.pending.fetch_add(len, Ordering::Relaxed);
+    let total = cs.buffered();
     if total > cfg.outbound_hard_limit {
         cs.pending.fetch_sub(len, Ordering::Relaxed);
         return match cfg.overflow {
@@ -1369,7 +1875,7 @@ pub(crate) fn send(shared: &Arc<Shared>, id: ConnId, f: Frame<'_>, counts: bool)
     }
     shared.workers[owner].command(Cmd::Send {
         id,
-        frame: f.into_owned(),
+        frame: f,
         len,
         counts,
     });
@@ -1408,4 +1914,21 @@ pub(crate) fn close(shared: &Arc<Shared>, id: ConnId, code: u16, reason: &str) -
         reason: reason.to_owned(),
     });
     Ok(())
+}
+
+/// Starts an outgoing connection; events follow under the returned id.
+pub(crate) fn dial(shared: &Arc<Shared>, target: DialTarget) -> ConnId {
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let owner = (id % shared.workers.len() as u64) as usize;
+    shared.workers[owner].command(Cmd::Dial {
+        id,
+        target: Box::new(target),
+    });
+    id
+}
+
+/// Manual flow control: lets the next message of `id` through.
+pub(crate) fn complete(shared: &Arc<Shared>, id: ConnId) {
+    let owner = (id % shared.workers.len() as u64) as usize;
+    shared.workers[owner].command(Cmd::Complete { id });
 }

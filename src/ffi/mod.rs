@@ -17,11 +17,13 @@ pub use result::wsb_result;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr};
-use std::panic::{catch_unwind, UnwindSafe};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// Runs `f`, turning a panic into `on_panic`.
-pub(crate) fn guard<T>(on_panic: T, f: impl FnOnce() -> T + UnwindSafe) -> T {
-    catch_unwind(f).unwrap_or(on_panic)
+/// Runs `f`, turning a panic into `on_panic`. Unwind safety is asserted:
+/// after a panic the library only reports it, and every shared structure it
+/// touches is behind locks that recover from poisoning.
+pub(crate) fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(on_panic)
 }
 
 thread_local! {

@@ -179,6 +179,8 @@ impl Polled {
             OwnedEvent::Ping { .. } => out.kind = wsb_event_type::Ping as u32,
             OwnedEvent::Pong { .. } => out.kind = wsb_event_type::Pong as u32,
             OwnedEvent::Drain { .. } => out.kind = wsb_event_type::Drain as u32,
+            // Client-role events never reach a server.
+            OwnedEvent::Sent { .. } | OwnedEvent::ConnectFailed { .. } => {}
             OwnedEvent::Close { status, by_host, .. } => {
                 out.kind = wsb_event_type::Close as u32;
                 out.close_status = *status;
@@ -267,6 +269,8 @@ impl crate::Handler for CHandler {
                 ev.data = reason.as_ptr() as *const u8;
                 ev.len = reason.as_bytes().len();
             }
+            // Client-role events never reach a server.
+            Event::Sent { .. } | Event::ConnectFailed { .. } => return,
         }
         let (cb, ud, server) = (self.cb, self.userdata.0, self.server as *mut wsb_server);
         in_callback(self.server, || {

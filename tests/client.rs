@@ -1,0 +1,332 @@
+//! The client against the engine's own server: echo, flow control, send
+//! results, TLS (with a CA made by openssl for the test), every connect
+//! failure with its own kind, reconnection.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use wsbroker::client::{Client, ClientConfig, ClientEvent, OwnedClientEvent, Reconnect};
+use wsbroker::engine::ConnectError;
+use wsbroker::{Config, Event, Server, ServerHandle};
+
+fn echo_server(cfg: Config) -> Server {
+    Server::start(cfg, |s: &ServerHandle, e: Event<'_>| {
+        if let Event::Message { conn, data, text } = e {
+            if data == b"burst" {
+                for i in 0..3 {
+                    let _ = s.send(conn, format!("b{i}").as_bytes(), true);
+                }
+            } else {
+                let _ = s.send(conn, data, text);
+            }
+        }
+    })
+    .unwrap()
+}
+
+fn next(c: &Client) -> OwnedClientEvent {
+    c.poll(Some(Duration::from_secs(10))).expect("an event within 10 s")
+}
+
+/// The next message, skipping flow-control events (drain after a big send).
+fn next_msg(c: &Client) -> OwnedClientEvent {
+    loop {
+        match next(c) {
+            OwnedClientEvent::Drain | OwnedClientEvent::Sent => continue,
+            e => return e,
+        }
+    }
+}
+
+fn connected(c: &Client) {
+    match next(c) {
+        OwnedClientEvent::Connected { .. } => {}
+        e => panic!("expected Connected, got {e:?}"),
+    }
+}
+
+#[test]
+fn queue_mode_echo_of_all_sizes_and_close() {
+    let s = echo_server(Config::default());
+    let c = Client::connect_queued(ClientConfig::new(format!("ws://{}/x?y=1", s.local_addr()))).unwrap();
+    connected(&c);
+    for &n in &[0usize, 125, 126, 65535, 65536, 4 << 20] {
+        let text = "a".repeat(n);
+        c.send(text.as_bytes(), true).unwrap();
+        match next_msg(&c) {
+            OwnedClientEvent::Message { text: true, .. } => {}
+            e => panic!("{e:?}"),
+        }
+        let bin: Vec<u8> = (0..n).map(|i| i as u8).collect();
+        c.send(&bin, false).unwrap();
+        let e = next_msg(&c);
+        assert_eq!(e.payload(), &bin[..]);
+    }
+    c.close(4000, "bye").unwrap();
+    match next(&c) {
+        OwnedClientEvent::Closed { status, by_host, .. } => {
+            assert_eq!(status, 4000);
+            assert!(by_host);
+        }
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn manual_flow_control_holds_messages_until_complete() {
+    let s = echo_server(Config::default());
+    let mut cfg = ClientConfig::new(format!("ws://{}/", s.local_addr()));
+    cfg.manual_complete = true;
+    cfg.send_results = true;
+    let c = Client::connect_queued(cfg).unwrap();
+    connected(&c);
+    c.send(b"burst", true).unwrap();
+    assert_eq!(next(&c), OwnedClientEvent::Sent);
+    assert_eq!(next(&c).payload(), b"b0");
+    // Nothing more until the host says it is done with b0.
+    assert!(c.poll(Some(Duration::from_millis(300))).is_err());
+    c.message_complete();
+    assert_eq!(next(&c).payload(), b"b1");
+    assert!(c.poll(Some(Duration::from_millis(300))).is_err());
+    c.message_complete();
+    assert_eq!(next(&c).payload(), b"b2");
+}
+
+#[test]
+fn callback_mode_and_send_results() {
+    let s = echo_server(Config::default());
+    let (tx, rx) = mpsc::channel::<String>();
+    let mut cfg = ClientConfig::new(format!("ws://{}/", s.local_addr()));
+    cfg.send_results = true;
+    let _c = Client::connect(
+        cfg,
+        move |c: &wsbroker::client::ClientHandle, e: ClientEvent<'_>| match e {
+            ClientEvent::Connected { .. } => {
+                for i in 0..5 {
+                    c.send(format!("m{i}").as_bytes(), true).unwrap();
+                }
+            }
+            ClientEvent::Sent => tx.send("sent".into()).unwrap(),
+            ClientEvent::Message { data, .. } => tx.send(String::from_utf8_lossy(data).into_owned()).unwrap(),
+            _ => {}
+        },
+    )
+    .unwrap();
+    let got: Vec<String> = (0..10)
+        .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+        .collect();
+    assert_eq!(got.iter().filter(|s| *s == "sent").count(), 5);
+    let msgs: Vec<&String> = got.iter().filter(|s| *s != "sent").collect();
+    assert_eq!(msgs, ["m0", "m1", "m2", "m3", "m4"]);
+}
+
+fn error_of(url: &str, tweak: impl FnOnce(&mut ClientConfig)) -> (ConnectError, String) {
+    let mut cfg = ClientConfig::new(url);
+    cfg.connect_timeout = Duration::from_secs(2);
+    tweak(&mut cfg);
+    let c = Client::connect_queued(cfg).unwrap();
+    match c.poll(Some(Duration::from_secs(8))).expect("an event") {
+        OwnedClientEvent::Error { error, message } => (error, message),
+        e => panic!("expected an error, got {e:?}"),
+    }
+}
+
+#[test]
+fn connect_failures_each_have_their_own_kind() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let (e, m) = error_of(&format!("ws://127.0.0.1:{port}/"), |_| {});
+    assert_eq!(e, ConnectError::Refused, "{m}");
+
+    let (e, m) = error_of("ws://no-such-host.invalid/", |_| {});
+    assert_eq!(e, ConnectError::Resolve, "{m}");
+    assert!(m.contains("no-such-host.invalid"), "{m}");
+
+    // A server that accepts TCP and never answers the upgrade.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let t0 = std::time::Instant::now();
+    let (e, m) = error_of(&format!("ws://{}/", silent.local_addr().unwrap()), |_| {});
+    assert_eq!(e, ConnectError::Timeout, "{m}");
+    assert!(t0.elapsed() < Duration::from_secs(4), "waited past the timeout");
+
+    // A server that answers garbage.
+    let garbage = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = garbage.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut s, _)) = garbage.accept() {
+            let mut b = [0u8; 1024];
+            let _ = s.read(&mut b);
+            let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    let (e, m) = error_of(&format!("ws://{addr}/"), |_| {});
+    assert_eq!(e, ConnectError::Handshake, "{m}");
+}
+
+/// A CA and a server certificate for `localhost`/127.0.0.1, made by openssl.
+fn make_pki(dir: &Path, days: i32) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let st = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            st.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=wsbroker test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost\n").unwrap();
+    // Negative days give a certificate that expired before it was issued.
+    let days = days.to_string();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-extfile",
+        "ext.cnf",
+        "-days",
+        &days,
+    ]);
+    (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wsb-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn tls_both_ends_and_certificate_failures() {
+    let dir = tempdir("tls");
+    let (ca, cert, key) = make_pki(&dir, 2);
+    let cfg = Config {
+        tls: Some(wsbroker::tls::server_config(&cert, &key).unwrap()),
+        ..Config::default()
+    };
+    let s = echo_server(cfg);
+    let port = s.local_addr().port();
+
+    let mut cc = ClientConfig::new(format!("wss://localhost:{port}/secure"));
+    cc.tls.ca_file = Some(ca.clone());
+    let c = Client::connect_queued(cc).unwrap();
+    connected(&c);
+    let big = vec![7u8; 4 << 20];
+    c.send(&big, false).unwrap();
+    assert_eq!(next_msg(&c).payload(), &big[..]);
+    c.send(b"hello", true).unwrap();
+    assert_eq!(next_msg(&c).payload(), b"hello");
+    drop(c);
+
+    // Not trusted: no CA given (system roots do not know the test CA).
+    let (e, m) = error_of(&format!("wss://localhost:{port}/"), |_| {});
+    assert_eq!(e, ConnectError::Certificate, "{m}");
+    assert!(m.contains("localhost") && m.to_lowercase().contains("issuer"), "{m}");
+
+    // Wrong name: the certificate is for localhost only, the URI says 127.0.0.1.
+    let (e, m) = error_of(&format!("wss://127.0.0.1:{port}/"), |c| {
+        c.tls.ca_file = Some(ca.clone())
+    });
+    assert_eq!(e, ConnectError::Certificate, "{m}");
+    assert!(m.contains("not valid for name"), "{m}");
+
+    // The insecure switch accepts it anyway.
+    let mut cc = ClientConfig::new(format!("wss://127.0.0.1:{port}/"));
+    cc.tls.insecure = true;
+    let c = Client::connect_queued(cc).unwrap();
+    connected(&c);
+
+    // Expired.
+    let dir2 = tempdir("tls-expired");
+    let (ca2, cert2, key2) = make_pki(&dir2, -1);
+    let cfg2 = Config {
+        tls: Some(wsbroker::tls::server_config(&cert2, &key2).unwrap()),
+        ..Config::default()
+    };
+    let s2 = echo_server(cfg2);
+    let (e, m) = error_of(&format!("wss://localhost:{}/", s2.local_addr().port()), |c| {
+        c.tls.ca_file = Some(ca2)
+    });
+    assert_eq!(e, ConnectError::Certificate, "{m}");
+    assert!(m.contains("Expired"), "{m}");
+}
+
+#[test]
+fn reconnects_after_the_server_restarts() {
+    let s = echo_server(Config::default());
+    let addr = s.local_addr();
+    let mut cfg = ClientConfig::new(format!("ws://{addr}/"));
+    cfg.reconnect = Some(Reconnect {
+        initial: Duration::from_millis(100),
+        max: Duration::from_millis(400),
+        ..Reconnect::default()
+    });
+    let c = Client::connect_queued(cfg).unwrap();
+    connected(&c);
+    s.shutdown();
+    let mut saw_reconnecting = 0;
+    let mut restarted = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        match c.poll(Some(Duration::from_millis(200))) {
+            Ok(OwnedClientEvent::Reconnecting { .. }) => {
+                saw_reconnecting += 1;
+                if saw_reconnecting == 2 && restarted.is_none() {
+                    restarted = Some(echo_server(Config {
+                        bind: addr,
+                        ..Config::default()
+                    }));
+                }
+            }
+            Ok(OwnedClientEvent::Connected { .. }) => break,
+            _ => {}
+        }
+    }
+    assert!(saw_reconnecting >= 2, "every attempt is reported");
+    assert!(c.is_connected(), "the client came back");
+    c.send(b"again", true).unwrap();
+    assert_eq!(next(&c).payload(), b"again");
+}

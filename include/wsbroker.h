@@ -98,6 +98,43 @@ enum wsb_result
    * A wait was cut short by an interrupt call.
    */
   WSB_RESULT_INTERRUPTED = 18,
+  /**
+   * The host name did not resolve.
+   */
+  WSB_RESULT_RESOLVE_FAILED = 19,
+  /**
+   * The server refused the TCP connection.
+   */
+  WSB_RESULT_CONNECTION_REFUSED = 20,
+  /**
+   * No route to the server (or every address failed).
+   */
+  WSB_RESULT_UNREACHABLE = 21,
+  /**
+   * Connect, TLS or upgrade did not finish within the connect timeout.
+   */
+  WSB_RESULT_CONNECT_TIMEOUT = 22,
+  /**
+   * The server's TLS certificate was rejected (untrusted, expired, wrong
+   * name); `wsb_client_last_error` and the ERROR event say which and why.
+   */
+  WSB_RESULT_CERTIFICATE_INVALID = 23,
+  /**
+   * Another TLS failure (protocol error, alert, client certificate refused).
+   */
+  WSB_RESULT_TLS_FAILED = 24,
+  /**
+   * The server did not upgrade to WebSocket (HTTP status, bad accept key, garbage).
+   */
+  WSB_RESULT_HANDSHAKE_FAILED = 25,
+  /**
+   * The HTTP proxy refused or failed the CONNECT.
+   */
+  WSB_RESULT_PROXY_FAILED = 26,
+  /**
+   * The client is not connected (yet, or any more).
+   */
+  WSB_RESULT_NOT_CONNECTED = 27,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -158,6 +195,17 @@ typedef uint32_t wsb_event_type;
 #endif // __cplusplus
 
 /**
+ * A client. Opaque; create with `wsb_client_new`, destroy with `wsb_client_free`.
+ */
+typedef struct wsb_client wsb_client;
+
+/**
+ * Client settings, built with `wsb_client_config_new` and the setters below.
+ * Opaque.
+ */
+typedef struct wsb_client_config wsb_client_config;
+
+/**
  * A running server. Opaque; create with `wsb_server_new`, destroy with
  * `wsb_server_free`.
  */
@@ -168,6 +216,66 @@ typedef struct wsb_server wsb_server;
  * Opaque.
  */
 typedef struct wsb_server_config wsb_server_config;
+
+/**
+ * One client event. Every pointer is borrowed: in callback mode until the
+ * callback returns; in queue mode until the next `wsb_client_poll` on the same
+ * client (or its free). Fields that do not apply to the type are 0/NULL.
+ */
+typedef struct wsb_client_event {
+  /**
+   * A `wsb_client_event_type` value.
+   */
+  uint32_t kind;
+  /**
+   * Message, pong payload, close reason or error message (NUL-terminated).
+   */
+  const uint8_t *data;
+  /**
+   * Length of `data`, without the NUL.
+   */
+  size_t len;
+  /**
+   * MESSAGE: text (true) or binary.
+   */
+  bool is_text;
+  /**
+   * CLOSED: the host closed the connection.
+   */
+  bool closed_by_host;
+  /**
+   * CLOSED: the close status (see the event type).
+   */
+  int32_t close_status;
+  /**
+   * ERROR: why the attempt failed (a `wsb_result` value).
+   */
+  uint32_t error;
+  /**
+   * RECONNECTING: attempt number, from 1.
+   */
+  uint32_t attempt;
+  /**
+   * RECONNECTING: delay before the attempt, in ms.
+   */
+  uint32_t delay_ms;
+  /**
+   * CONNECTED: the chosen subprotocol, `""` if none.
+   */
+  const char *protocol;
+} wsb_client_event;
+
+/**
+ * The client event callback (callback mode). Runs on the client's engine
+ * thread; never two at once for the same client. It must not block. It may
+ * call any `wsb_` function except `wsb_client_free` on its own client.
+ */
+typedef void (*wsb_client_event_cb)(void *userdata, struct wsb_client *client, const struct wsb_client_event *event);
+
+/**
+ * Called exactly once with the userdata when the registration is dropped.
+ */
+typedef void (*wsb_userdata_free_cb)(void *userdata);
 
 /**
  * A connection id: unique in the process and never reused; 0 is never valid.
@@ -201,11 +309,6 @@ typedef struct wsb_event {
  * function except `wsb_server_free` on its own server.
  */
 typedef void (*wsb_server_event_cb)(void *userdata, struct wsb_server *server, const struct wsb_event *event);
-
-/**
- * Called exactly once with the userdata when the registration is dropped.
- */
-typedef void (*wsb_userdata_free_cb)(void *userdata);
 
 /**
  * Server counters, filled by `wsb_server_stats`.
@@ -261,6 +364,260 @@ uint32_t wsb_version_number(void);
  * `buf` must be NULL or point to `len` writable bytes; `needed` NULL or valid.
  */
 wsb_result wsb_last_error(char *buf, size_t len, size_t *needed);
+
+/**
+ * Creates a client configuration for `url` (`ws://` or `wss://`, host, port,
+ * path, query; checked by `wsb_client_new`). Defaults: 10 s connect timeout,
+ * system root certificates, proxy from the environment (`https_proxy`,
+ * `http_proxy`, `no_proxy`; never for loopback hosts), no reconnection,
+ * automatic flow control, no send results, 16 MiB messages, 30 s pings.
+ * Returns NULL if `url` is NULL or not UTF-8. The caller owns the result and
+ * must call `wsb_client_config_free` once.
+ *
+ * # Safety
+ * `url` must be NULL or a NUL-terminated string.
+ */
+struct wsb_client_config *wsb_client_config_new(const char *url);
+
+/**
+ * Frees a client configuration; NULL is a no-op. A client keeps its own copy.
+ *
+ * # Safety
+ * `cfg` must be NULL or a pointer from `wsb_client_config_new`, freed once.
+ */
+void wsb_client_config_free(struct wsb_client_config *cfg);
+
+/**
+ * Adds a request header (name: token characters; value without CR/LF).
+ *
+ * # Safety
+ * `cfg` must be valid; `name` and `value` NUL-terminated strings.
+ */
+wsb_result wsb_client_config_add_header(struct wsb_client_config *cfg, const char *name, const char *value);
+
+/**
+ * Offers a subprotocol (in the order added).
+ *
+ * # Safety
+ * `cfg` must be valid; `protocol` a NUL-terminated string.
+ */
+wsb_result wsb_client_config_add_subprotocol(struct wsb_client_config *cfg, const char *protocol);
+
+/**
+ * Sets the time allowed for TCP connect, proxy, TLS and upgrade (ms, > 0).
+ * Default 10,000.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_client_config_set_connect_timeout_ms(struct wsb_client_config *cfg, uint32_t ms);
+
+/**
+ * Also trusts the CA certificates in this PEM file (read by `wsb_client_new`).
+ *
+ * # Safety
+ * `cfg` must be valid; `path` a NUL-terminated string.
+ */
+wsb_result wsb_client_config_set_ca_file(struct wsb_client_config *cfg, const char *path);
+
+/**
+ * Trusts the operating system's root certificates (default true).
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_client_config_set_system_roots(struct wsb_client_config *cfg, bool enable);
+
+/**
+ * Presents this client certificate chain and private key (PEM files) when
+ * the server asks for one.
+ *
+ * # Safety
+ * `cfg` must be valid; both paths NUL-terminated strings.
+ */
+wsb_result wsb_client_config_set_client_cert(struct wsb_client_config *cfg, const char *cert_chain_path, const char *key_path);
+
+/**
+ * Accepts any server certificate when true. For development only: it
+ * removes the protection TLS exists for. Default false.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_client_config_set_insecure(struct wsb_client_config *cfg, bool insecure);
+
+/**
+ * Tunnels through this HTTP proxy (`http://[user:password@]host:port`) with
+ * CONNECT. NULL restores the default (the environment decides);
+ * `""` disables proxies, the environment's included.
+ *
+ * # Safety
+ * `cfg` must be valid; `proxy` NULL or a NUL-terminated string.
+ */
+wsb_result wsb_client_config_set_proxy(struct wsb_client_config *cfg, const char *proxy);
+
+/**
+ * Turns automatic reconnection on or off. Delays start at `initial_ms`,
+ * double each attempt up to `max_ms`, with ±20 % jitter; `max_attempts` in a
+ * row (0 = no limit). Every attempt is reported with a RECONNECTING event.
+ * Default off.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_client_config_set_reconnect(struct wsb_client_config *cfg, bool enable, uint32_t initial_ms, uint32_t max_ms, uint32_t max_attempts);
+
+/**
+ * Manual flow control when true: after each MESSAGE no further message is
+ * delivered (and the socket is not read) until `wsb_client_message_complete`.
+ * Default false: each message completes when its callback returns or when it
+ * is polled.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_client_config_set_manual_complete(struct wsb_client_config *cfg, bool manual);
+
+/**
+ * Reports a SENT event for each message once it is written to the socket.
+ * Default false.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_client_config_set_send_results(struct wsb_client_config *cfg, bool enable);
+
+/**
+ * Sets the largest message accepted (bytes, > 0); larger gets close 1009.
+ * Default 16 MiB.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_client_config_set_max_message_size(struct wsb_client_config *cfg, size_t bytes);
+
+/**
+ * Sets the time without traffic after which a ping is sent (ms; 0 disables).
+ * Default 30,000.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_client_config_set_ping_interval_ms(struct wsb_client_config *cfg, uint32_t ms);
+
+/**
+ * Creates a client and starts connecting in the background (it never blocks
+ * on the network). With `cb` set, events go to `cb(userdata, client, event)`
+ * on the client's thread (callback mode); with `cb` NULL they wait for
+ * `wsb_client_poll` (queue mode). `userdata_free` (may be NULL) is called
+ * exactly once with `userdata` when the client is freed, or before this
+ * function returns if it fails.
+ *
+ * Returns `WSB_RESULT_INVALID_ARGUMENT` for a bad URL or an unreadable CA or
+ * certificate file (`wsb_last_error` says which and why). Connection failures
+ * come later, as an ERROR event. On success the caller owns `*out` and must
+ * call `wsb_client_free` once.
+ *
+ * # Safety
+ * `cfg` must be a valid configuration; `out` a valid pointer; `cb` and
+ * `userdata_free` valid functions or NULL.
+ */
+wsb_result wsb_client_new(const struct wsb_client_config *cfg, wsb_client_event_cb cb, void *userdata, wsb_userdata_free_cb userdata_free, struct wsb_client **out);
+
+/**
+ * Closes the connection (1000) if open, stops the client's thread, then
+ * calls `userdata_free`. No callback runs once this has begun. NULL is a
+ * no-op; an unknown or freed pointer gives `WSB_RESULT_NOT_FOUND`; from the
+ * client's own callback `WSB_RESULT_REENTRANT`.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_client_new`.
+ */
+wsb_result wsb_client_free(struct wsb_client *client);
+
+/**
+ * Sends one message: text (valid UTF-8, else `WSB_RESULT_INVALID_UTF8`) or
+ * binary. `data` is borrowed only for the call. Returns `WSB_RESULT_OK` once
+ * queued, `WSB_RESULT_BACKPRESSURE` when queued above the soft limit (DRAIN
+ * follows), `WSB_RESULT_NOT_CONNECTED` before CONNECTED or after CLOSED.
+ * Safe to call from any thread; never blocks.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_client_new`; `data` must point
+ * to `len` readable bytes (NULL allowed when `len` is 0).
+ */
+wsb_result wsb_client_send(struct wsb_client *client, const uint8_t *data, size_t len, bool is_text);
+
+/**
+ * Sends a ping (`len` ≤ 125, else `WSB_RESULT_TOO_BIG`). Same results as
+ * `wsb_client_send`. Safe to call from any thread; never blocks.
+ *
+ * # Safety
+ * As for `wsb_client_send`.
+ */
+wsb_result wsb_client_ping(struct wsb_client *client, const uint8_t *data, size_t len);
+
+/**
+ * Closes the connection (code ≤ 0, or not allowed on the wire: 1000; reason
+ * NULL or ≤ 123 bytes of UTF-8) and stops any reconnection. CLOSED follows.
+ * Safe to call from any thread; never blocks.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_client_new`; `reason` NULL or
+ * a NUL-terminated string.
+ */
+wsb_result wsb_client_close(struct wsb_client *client, int32_t code, const char *reason);
+
+/**
+ * Manual flow control: the host is done with the last MESSAGE; the next may
+ * be delivered. Harmless in automatic mode. Safe to call from any thread.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_client_new`.
+ */
+wsb_result wsb_client_message_complete(struct wsb_client *client);
+
+/**
+ * True between CONNECTED and the end of that connection. Safe to call from
+ * any thread.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_client_new`.
+ */
+bool wsb_client_is_connected(const struct wsb_client *client);
+
+/**
+ * Queue mode: waits up to `timeout_ms` (negative = forever, 0 = just check)
+ * for the next event and fills `*out`. `WSB_RESULT_TIMEOUT` when none came,
+ * `WSB_RESULT_INTERRUPTED` after `wsb_client_interrupt`,
+ * `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
+ * valid until the next poll on this client: poll from one thread at a time.
+ * In automatic flow control, polling a MESSAGE completes it.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_client_new`; `out` valid.
+ */
+wsb_result wsb_client_poll(struct wsb_client *client, int32_t timeout_ms, struct wsb_client_event *out);
+
+/**
+ * Queue mode: makes the current (or next) `wsb_client_poll` return
+ * `WSB_RESULT_INTERRUPTED`. Safe to call from any thread.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_client_new`.
+ */
+wsb_result wsb_client_interrupt(struct wsb_client *client);
+
+/**
+ * Copies the detail of the last failed call on this client into `buf`
+ * (NUL-terminated; `*needed` gets the size needed, NUL included; too small
+ * gives `WSB_RESULT_BUFFER_TOO_SMALL`). Safe to call from any thread.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_client_new`; `buf` NULL or
+ * `len` writable bytes; `needed` NULL or valid.
+ */
+wsb_result wsb_client_last_error(const struct wsb_client *client, char *buf, size_t len, size_t *needed);
 
 /**
  * A static, NUL-terminated description of a result code (never NULL; do not

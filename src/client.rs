@@ -421,6 +421,61 @@ impl ClientHandle {
         lock(&self.inner.state).connected
     }
 
+    /// Queue mode: waits up to `timeout` (`None` = forever) for the next event.
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<OwnedClientEvent, PollError> {
+        let Some((q, cv)) = &self.inner.queue else {
+            return Err(PollError::Closed);
+        };
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut g = lock(q);
+        loop {
+            if g.interrupted {
+                g.interrupted = false;
+                return Err(PollError::Interrupted);
+            }
+            if let Some(e) = g.events.pop_front() {
+                let owe = g.owed && g.events.len() < self.inner.cfg.queue_capacity / 2;
+                if owe {
+                    g.owed = false;
+                }
+                drop(g);
+                if owe {
+                    let id = lock(&self.inner.state).conn;
+                    if let (Some(id), Some(eng)) = (id, self.engine()) {
+                        eng.message_complete(id);
+                    }
+                }
+                return Ok(e);
+            }
+            if g.closed {
+                return Err(PollError::Closed);
+            }
+            g = match deadline {
+                None => cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(PollError::Timeout);
+                    }
+                    cv.wait_timeout(g, d - now).unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
+        }
+    }
+
+    /// Makes one pending or future `poll` return `Interrupted`.
+    pub fn interrupt(&self) {
+        if let Some((q, cv)) = &self.inner.queue {
+            lock(q).interrupted = true;
+            cv.notify_all();
+        }
+    }
+
+    /// True in queue mode.
+    pub fn is_queued(&self) -> bool {
+        self.inner.queue.is_some()
+    }
+
     /// The parsed URL.
     pub fn url(&self) -> &Url {
         &self.inner.url
@@ -773,61 +828,6 @@ impl Client {
     /// The handle for sending from other threads.
     pub fn handle(&self) -> &ClientHandle {
         &self.handle
-    }
-
-    /// Queue mode: waits up to `timeout` (`None` = forever) for the next event.
-    pub fn poll(&self, timeout: Option<Duration>) -> Result<OwnedClientEvent, PollError> {
-        let Some((q, cv)) = &self.handle.inner.queue else {
-            return Err(PollError::Closed);
-        };
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut g = lock(q);
-        loop {
-            if g.interrupted {
-                g.interrupted = false;
-                return Err(PollError::Interrupted);
-            }
-            if let Some(e) = g.events.pop_front() {
-                let owe = g.owed && g.events.len() < self.handle.inner.cfg.queue_capacity / 2;
-                if owe {
-                    g.owed = false;
-                }
-                drop(g);
-                if owe {
-                    let id = lock(&self.handle.inner.state).conn;
-                    if let (Some(id), Some(eng)) = (id, self.handle.engine()) {
-                        eng.message_complete(id);
-                    }
-                }
-                return Ok(e);
-            }
-            if g.closed {
-                return Err(PollError::Closed);
-            }
-            g = match deadline {
-                None => cv.wait(g).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(PollError::Timeout);
-                    }
-                    cv.wait_timeout(g, d - now).unwrap_or_else(|e| e.into_inner()).0
-                }
-            };
-        }
-    }
-
-    /// Makes one pending or future `poll` return `Interrupted`.
-    pub fn interrupt(&self) {
-        if let Some((q, cv)) = &self.handle.inner.queue {
-            lock(q).interrupted = true;
-            cv.notify_all();
-        }
-    }
-
-    /// True in queue mode.
-    pub fn is_queued(&self) -> bool {
-        self.handle.inner.queue.is_some()
     }
 
     /// Closes (1000) and stops the engine thread.

@@ -8,6 +8,7 @@
 
 #![allow(non_camel_case_types)]
 
+pub mod client;
 pub mod result;
 pub mod server;
 
@@ -145,7 +146,7 @@ mod tests {
 
     #[test]
     fn every_result_has_its_own_text() {
-        let texts: Vec<&str> = (0..=18)
+        let texts: Vec<&str> = (0..=27)
             // SAFETY: wsb_result_str always returns a static NUL-terminated string.
             .map(|r| unsafe { CStr::from_ptr(result::wsb_result_str(r)) }.to_str().unwrap())
             .collect();

@@ -45,6 +45,25 @@ pub enum wsb_result {
     ShutDown = 17,
     /// A wait was cut short by an interrupt call.
     Interrupted = 18,
+    /// The host name did not resolve.
+    ResolveFailed = 19,
+    /// The server refused the TCP connection.
+    ConnectionRefused = 20,
+    /// No route to the server (or every address failed).
+    Unreachable = 21,
+    /// Connect, TLS or upgrade did not finish within the connect timeout.
+    ConnectTimeout = 22,
+    /// The server's TLS certificate was rejected (untrusted, expired, wrong
+    /// name); `wsb_client_last_error` and the ERROR event say which and why.
+    CertificateInvalid = 23,
+    /// Another TLS failure (protocol error, alert, client certificate refused).
+    TlsFailed = 24,
+    /// The server did not upgrade to WebSocket (HTTP status, bad accept key, garbage).
+    HandshakeFailed = 25,
+    /// The HTTP proxy refused or failed the CONNECT.
+    ProxyFailed = 26,
+    /// The client is not connected (yet, or any more).
+    NotConnected = 27,
 }
 
 impl wsb_result {
@@ -69,6 +88,15 @@ impl wsb_result {
             wsb_result::SlowConsumer => "slow consumer: connection closed with 1008\0",
             wsb_result::ShutDown => "shutting down\0",
             wsb_result::Interrupted => "interrupted\0",
+            wsb_result::ResolveFailed => "host name did not resolve\0",
+            wsb_result::ConnectionRefused => "connection refused\0",
+            wsb_result::Unreachable => "server unreachable\0",
+            wsb_result::ConnectTimeout => "connect timed out\0",
+            wsb_result::CertificateInvalid => "server certificate rejected\0",
+            wsb_result::TlsFailed => "TLS handshake failed\0",
+            wsb_result::HandshakeFailed => "WebSocket upgrade failed\0",
+            wsb_result::ProxyFailed => "proxy CONNECT failed\0",
+            wsb_result::NotConnected => "not connected\0",
         }
     }
 }
@@ -84,6 +112,23 @@ impl From<crate::SendError> for wsb_result {
             E::WouldOverflow => wsb_result::WouldOverflow,
             E::SlowConsumer => wsb_result::SlowConsumer,
             E::ShutDown => wsb_result::ShutDown,
+        }
+    }
+}
+
+impl From<crate::engine::ConnectError> for wsb_result {
+    fn from(e: crate::engine::ConnectError) -> Self {
+        use crate::engine::ConnectError as E;
+        match e {
+            E::Resolve => wsb_result::ResolveFailed,
+            E::Refused => wsb_result::ConnectionRefused,
+            E::Unreachable => wsb_result::Unreachable,
+            E::Timeout => wsb_result::ConnectTimeout,
+            E::Certificate => wsb_result::CertificateInvalid,
+            E::Tls => wsb_result::TlsFailed,
+            E::Handshake => wsb_result::HandshakeFailed,
+            E::Proxy => wsb_result::ProxyFailed,
+            E::Io => wsb_result::Io,
         }
     }
 }
@@ -122,6 +167,15 @@ pub extern "C" fn wsb_result_str(r: u32) -> *const c_char {
         wsb_result::SlowConsumer,
         wsb_result::ShutDown,
         wsb_result::Interrupted,
+        wsb_result::ResolveFailed,
+        wsb_result::ConnectionRefused,
+        wsb_result::Unreachable,
+        wsb_result::ConnectTimeout,
+        wsb_result::CertificateInvalid,
+        wsb_result::TlsFailed,
+        wsb_result::HandshakeFailed,
+        wsb_result::ProxyFailed,
+        wsb_result::NotConnected,
     ];
     let s = all
         .iter()

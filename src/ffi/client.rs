@@ -1,0 +1,885 @@
+//! `wsb_client_*` and `wsb_client_config_*`: the WebSocket client (the Achex
+//! C++ client and innovaphone IAppWebsocketClient models).
+
+use std::ffi::{c_char, c_void, CString};
+use std::path::PathBuf;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use super::handles::{in_callback, is_in_callback, Handles, SendPtr};
+use super::server::wsb_userdata_free_cb;
+use super::{bytes_arg, copy_out, guard, set_last_error, str_arg, wsb_result};
+use crate::client::{Client, ClientConfig, ClientEvent, ClientHandle, OwnedClientEvent, Reconnect};
+use crate::engine::PollError;
+
+/// Client settings, built with `wsb_client_config_new` and the setters below.
+/// Opaque.
+pub struct wsb_client_config {
+    cfg: ClientConfig,
+}
+
+/// A client. Opaque; create with `wsb_client_new`, destroy with `wsb_client_free`.
+pub struct wsb_client {
+    client: Mutex<Option<Client>>,
+    handle: ClientHandle,
+    polled: Mutex<Option<(OwnedClientEvent, CString)>>,
+    last_error: Mutex<String>,
+}
+
+static CLIENTS: LazyLock<Handles<wsb_client>> = LazyLock::new(Handles::new);
+
+/// Client event types. Append-only.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum wsb_client_event_type {
+    /// The upgrade completed; `protocol` is the subprotocol the server chose (`""` if none).
+    Connected = 1,
+    /// A complete message in `data`/`len` (`data[len]` is always 0, binary
+    /// included; never NULL); `is_text` tells text (valid UTF-8) from binary.
+    Message = 2,
+    /// A pong arrived; its payload is in `data`/`len`.
+    Pong = 3,
+    /// One message sent with `wsb_client_send` has been written to the socket
+    /// (only with `wsb_client_config_set_send_results`; one event per message, in order).
+    Sent = 4,
+    /// The outbound buffer fell back under the soft limit after a send returned
+    /// `WSB_RESULT_BACKPRESSURE`.
+    Drain = 5,
+    /// The connection ended. `close_status`: the server's close code, 0 for a
+    /// close frame without one, the code wsbroker sent when it failed the
+    /// connection (1002, 1007, 1009…), the host's own code when
+    /// `closed_by_host`, or -1 when the transport dropped. `data`/`len`: the reason.
+    Closed = 6,
+    /// A connection attempt failed before it opened. `error` tells why
+    /// (`WSB_RESULT_CONNECTION_REFUSED`, `WSB_RESULT_CERTIFICATE_INVALID`…);
+    /// `data`/`len` hold a message saying what failed and why.
+    Error = 7,
+    /// Auto-reconnect: attempt number `attempt` starts in `delay_ms`.
+    Reconnecting = 8,
+}
+
+/// One client event. Every pointer is borrowed: in callback mode until the
+/// callback returns; in queue mode until the next `wsb_client_poll` on the same
+/// client (or its free). Fields that do not apply to the type are 0/NULL.
+#[repr(C)]
+pub struct wsb_client_event {
+    /// A `wsb_client_event_type` value.
+    pub kind: u32,
+    /// Message, pong payload, close reason or error message (NUL-terminated).
+    pub data: *const u8,
+    /// Length of `data`, without the NUL.
+    pub len: usize,
+    /// MESSAGE: text (true) or binary.
+    pub is_text: bool,
+    /// CLOSED: the host closed the connection.
+    pub closed_by_host: bool,
+    /// CLOSED: the close status (see the event type).
+    pub close_status: i32,
+    /// ERROR: why the attempt failed (a `wsb_result` value).
+    pub error: u32,
+    /// RECONNECTING: attempt number, from 1.
+    pub attempt: u32,
+    /// RECONNECTING: delay before the attempt, in ms.
+    pub delay_ms: u32,
+    /// CONNECTED: the chosen subprotocol, `""` if none.
+    pub protocol: *const c_char,
+}
+
+/// The client event callback (callback mode). Runs on the client's engine
+/// thread; never two at once for the same client. It must not block. It may
+/// call any `wsb_` function except `wsb_client_free` on its own client.
+pub type wsb_client_event_cb =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, client: *mut wsb_client, event: *const wsb_client_event)>;
+
+const EMPTY: &[u8; 1] = b"\0";
+
+fn blank() -> wsb_client_event {
+    wsb_client_event {
+        kind: 0,
+        data: EMPTY.as_ptr(),
+        len: 0,
+        is_text: false,
+        closed_by_host: false,
+        close_status: 0,
+        error: 0,
+        attempt: 0,
+        delay_ms: 0,
+        protocol: EMPTY.as_ptr() as *const c_char,
+    }
+}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', "")).unwrap_or_default()
+}
+
+/// Fills `out` from an event; `text` holds the NUL-terminated string the
+/// event points at (reason, message or protocol) and must outlive `out`.
+fn fill(out: &mut wsb_client_event, ev: &ClientEvent<'_>, text: &CString) {
+    *out = blank();
+    match *ev {
+        ClientEvent::Connected { .. } => {
+            out.kind = wsb_client_event_type::Connected as u32;
+            out.protocol = text.as_ptr();
+        }
+        ClientEvent::Message { data, text: t } => {
+            out.kind = wsb_client_event_type::Message as u32;
+            if !data.is_empty() {
+                out.data = data.as_ptr();
+            }
+            out.len = data.len();
+            out.is_text = t;
+        }
+        ClientEvent::Pong { data } => {
+            out.kind = wsb_client_event_type::Pong as u32;
+            if !data.is_empty() {
+                out.data = data.as_ptr();
+            }
+            out.len = data.len();
+        }
+        ClientEvent::Sent => out.kind = wsb_client_event_type::Sent as u32,
+        ClientEvent::Drain => out.kind = wsb_client_event_type::Drain as u32,
+        ClientEvent::Closed { status, by_host, .. } => {
+            out.kind = wsb_client_event_type::Closed as u32;
+            out.close_status = status;
+            out.closed_by_host = by_host;
+            out.data = text.as_ptr() as *const u8;
+            out.len = text.as_bytes().len();
+        }
+        ClientEvent::Error { error, .. } => {
+            out.kind = wsb_client_event_type::Error as u32;
+            out.error = wsb_result::from(error) as u32;
+            out.data = text.as_ptr() as *const u8;
+            out.len = text.as_bytes().len();
+        }
+        ClientEvent::Reconnecting { attempt, delay } => {
+            out.kind = wsb_client_event_type::Reconnecting as u32;
+            out.attempt = attempt;
+            out.delay_ms = delay.as_millis().min(u32::MAX as u128) as u32;
+        }
+    }
+}
+
+fn event_text(ev: &ClientEvent<'_>) -> CString {
+    match ev {
+        ClientEvent::Connected { protocol } => cstring(protocol.unwrap_or("")),
+        ClientEvent::Closed { reason, .. } => cstring(reason),
+        ClientEvent::Error { message, .. } => cstring(message),
+        _ => CString::default(),
+    }
+}
+
+/// Borrows an owned event as a `ClientEvent` (its payload without the NUL).
+fn as_event(e: &OwnedClientEvent) -> ClientEvent<'_> {
+    match e {
+        OwnedClientEvent::Connected { protocol } => ClientEvent::Connected {
+            protocol: protocol.as_deref(),
+        },
+        OwnedClientEvent::Message { text, .. } => ClientEvent::Message {
+            data: e.payload(),
+            text: *text,
+        },
+        OwnedClientEvent::Pong { .. } => ClientEvent::Pong { data: e.payload() },
+        OwnedClientEvent::Sent => ClientEvent::Sent,
+        OwnedClientEvent::Drain => ClientEvent::Drain,
+        OwnedClientEvent::Closed {
+            status,
+            reason,
+            by_host,
+        } => ClientEvent::Closed {
+            status: *status,
+            reason,
+            by_host: *by_host,
+        },
+        OwnedClientEvent::Error { error, message } => ClientEvent::Error { error: *error, message },
+        OwnedClientEvent::Reconnecting { attempt, delay } => ClientEvent::Reconnecting {
+            attempt: *attempt,
+            delay: *delay,
+        },
+    }
+}
+
+struct CClientHandler {
+    cb: unsafe extern "C" fn(*mut c_void, *mut wsb_client, *const wsb_client_event),
+    userdata: SendPtr,
+    userdata_free: wsb_userdata_free_cb,
+    client: std::sync::mpsc::Receiver<usize>,
+    addr: usize,
+}
+
+impl crate::client::ClientHandler for CClientHandler {
+    fn on_event(&mut self, _c: &ClientHandle, ev: ClientEvent<'_>) {
+        if self.addr == 0 {
+            self.addr = self.client.recv().unwrap_or(0);
+        }
+        let text = event_text(&ev);
+        let mut out = blank();
+        fill(&mut out, &ev, &text);
+        let (cb, ud, p) = (self.cb, self.userdata.0, self.addr as *mut wsb_client);
+        in_callback(self.addr, || {
+            // SAFETY: the host registered `cb` for this call shape; `out` and
+            // everything it points at outlive the call.
+            unsafe { cb(ud, p, &out) }
+        });
+    }
+}
+
+impl Drop for CClientHandler {
+    fn drop(&mut self) {
+        if let Some(f) = self.userdata_free {
+            // SAFETY: registered by the host; called exactly once (here).
+            unsafe { f(self.userdata.0) }
+        }
+    }
+}
+
+// ---- configuration ----
+
+/// Creates a client configuration for `url` (`ws://` or `wss://`, host, port,
+/// path, query; checked by `wsb_client_new`). Defaults: 10 s connect timeout,
+/// system root certificates, proxy from the environment (`https_proxy`,
+/// `http_proxy`, `no_proxy`; never for loopback hosts), no reconnection,
+/// automatic flow control, no send results, 16 MiB messages, 30 s pings.
+/// Returns NULL if `url` is NULL or not UTF-8. The caller owns the result and
+/// must call `wsb_client_config_free` once.
+///
+/// # Safety
+/// `url` must be NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_config_new(url: *const c_char) -> *mut wsb_client_config {
+    guard(std::ptr::null_mut(), || {
+        // SAFETY: forwarded caller contract.
+        match unsafe { str_arg(url, "url") } {
+            Ok(u) => Box::into_raw(Box::new(wsb_client_config {
+                cfg: ClientConfig::new(u),
+            })),
+            Err(_) => std::ptr::null_mut(),
+        }
+    })
+}
+
+/// Frees a client configuration; NULL is a no-op. A client keeps its own copy.
+///
+/// # Safety
+/// `cfg` must be NULL or a pointer from `wsb_client_config_new`, freed once.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_config_free(cfg: *mut wsb_client_config) {
+    guard((), || {
+        if !cfg.is_null() {
+            // SAFETY: per the contract, `cfg` came from Box::into_raw.
+            drop(unsafe { Box::from_raw(cfg) });
+        }
+    })
+}
+
+unsafe fn with_cfg(cfg: *mut wsb_client_config, f: impl FnOnce(&mut ClientConfig) -> Result<(), String>) -> wsb_result {
+    guard(wsb_result::Panic, || {
+        // SAFETY: per the caller's contract, `cfg` is NULL or valid.
+        let Some(c) = (unsafe { cfg.as_mut() }) else {
+            set_last_error("config is NULL");
+            return wsb_result::NullPointer;
+        };
+        match f(&mut c.cfg) {
+            Ok(()) => wsb_result::Ok,
+            Err(e) => {
+                set_last_error(e);
+                wsb_result::InvalidArgument
+            }
+        }
+    })
+}
+
+/// Adds a request header (name: token characters; value without CR/LF).
+///
+/// # Safety
+/// `cfg` must be valid; `name` and `value` NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_config_add_header(
+    cfg: *mut wsb_client_config,
+    name: *const c_char,
+    value: *const c_char,
+) -> wsb_result {
+    let (n, v) = match (str_arg(name, "name"), str_arg(value, "value")) {
+        (Ok(n), Ok(v)) => (n.to_owned(), v.to_owned()),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    with_cfg(cfg, |c| {
+        if n.is_empty() || n.bytes().any(|b| b <= b' ' || b == b':' || b >= 0x7F) {
+            return Err(format!("invalid header name {n:?}"));
+        }
+        if v.bytes().any(|b| b == b'\r' || b == b'\n') {
+            return Err(format!("header {n} has a line break in its value"));
+        }
+        c.headers.push((n, v));
+        Ok(())
+    })
+}
+
+/// Offers a subprotocol (in the order added).
+///
+/// # Safety
+/// `cfg` must be valid; `protocol` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_config_add_subprotocol(
+    cfg: *mut wsb_client_config,
+    protocol: *const c_char,
+) -> wsb_result {
+    let p = match str_arg(protocol, "protocol") {
+        Ok(p) => p.to_owned(),
+        Err(r) => return r,
+    };
+    with_cfg(cfg, |c| {
+        if p.is_empty() || p.bytes().any(|b| b <= b' ' || b == b',' || b >= 0x7F) {
+            return Err(format!("not a valid subprotocol token: {p:?}"));
+        }
+        c.protocols.push(p);
+        Ok(())
+    })
+}
+
+/// Sets the time allowed for TCP connect, proxy, TLS and upgrade (ms, > 0).
+/// Default 10,000.
+///
+/// # Safety
+/// `cfg` must be valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_config_set_connect_timeout_ms(cfg: *mut wsb_client_config, ms: u32) -> wsb_result {
+    with_cfg(cfg, |c| {
+        if ms == 0 {
+            return Err("connect timeout must be positive".into());
+        }
+        c.connect_timeout = Duration::from_millis(ms as u64);
+        Ok(())
+    })
+}
+
+/// Also trusts the CA certificates in this PEM file (read by `wsb_client_new`).
+///
+/// # Safety
+/// `cfg` must be valid; `path` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_config_set_ca_file(cfg: *mut wsb_client_config, path: *const c_char) -> wsb_result {
+    let p = match str_arg(path, "path") {
+        Ok(p) => PathBuf::from(p),
+        Err(r) => return r,
+    };
+    with_cfg(cfg, |c| {
+        c.tls.ca_file = Some(p);
+        Ok(())
+    })
+}
+
+/// Trusts the operating system's root certificates (default true).
+///
+/// # Safety
+/// `cfg` must be valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_config_set_system_roots(cfg: *mut wsb_client_config, enable: bool) -> wsb_result {
+    with_cfg(cfg, |c| {
+        c.tls.system_roots = enable;
+        Ok(())
+    })
+}
+
+/// Presents this client certificate chain and private key (PEM files) when
+/// the server asks for one.
+///
+/// # Safety
+/// `cfg` must be valid; both paths NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_config_set_client_cert(
+    cfg: *mut wsb_client_config,
+    cert_chain_path: *const c_char,
+    key_path: *const c_char,
+) -> wsb_result {
+    let (a, b) = match (
+        str_arg(cert_chain_path, "cert_chain_path"),
+        str_arg(key_path, "key_path"),
+    ) {
+        (Ok(a), Ok(b)) => (PathBuf::from(a), PathBuf::from(b)),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    with_cfg(cfg, |c| {
+        c.tls.client_cert = Some((a, b));
+        Ok(())
+    })
+}
+
+/// Accepts any server certificate when true. For development only: it
+/// removes the protection TLS exists for. Default false.
+///
+/// # Safety
+/// `cfg` must be valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_config_set_insecure(cfg: *mut wsb_client_config, insecure: bool) -> wsb_result {
+    with_cfg(cfg, |c| {
+        c.tls.insecure = insecure;
+        Ok(())
+    })
+}
+
+/// Tunnels through this HTTP proxy (`http://[user:password@]host:port`) with
+/// CONNECT. NULL restores the default (the environment decides);
+/// `""` disables proxies, the environment's included.
+///
+/// # Safety
+/// `cfg` must be valid; `proxy` NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_config_set_proxy(cfg: *mut wsb_client_config, proxy: *const c_char) -> wsb_result {
+    let p = if proxy.is_null() {
+        None
+    } else {
+        match str_arg(proxy, "proxy") {
+            Ok(p) => Some(p.to_owned()),
+            Err(r) => return r,
+        }
+    };
+    with_cfg(cfg, |c| {
+        match p {
+            None => {
+                c.proxy = None;
+                c.no_env_proxy = false;
+            }
+            Some(p) if p.is_empty() => {
+                c.proxy = None;
+                c.no_env_proxy = true;
+            }
+            Some(p) => {
+                if !p.starts_with("http://") {
+                    return Err(format!("unsupported proxy {p:?}: only http:// proxies (CONNECT)"));
+                }
+                c.proxy = Some(p);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Turns automatic reconnection on or off. Delays start at `initial_ms`,
+/// double each attempt up to `max_ms`, with ±20 % jitter; `max_attempts` in a
+/// row (0 = no limit). Every attempt is reported with a RECONNECTING event.
+/// Default off.
+///
+/// # Safety
+/// `cfg` must be valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_config_set_reconnect(
+    cfg: *mut wsb_client_config,
+    enable: bool,
+    initial_ms: u32,
+    max_ms: u32,
+    max_attempts: u32,
+) -> wsb_result {
+    with_cfg(cfg, |c| {
+        if !enable {
+            c.reconnect = None;
+            return Ok(());
+        }
+        if initial_ms == 0 || max_ms < initial_ms {
+            return Err(format!(
+                "reconnect delays must satisfy 0 < initial ({initial_ms}) <= max ({max_ms})"
+            ));
+        }
+        c.reconnect = Some(Reconnect {
+            initial: Duration::from_millis(initial_ms as u64),
+            max: Duration::from_millis(max_ms as u64),
+            max_attempts,
+            ..Reconnect::default()
+        });
+        Ok(())
+    })
+}
+
+/// Manual flow control when true: after each MESSAGE no further message is
+/// delivered (and the socket is not read) until `wsb_client_message_complete`.
+/// Default false: each message completes when its callback returns or when it
+/// is polled.
+///
+/// # Safety
+/// `cfg` must be valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_config_set_manual_complete(
+    cfg: *mut wsb_client_config,
+    manual: bool,
+) -> wsb_result {
+    with_cfg(cfg, |c| {
+        c.manual_complete = manual;
+        Ok(())
+    })
+}
+
+/// Reports a SENT event for each message once it is written to the socket.
+/// Default false.
+///
+/// # Safety
+/// `cfg` must be valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_config_set_send_results(cfg: *mut wsb_client_config, enable: bool) -> wsb_result {
+    with_cfg(cfg, |c| {
+        c.send_results = enable;
+        Ok(())
+    })
+}
+
+/// Sets the largest message accepted (bytes, > 0); larger gets close 1009.
+/// Default 16 MiB.
+///
+/// # Safety
+/// `cfg` must be valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_config_set_max_message_size(
+    cfg: *mut wsb_client_config,
+    bytes: usize,
+) -> wsb_result {
+    with_cfg(cfg, |c| {
+        if bytes == 0 {
+            return Err("max message size must be positive".into());
+        }
+        c.engine.max_message_size = bytes;
+        c.engine.max_frame_size = c.engine.max_frame_size.max(bytes);
+        Ok(())
+    })
+}
+
+/// Sets the time without traffic after which a ping is sent (ms; 0 disables).
+/// Default 30,000.
+///
+/// # Safety
+/// `cfg` must be valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_config_set_ping_interval_ms(cfg: *mut wsb_client_config, ms: u32) -> wsb_result {
+    with_cfg(cfg, |c| {
+        c.engine.ping_interval = Duration::from_millis(ms as u64);
+        Ok(())
+    })
+}
+
+// ---- the client ----
+
+/// Creates a client and starts connecting in the background (it never blocks
+/// on the network). With `cb` set, events go to `cb(userdata, client, event)`
+/// on the client's thread (callback mode); with `cb` NULL they wait for
+/// `wsb_client_poll` (queue mode). `userdata_free` (may be NULL) is called
+/// exactly once with `userdata` when the client is freed, or before this
+/// function returns if it fails.
+///
+/// Returns `WSB_RESULT_INVALID_ARGUMENT` for a bad URL or an unreadable CA or
+/// certificate file (`wsb_last_error` says which and why). Connection failures
+/// come later, as an ERROR event. On success the caller owns `*out` and must
+/// call `wsb_client_free` once.
+///
+/// # Safety
+/// `cfg` must be a valid configuration; `out` a valid pointer; `cb` and
+/// `userdata_free` valid functions or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_new(
+    cfg: *const wsb_client_config,
+    cb: wsb_client_event_cb,
+    userdata: *mut c_void,
+    userdata_free: wsb_userdata_free_cb,
+    out: *mut *mut wsb_client,
+) -> wsb_result {
+    let ud = SendPtr(userdata);
+    guard(wsb_result::Panic, move || {
+        let release = || {
+            if let Some(f) = userdata_free {
+                // SAFETY: host-registered; called once because creation failed.
+                unsafe { f(ud.0) }
+            }
+        };
+        // SAFETY: per the contract, `cfg` is NULL or valid.
+        let (Some(cfg), false) = (unsafe { cfg.as_ref() }, out.is_null()) else {
+            set_last_error("config or out is NULL");
+            release();
+            return wsb_result::NullPointer;
+        };
+        let config = cfg.cfg.clone();
+        let started = match cb {
+            Some(cb) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let h = CClientHandler {
+                    cb,
+                    userdata: ud,
+                    userdata_free,
+                    client: rx,
+                    addr: 0,
+                };
+                Client::connect(config, h).map(|c| (c, Some(tx)))
+            }
+            None => Client::connect_queued(config).map(|c| (c, None)),
+        };
+        match started {
+            Ok((client, tx)) => {
+                let obj = std::sync::Arc::new(wsb_client {
+                    handle: client.handle().clone(),
+                    client: Mutex::new(Some(client)),
+                    polled: Mutex::new(None),
+                    last_error: Mutex::new(String::new()),
+                });
+                let p = CLIENTS.add(obj);
+                if let Some(tx) = tx {
+                    let _ = tx.send(p as usize);
+                } else if userdata_free.is_some() {
+                    QUEUE_USERDATA.lock().unwrap_or_else(|e| e.into_inner()).push((
+                        p as usize,
+                        SendPtr(ud.0),
+                        userdata_free,
+                    ));
+                }
+                // SAFETY: checked non-NULL above.
+                unsafe { *out = p };
+                wsb_result::Ok
+            }
+            Err(msg) => {
+                // In callback mode the handler (and with it userdata_free) was
+                // dropped already; in queue mode release it here.
+                if cb.is_none() {
+                    release();
+                }
+                set_last_error(msg);
+                wsb_result::InvalidArgument
+            }
+        }
+    })
+}
+
+type QueueUserdata = (usize, SendPtr, wsb_userdata_free_cb);
+static QUEUE_USERDATA: LazyLock<Mutex<Vec<QueueUserdata>>> = LazyLock::new(|| Mutex::new(Vec::new()));
+
+/// Closes the connection (1000) if open, stops the client's thread, then
+/// calls `userdata_free`. No callback runs once this has begun. NULL is a
+/// no-op; an unknown or freed pointer gives `WSB_RESULT_NOT_FOUND`; from the
+/// client's own callback `WSB_RESULT_REENTRANT`.
+///
+/// # Safety
+/// `client` must be NULL or a pointer from `wsb_client_new`.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_free(client: *mut wsb_client) -> wsb_result {
+    guard(wsb_result::Panic, || {
+        if client.is_null() {
+            return wsb_result::Ok;
+        }
+        if is_in_callback(client as usize) {
+            set_last_error("wsb_client_free called from the client's own callback");
+            return wsb_result::Reentrant;
+        }
+        let Some(obj) = CLIENTS.remove(client) else {
+            set_last_error("unknown client (already freed?)");
+            return wsb_result::NotFound;
+        };
+        let c = obj.client.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(c) = c {
+            c.shutdown();
+        }
+        let mut q = QUEUE_USERDATA.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = q.iter().position(|(p, _, _)| *p == client as usize) {
+            let (_, ud, f) = q.remove(i);
+            drop(q);
+            if let Some(f) = f {
+                // SAFETY: host-registered; called exactly once (here).
+                unsafe { f(ud.0) }
+            }
+        }
+        wsb_result::Ok
+    })
+}
+
+fn with_client(
+    c: *const wsb_client,
+    f: impl FnOnce(&wsb_client) -> Result<wsb_result, (wsb_result, String)>,
+) -> wsb_result {
+    guard(wsb_result::Panic, || {
+        if c.is_null() {
+            set_last_error("client is NULL");
+            return wsb_result::NullPointer;
+        }
+        CLIENTS
+            .with(c, |obj| match f(obj) {
+                Ok(r) => r,
+                Err((r, msg)) => {
+                    set_last_error(msg.clone());
+                    *obj.last_error.lock().unwrap_or_else(|e| e.into_inner()) = msg;
+                    r
+                }
+            })
+            .unwrap_or_else(|| {
+                set_last_error("unknown client (already freed?)");
+                wsb_result::NotFound
+            })
+    })
+}
+
+fn send_outcome(r: Result<crate::Sent, crate::SendError>) -> Result<wsb_result, (wsb_result, String)> {
+    match r {
+        Ok(_) => Ok(r.into()),
+        Err(crate::SendError::Closed) => Err((wsb_result::NotConnected, "the client is not connected".into())),
+        Err(e) => Err((e.into(), e.to_string())),
+    }
+}
+
+/// Sends one message: text (valid UTF-8, else `WSB_RESULT_INVALID_UTF8`) or
+/// binary. `data` is borrowed only for the call. Returns `WSB_RESULT_OK` once
+/// queued, `WSB_RESULT_BACKPRESSURE` when queued above the soft limit (DRAIN
+/// follows), `WSB_RESULT_NOT_CONNECTED` before CONNECTED or after CLOSED.
+/// Safe to call from any thread; never blocks.
+///
+/// # Safety
+/// `client` must be NULL or a pointer from `wsb_client_new`; `data` must point
+/// to `len` readable bytes (NULL allowed when `len` is 0).
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_send(
+    client: *mut wsb_client,
+    data: *const u8,
+    len: usize,
+    is_text: bool,
+) -> wsb_result {
+    // SAFETY: forwarded caller contract.
+    let d = match unsafe { bytes_arg(data, len) } {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    with_client(client, |o| send_outcome(o.handle.send(d, is_text)))
+}
+
+/// Sends a ping (`len` ≤ 125, else `WSB_RESULT_TOO_BIG`). Same results as
+/// `wsb_client_send`. Safe to call from any thread; never blocks.
+///
+/// # Safety
+/// As for `wsb_client_send`.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_ping(client: *mut wsb_client, data: *const u8, len: usize) -> wsb_result {
+    // SAFETY: forwarded caller contract.
+    let d = match unsafe { bytes_arg(data, len) } {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    with_client(client, |o| send_outcome(o.handle.ping(d)))
+}
+
+/// Closes the connection (code ≤ 0, or not allowed on the wire: 1000; reason
+/// NULL or ≤ 123 bytes of UTF-8) and stops any reconnection. CLOSED follows.
+/// Safe to call from any thread; never blocks.
+///
+/// # Safety
+/// `client` must be NULL or a pointer from `wsb_client_new`; `reason` NULL or
+/// a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_close(client: *mut wsb_client, code: i32, reason: *const c_char) -> wsb_result {
+    let r = if reason.is_null() {
+        ""
+    } else {
+        match str_arg(reason, "reason") {
+            Ok(r) => r,
+            Err(e) => return e,
+        }
+    };
+    with_client(client, |o| match o.handle.close(code, r) {
+        Ok(()) => Ok(wsb_result::Ok),
+        Err(crate::SendError::Closed) => Err((wsb_result::NotConnected, "the client is not connected".into())),
+        Err(e) => Err((e.into(), e.to_string())),
+    })
+}
+
+/// Manual flow control: the host is done with the last MESSAGE; the next may
+/// be delivered. Harmless in automatic mode. Safe to call from any thread.
+///
+/// # Safety
+/// `client` must be NULL or a pointer from `wsb_client_new`.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_message_complete(client: *mut wsb_client) -> wsb_result {
+    with_client(client, |o| {
+        o.handle.message_complete();
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// True between CONNECTED and the end of that connection. Safe to call from
+/// any thread.
+///
+/// # Safety
+/// `client` must be NULL or a pointer from `wsb_client_new`.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_is_connected(client: *const wsb_client) -> bool {
+    guard(false, || {
+        CLIENTS.with(client, |o| o.handle.is_connected()).unwrap_or(false)
+    })
+}
+
+/// Queue mode: waits up to `timeout_ms` (negative = forever, 0 = just check)
+/// for the next event and fills `*out`. `WSB_RESULT_TIMEOUT` when none came,
+/// `WSB_RESULT_INTERRUPTED` after `wsb_client_interrupt`,
+/// `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
+/// valid until the next poll on this client: poll from one thread at a time.
+/// In automatic flow control, polling a MESSAGE completes it.
+///
+/// # Safety
+/// `client` must be NULL or a pointer from `wsb_client_new`; `out` valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_poll(
+    client: *mut wsb_client,
+    timeout_ms: i32,
+    out: *mut wsb_client_event,
+) -> wsb_result {
+    if out.is_null() {
+        set_last_error("out is NULL");
+        return wsb_result::NullPointer;
+    }
+    with_client(client, |o| {
+        if !o.handle.is_queued() {
+            return Err((wsb_result::InvalidState, "the client is in callback mode".into()));
+        }
+        let mut slot = o.polled.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = None;
+        let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
+        let r = o.handle.poll(timeout);
+        match r {
+            Ok(ev) => {
+                let text = event_text(&as_event(&ev));
+                let stored = slot.insert((ev, text));
+                // SAFETY: checked non-NULL above; the event's storage lives in
+                // `o.polled` until the next poll.
+                fill(unsafe { &mut *out }, &as_event(&stored.0), &stored.1);
+                Ok(wsb_result::Ok)
+            }
+            Err(PollError::Timeout) => Ok(wsb_result::Timeout),
+            Err(PollError::Interrupted) => Ok(wsb_result::Interrupted),
+            Err(PollError::Closed) => Err((wsb_result::ShutDown, "the client has stopped".into())),
+        }
+    })
+}
+
+/// Queue mode: makes the current (or next) `wsb_client_poll` return
+/// `WSB_RESULT_INTERRUPTED`. Safe to call from any thread.
+///
+/// # Safety
+/// `client` must be NULL or a pointer from `wsb_client_new`.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_interrupt(client: *mut wsb_client) -> wsb_result {
+    with_client(client, |o| {
+        if !o.handle.is_queued() {
+            return Err((wsb_result::InvalidState, "the client is in callback mode".into()));
+        }
+        o.handle.interrupt();
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// Copies the detail of the last failed call on this client into `buf`
+/// (NUL-terminated; `*needed` gets the size needed, NUL included; too small
+/// gives `WSB_RESULT_BUFFER_TOO_SMALL`). Safe to call from any thread.
+///
+/// # Safety
+/// `client` must be NULL or a pointer from `wsb_client_new`; `buf` NULL or
+/// `len` writable bytes; `needed` NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_client_last_error(
+    client: *const wsb_client,
+    buf: *mut c_char,
+    len: usize,
+    needed: *mut usize,
+) -> wsb_result {
+    with_client(client, |o| {
+        let msg = o.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // SAFETY: forwarded caller contract.
+        Ok(unsafe { copy_out(&msg, buf, len, needed) })
+    })
+}

@@ -334,7 +334,7 @@ def cs_param(h: Header, fn: Function | None, p: Param) -> str:
         return f"out {CS_STRUCT_NAMES[sn][0]} {name}"
     if t.base == "char":
         # UTF-8 bytes, NUL-terminated by the caller (input) or filled by the library (output).
-        return f"byte[] {name}"
+        return f"byte[] {name}" if t.const else f"[In, Out] byte[] {name}"
     if t.base == "uint8_t" and t.const:
         return f"IntPtr {name}"
     if t.base == "size_t" and not t.const:
@@ -395,11 +395,6 @@ def gen_csharp(h: Header) -> str:
         fn = next((f for f in h.functions if f.name == free), None)
         if fn is None:
             raise ValueError(f"opaque {name} has no {free}")
-        release = (
-            f"NativeMethods.{free}(handle) == Result.Ok"
-            if cs_return(h, fn.ret)[1] == "Result"
-            else f"{{ NativeMethods.{free}(handle); return true; }}"
-        )
         w(f"    /// <summary>Owns one <c>{name}</c>; releasing it calls <c>{free}</c>.</summary>")
         w(f"    internal sealed class {cs_handle(name)} : SafeHandle")
         w("    {")
@@ -407,10 +402,23 @@ def gen_csharp(h: Header) -> str:
         w("")
         w("        public override bool IsInvalid { get { return handle == IntPtr.Zero; } }")
         w("")
-        if release.startswith("{"):
-            w(f"        protected override bool ReleaseHandle() {release}")
+        w("        protected override bool ReleaseHandle()")
+        w("        {")
+        if cs_return(h, fn.ret)[1] == "Result":
+            w(f"            Result r = NativeMethods.{free}(handle);")
+            w("            if (r == Result.Reentrant)")
+            w("            {")
+            w("                // The last reference was released on the object's own I/O thread (a call")
+            w("                // made from its callback finished after Dispose): free it from elsewhere.")
+            w("                IntPtr h = handle;")
+            w(f"                System.Threading.ThreadPool.QueueUserWorkItem(_ => NativeMethods.{free}(h));")
+            w("                return true;")
+            w("            }")
+            w("            return r == Result.Ok;")
         else:
-            w(f"        protected override bool ReleaseHandle() {{ return {release}; }}")
+            w(f"            NativeMethods.{free}(handle);")
+            w("            return true;")
+        w("        }")
         w("    }")
         w("")
     w("    internal static class NativeMethods")

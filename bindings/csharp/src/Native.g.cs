@@ -83,7 +83,19 @@ namespace Wsbroker
 
         public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
 
-        protected override bool ReleaseHandle() { return NativeMethods.wsb_server_free(handle) == Result.Ok; }
+        protected override bool ReleaseHandle()
+        {
+            Result r = NativeMethods.wsb_server_free(handle);
+            if (r == Result.Reentrant)
+            {
+                // The last reference was released on the object's own I/O thread (a call
+                // made from its callback finished after Dispose): free it from elsewhere.
+                IntPtr h = handle;
+                System.Threading.ThreadPool.QueueUserWorkItem(_ => NativeMethods.wsb_server_free(h));
+                return true;
+            }
+            return r == Result.Ok;
+        }
     }
 
     /// <summary>Owns one <c>wsb_server_config</c>; releasing it calls <c>wsb_server_config_free</c>.</summary>
@@ -93,7 +105,11 @@ namespace Wsbroker
 
         public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
 
-        protected override bool ReleaseHandle() { NativeMethods.wsb_server_config_free(handle); return true; }
+        protected override bool ReleaseHandle()
+        {
+            NativeMethods.wsb_server_config_free(handle);
+            return true;
+        }
     }
 
     internal static class NativeMethods
@@ -109,7 +125,7 @@ namespace Wsbroker
         internal static extern uint wsb_version_number();
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        internal static extern Result wsb_last_error(byte[] buf, UIntPtr len, out UIntPtr needed);
+        internal static extern Result wsb_last_error([In, Out] byte[] buf, UIntPtr len, out UIntPtr needed);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern IntPtr wsb_result_str(uint r);
@@ -197,6 +213,6 @@ namespace Wsbroker
         internal static extern Result wsb_server_stats(ServerHandle server, out Stats @out);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        internal static extern Result wsb_server_last_error(ServerHandle server, byte[] buf, UIntPtr len, out UIntPtr needed);
+        internal static extern Result wsb_server_last_error(ServerHandle server, [In, Out] byte[] buf, UIntPtr len, out UIntPtr needed);
     }
 }

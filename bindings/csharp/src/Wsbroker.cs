@@ -1,0 +1,662 @@
+// Wsbroker: the C# binding of libwsbroker (server API). The P/Invoke declarations, enums, structs
+// and SafeHandles are generated into Native.g.cs; this file is the friendly layer over them.
+//
+// C# 7 at most (it must build with mono's mcs as well as with dotnet).
+using System;
+using System.Collections.Generic;
+using System.Runtime.ExceptionServices;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Threading;
+
+[assembly: System.Runtime.CompilerServices.InternalsVisibleTo("WsbrokerTests")]
+
+namespace Wsbroker
+{
+    /// <summary>A <c>wsb_</c> call failed. <see cref="Code"/> is its result, <see cref="Detail"/> the
+    /// <c>wsb_last_error</c> text of the calling thread.</summary>
+    public class WsbException : Exception
+    {
+        public Result Code { get; private set; }
+        public string Detail { get; private set; }
+        public string Function { get; private set; }
+
+        public WsbException(Result code, string detail, string function)
+            : base(Format(code, detail, function))
+        {
+            Code = code;
+            Detail = detail ?? "";
+            Function = function ?? "";
+        }
+
+        static string Format(Result code, string detail, string function)
+        {
+            string text = string.IsNullOrEmpty(function) ? code.ToString() : function + ": " + code;
+            return string.IsNullOrEmpty(detail) ? text : text + " (" + detail + ")";
+        }
+    }
+
+    /// <summary>libwsbroker could not be loaded, or is not the version this binding was generated from.</summary>
+    public class WsbLibraryException : Exception
+    {
+        public WsbLibraryException(string message, Exception inner) : base(message, inner) { }
+    }
+
+    /// <summary>The loaded library: version, checks and error text.</summary>
+    public static class Library
+    {
+        static readonly object s_lock = new object();
+        static bool s_checked;
+
+        /// <summary>The version of the header the binding was generated from.</summary>
+        public static string HeaderVersion { get { return NativeMethods.HeaderVersion; } }
+
+        /// <summary>The loaded library's version, "MAJOR.MINOR.PATCH".</summary>
+        public static string Version
+        {
+            get
+            {
+                try
+                {
+                    return Utf8.FromNative(NativeMethods.wsb_version());
+                }
+                catch (DllNotFoundException e)
+                {
+                    throw new WsbLibraryException(
+                        "libwsbroker not found: put libwsbroker.so on LD_LIBRARY_PATH (or next to the program), " +
+                        "or map \"wsbroker\" to its path in Wsbroker.dll.config (mono)", e);
+                }
+            }
+        }
+
+        /// <summary>Throws <see cref="WsbLibraryException"/> unless the library is the version of the
+        /// header this binding was generated from (checked once; every object creation calls it).</summary>
+        public static void EnsureCompatible()
+        {
+            lock (s_lock)
+            {
+                if (s_checked)
+                {
+                    return;
+                }
+                string v = Version;
+                uint n = NativeMethods.wsb_version_number();
+                if (v != NativeMethods.HeaderVersion || n != NativeMethods.HeaderVersionNumber)
+                {
+                    throw new WsbLibraryException(string.Format(
+                        "libwsbroker is {0} ({1}); this binding was generated from the {2} ({3}) header",
+                        v, n, NativeMethods.HeaderVersion, NativeMethods.HeaderVersionNumber), null);
+                }
+                s_checked = true;
+            }
+        }
+
+        /// <summary>The library's description of a result code.</summary>
+        public static string ResultString(Result r)
+        {
+            return Utf8.FromNative(NativeMethods.wsb_result_str((uint)r));
+        }
+
+        /// <summary>The detail of the most recent failed <c>wsb_</c> call on this thread ("" if none).</summary>
+        public static string LastError()
+        {
+            int size = 256;
+            for (int i = 0; i < 3; i++)
+            {
+                var buf = new byte[size];
+                UIntPtr needed;
+                Result r = NativeMethods.wsb_last_error(buf, (UIntPtr)buf.Length, out needed);
+                if (r == Result.Ok)
+                {
+                    int len = Array.IndexOf(buf, (byte)0);
+                    return Encoding.UTF8.GetString(buf, 0, len < 0 ? buf.Length : len);
+                }
+                if (r != Result.BufferTooSmall)
+                {
+                    return "";
+                }
+                size = Math.Max((int)needed.ToUInt64(), size * 2);
+            }
+            return "";
+        }
+
+        /// <summary>Returns <c>Result.Ok</c>; throws <see cref="WsbException"/> for anything else.</summary>
+        internal static Result Check(Result r, string function)
+        {
+            if (r != Result.Ok)
+            {
+                throw new WsbException(r, LastError(), function);
+            }
+            return r;
+        }
+    }
+
+    internal static class Utf8
+    {
+        /// <summary>NUL-terminated UTF-8, or null for null.</summary>
+        public static byte[] ToNative(string s)
+        {
+            if (s == null)
+            {
+                return null;
+            }
+            int n = Encoding.UTF8.GetByteCount(s);
+            var b = new byte[n + 1];
+            Encoding.UTF8.GetBytes(s, 0, s.Length, b, 0);
+            return b;
+        }
+
+        public static string FromNative(IntPtr p)
+        {
+            if (p == IntPtr.Zero)
+            {
+                return "";
+            }
+            int len = 0;
+            while (Marshal.ReadByte(p, len) != 0)
+            {
+                len++;
+            }
+            return FromNative(p, len);
+        }
+
+        public static string FromNative(IntPtr p, int len)
+        {
+            if (len == 0)
+            {
+                return "";
+            }
+            var b = new byte[len];
+            Marshal.Copy(p, b, 0, len);
+            return Encoding.UTF8.GetString(b);
+        }
+    }
+
+    /// <summary>Keeps exceptions thrown by user code on a library thread until the owner's next
+    /// call from another thread rethrows them (a managed exception must never unwind into C).</summary>
+    internal sealed class PendingErrors
+    {
+        const int MaxKept = 32;
+        readonly List<ExceptionDispatchInfo> _errors = new List<ExceptionDispatchInfo>();
+
+        [ThreadStatic] static int t_callbackDepth;
+
+        public static bool InCallback { get { return t_callbackDepth > 0; } }
+
+        public static void Enter() { t_callbackDepth++; }
+
+        public static void Leave() { t_callbackDepth--; }
+
+        public void Add(Exception e)
+        {
+            lock (_errors)
+            {
+                if (_errors.Count < MaxKept)
+                {
+                    _errors.Add(ExceptionDispatchInfo.Capture(e));
+                }
+            }
+        }
+
+        /// <summary>Rethrows the first kept exception (with its original stack), unless on a callback thread.</summary>
+        public void ThrowIfAny()
+        {
+            if (InCallback)
+            {
+                return;
+            }
+            ExceptionDispatchInfo first = null;
+            lock (_errors)
+            {
+                if (_errors.Count > 0)
+                {
+                    first = _errors[0];
+                    _errors.Clear();
+                }
+            }
+            if (first != null)
+            {
+                first.Throw();
+            }
+        }
+    }
+
+    /// <summary>Server settings; null keeps the library default (see the README table). Times in
+    /// milliseconds, sizes in bytes, as in the C API.</summary>
+    public sealed class ServerOptions
+    {
+        public string Bind = "127.0.0.1:0";
+        public uint? Threads;
+        public ulong? MaxMessageSize;
+        public ulong? MaxFrameSize;
+        public uint? HandshakeTimeoutMs;
+        public uint? PingIntervalMs;
+        public uint? IdleTimeoutMs;
+        public uint? CloseTimeoutMs;
+        public uint? MaxConnections;
+        public ulong? OutboundSoftLimit;
+        public ulong? OutboundHardLimit;
+        public bool? RefuseOnOverflow;
+        public List<string> AllowedOrigins = new List<string>();
+        public List<string> Subprotocols = new List<string>();
+        public string Path;
+        public uint? EventQueueCapacity;
+
+        internal ServerConfigHandle Build()
+        {
+            ServerConfigHandle cfg = NativeMethods.wsb_server_config_new();
+            if (cfg.IsInvalid)
+            {
+                throw new OutOfMemoryException("wsb_server_config_new");
+            }
+            try
+            {
+                Library.Check(NativeMethods.wsb_server_config_set_bind(cfg, Utf8.ToNative(Bind ?? "127.0.0.1:0")), "wsb_server_config_set_bind");
+                if (Threads.HasValue)
+                    Library.Check(NativeMethods.wsb_server_config_set_threads(cfg, Threads.Value), "wsb_server_config_set_threads");
+                if (MaxMessageSize.HasValue)
+                    Library.Check(NativeMethods.wsb_server_config_set_max_message_size(cfg, new UIntPtr(MaxMessageSize.Value)), "wsb_server_config_set_max_message_size");
+                if (MaxFrameSize.HasValue)
+                    Library.Check(NativeMethods.wsb_server_config_set_max_frame_size(cfg, new UIntPtr(MaxFrameSize.Value)), "wsb_server_config_set_max_frame_size");
+                if (HandshakeTimeoutMs.HasValue)
+                    Library.Check(NativeMethods.wsb_server_config_set_handshake_timeout_ms(cfg, HandshakeTimeoutMs.Value), "wsb_server_config_set_handshake_timeout_ms");
+                if (PingIntervalMs.HasValue)
+                    Library.Check(NativeMethods.wsb_server_config_set_ping_interval_ms(cfg, PingIntervalMs.Value), "wsb_server_config_set_ping_interval_ms");
+                if (IdleTimeoutMs.HasValue)
+                    Library.Check(NativeMethods.wsb_server_config_set_idle_timeout_ms(cfg, IdleTimeoutMs.Value), "wsb_server_config_set_idle_timeout_ms");
+                if (CloseTimeoutMs.HasValue)
+                    Library.Check(NativeMethods.wsb_server_config_set_close_timeout_ms(cfg, CloseTimeoutMs.Value), "wsb_server_config_set_close_timeout_ms");
+                if (MaxConnections.HasValue)
+                    Library.Check(NativeMethods.wsb_server_config_set_max_connections(cfg, MaxConnections.Value), "wsb_server_config_set_max_connections");
+                if (OutboundSoftLimit.HasValue || OutboundHardLimit.HasValue)
+                {
+                    // The C setter takes both; the documented defaults fill the one not given.
+                    ulong soft = OutboundSoftLimit ?? (1UL << 20);
+                    ulong hard = OutboundHardLimit ?? (64UL << 20);
+                    Library.Check(NativeMethods.wsb_server_config_set_outbound_limits(cfg, new UIntPtr(soft), new UIntPtr(hard)), "wsb_server_config_set_outbound_limits");
+                }
+                if (RefuseOnOverflow.HasValue)
+                    Library.Check(NativeMethods.wsb_server_config_set_refuse_on_overflow(cfg, RefuseOnOverflow.Value), "wsb_server_config_set_refuse_on_overflow");
+                foreach (string o in AllowedOrigins)
+                    Library.Check(NativeMethods.wsb_server_config_add_allowed_origin(cfg, Utf8.ToNative(o)), "wsb_server_config_add_allowed_origin");
+                foreach (string p in Subprotocols)
+                    Library.Check(NativeMethods.wsb_server_config_add_subprotocol(cfg, Utf8.ToNative(p)), "wsb_server_config_add_subprotocol");
+                if (Path != null)
+                    Library.Check(NativeMethods.wsb_server_config_set_path(cfg, Utf8.ToNative(Path)), "wsb_server_config_set_path");
+                if (EventQueueCapacity.HasValue)
+                    Library.Check(NativeMethods.wsb_server_config_set_event_queue_capacity(cfg, EventQueueCapacity.Value), "wsb_server_config_set_event_queue_capacity");
+            }
+            catch
+            {
+                cfg.Dispose();
+                throw;
+            }
+            return cfg;
+        }
+    }
+
+    /// <summary>One server event, copied out of the library (valid as long as you keep it).</summary>
+    /// <remarks><see cref="Data"/> is the message, ping or pong payload, or the close reason. For
+    /// Close, <see cref="CloseStatus"/> is the peer's code, 0 for a close frame without one, the code
+    /// wsbroker sent when it failed the connection, the host's own code when
+    /// <see cref="ClosedByHost"/>, or -1 when the transport dropped.</remarks>
+    public sealed class ServerEvent : EventArgs
+    {
+        public EventType Type { get; private set; }
+        public ulong Conn { get; private set; }
+        public byte[] Data { get; private set; }
+        public bool IsText { get; private set; }
+        public int CloseStatus { get; private set; }
+        public bool ClosedByHost { get; private set; }
+        public string RemoteAddr { get; private set; }
+        public string Path { get; private set; }
+        public string Protocol { get; private set; }
+
+        /// <summary><see cref="Data"/> decoded as UTF-8 (text messages, close reasons).</summary>
+        public string Text { get { return Encoding.UTF8.GetString(Data); } }
+
+        internal static ServerEvent FromNative(ref NativeEvent ev)
+        {
+            int len = checked((int)ev.Len.ToUInt64());
+            var data = new byte[len];
+            if (len > 0)
+            {
+                Marshal.Copy(ev.Data, data, 0, len);
+            }
+            return new ServerEvent
+            {
+                Type = (EventType)ev.Kind,
+                Conn = ev.Conn,
+                Data = data,
+                IsText = ev.IsText,
+                CloseStatus = ev.CloseStatus,
+                ClosedByHost = ev.ClosedByHost,
+                RemoteAddr = Utf8.FromNative(ev.RemoteAddr),
+                Path = Utf8.FromNative(ev.Path),
+                Protocol = Utf8.FromNative(ev.Protocol),
+            };
+        }
+    }
+
+    /// <summary>A running WebSocket server (<c>wsb_server</c>).</summary>
+    /// <remarks>
+    /// Created with a constructor it runs in callback mode: events are raised as C# events on a
+    /// library I/O thread (handlers must not block; they may call anything but Dispose). An exception
+    /// a handler throws is kept and rethrown by the next call on this server from another thread, or
+    /// by <see cref="Dispose"/>. Created with <see cref="CreatePolled"/> it runs in queue mode: call
+    /// <see cref="Poll"/> or iterate <see cref="Events"/>. Send, Ping, CloseConnection, IsValid,
+    /// Port, GetStats and Interrupt are safe from any thread.
+    /// </remarks>
+    public sealed class Server : IDisposable
+    {
+        // Static so the GC never collects a delegate the library still holds.
+        static readonly ServerEventCb s_onEvent = OnNativeEvent;
+        static readonly UserdataFreeCb s_freeUserdata = FreeUserdata;
+        static int s_liveRegistrations;
+
+        readonly ServerHandle _handle;
+        readonly PendingErrors _pending;
+        readonly bool _polled;
+        int _disposed;
+
+        /// <summary>Every event.</summary>
+        public event EventHandler<ServerEvent> EventReceived;
+        public event EventHandler<ServerEvent> Opened;
+        public event EventHandler<ServerEvent> MessageReceived;
+        public event EventHandler<ServerEvent> PingReceived;
+        public event EventHandler<ServerEvent> PongReceived;
+        public event EventHandler<ServerEvent> Drained;
+        public event EventHandler<ServerEvent> Closed;
+
+        /// <summary>Starts a server in callback mode.</summary>
+        public Server(ServerOptions options = null) : this(options, null) { }
+
+        /// <summary>Starts a server in callback mode; <paramref name="subscribe"/> runs before it starts
+        /// listening, so handlers attached there see every event (even with a fixed port).</summary>
+        public Server(ServerOptions options, Action<Server> subscribe) : this(options, false, subscribe) { }
+
+        /// <summary>Starts a server in queue mode: events wait for <see cref="Poll"/>.</summary>
+        public static Server CreatePolled(ServerOptions options = null)
+        {
+            return new Server(options, true, null);
+        }
+
+        Server(ServerOptions options, bool polled, Action<Server> subscribe)
+        {
+            Library.EnsureCompatible();
+            _polled = polled;
+            if (subscribe != null)
+            {
+                subscribe(this);
+            }
+            ServerHandle handle;
+            Result r;
+            using (ServerConfigHandle cfg = (options ?? new ServerOptions()).Build())
+            {
+                if (polled)
+                {
+                    r = NativeMethods.wsb_server_new(cfg, null, IntPtr.Zero, null, out handle);
+                }
+                else
+                {
+                    _pending = new PendingErrors();
+                    var gc = GCHandle.Alloc(new Dispatcher(this, _pending));
+                    Interlocked.Increment(ref s_liveRegistrations);
+                    // On failure the library has already called FreeUserdata, releasing gc.
+                    r = NativeMethods.wsb_server_new(cfg, s_onEvent, GCHandle.ToIntPtr(gc), s_freeUserdata, out handle);
+                }
+            }
+            Library.Check(r, "wsb_server_new");
+            _handle = handle;
+        }
+
+        /// <summary>Registrations the library still holds (for tests of userdata_free).</summary>
+        internal static int LiveRegistrations { get { return Volatile.Read(ref s_liveRegistrations); } }
+
+        /// <summary>The GCHandle target: a weak link, so an undisposed server can still be collected
+        /// (its SafeHandle finalizer then frees the native server, which releases this).</summary>
+        sealed class Dispatcher
+        {
+            readonly WeakReference<Server> _server;
+            public readonly PendingErrors Pending;
+
+            public Dispatcher(Server s, PendingErrors pending)
+            {
+                _server = new WeakReference<Server>(s);
+                Pending = pending;
+            }
+
+            public void Dispatch(IntPtr evPtr)
+            {
+                Server s;
+                if (!_server.TryGetTarget(out s))
+                {
+                    return;
+                }
+                var native = (NativeEvent)Marshal.PtrToStructure(evPtr, typeof(NativeEvent));
+                s.Raise(ServerEvent.FromNative(ref native));
+            }
+        }
+
+        static void OnNativeEvent(IntPtr userdata, IntPtr server, IntPtr ev)
+        {
+            Dispatcher d = null;
+            PendingErrors.Enter();
+            try
+            {
+                d = (Dispatcher)GCHandle.FromIntPtr(userdata).Target;
+                d.Dispatch(ev);
+            }
+            catch (Exception e)
+            {
+                if (d != null)
+                {
+                    d.Pending.Add(e);
+                }
+            }
+            finally
+            {
+                PendingErrors.Leave();
+            }
+        }
+
+        static void FreeUserdata(IntPtr userdata)
+        {
+            GCHandle.FromIntPtr(userdata).Free();
+            Interlocked.Decrement(ref s_liveRegistrations);
+        }
+
+        void Raise(ServerEvent ev)
+        {
+            EventHandler<ServerEvent> all = EventReceived;
+            if (all != null)
+            {
+                all(this, ev);
+            }
+            EventHandler<ServerEvent> h;
+            switch (ev.Type)
+            {
+                case EventType.Open: h = Opened; break;
+                case EventType.Message: h = MessageReceived; break;
+                case EventType.Ping: h = PingReceived; break;
+                case EventType.Pong: h = PongReceived; break;
+                case EventType.Drain: h = Drained; break;
+                case EventType.Close: h = Closed; break;
+                default: h = null; break;
+            }
+            if (h != null)
+            {
+                h(this, ev);
+            }
+        }
+
+        ServerHandle Live()
+        {
+            if (_pending != null)
+            {
+                _pending.ThrowIfAny();
+            }
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                throw new ObjectDisposedException("Wsbroker.Server");
+            }
+            return _handle;
+        }
+
+        /// <summary>True in queue mode.</summary>
+        public bool IsPolled { get { return _polled; } }
+
+        /// <summary>The port the server listens on (the real one when port 0 was asked).</summary>
+        public ushort Port { get { return NativeMethods.wsb_server_port(Live()); } }
+
+        /// <summary>Queues a text message. Returns Ok, or Backpressure when queued above the soft
+        /// limit (a Drained event follows); throws <see cref="WsbException"/> otherwise.</summary>
+        public Result Send(ulong conn, string text)
+        {
+            byte[] b = Encoding.UTF8.GetBytes(text ?? "");
+            return Send(conn, b, 0, b.Length, true);
+        }
+
+        /// <summary>Queues a binary message (see <see cref="Send(ulong, string)"/>).</summary>
+        public Result Send(ulong conn, byte[] data)
+        {
+            return Send(conn, data, 0, data == null ? 0 : data.Length, false);
+        }
+
+        /// <summary>Queues <paramref name="count"/> bytes of <paramref name="data"/> from
+        /// <paramref name="offset"/>, as text (must be UTF-8) or binary.</summary>
+        public unsafe Result Send(ulong conn, byte[] data, int offset, int count, bool isText)
+        {
+            CheckRange(data, offset, count);
+            ServerHandle h = Live();
+            fixed (byte* p = data)
+            {
+                IntPtr ptr = count == 0 ? IntPtr.Zero : (IntPtr)(p + offset);
+                return SendResult(NativeMethods.wsb_server_write(h, conn, ptr, (UIntPtr)(uint)count, isText), "wsb_server_write");
+            }
+        }
+
+        /// <summary>Sends a ping (payload at most 125 bytes). Same results as Send.</summary>
+        public unsafe Result Ping(ulong conn, byte[] payload = null)
+        {
+            int count = payload == null ? 0 : payload.Length;
+            ServerHandle h = Live();
+            fixed (byte* p = payload)
+            {
+                IntPtr ptr = count == 0 ? IntPtr.Zero : (IntPtr)p;
+                return SendResult(NativeMethods.wsb_server_ping(h, conn, ptr, (UIntPtr)(uint)count), "wsb_server_ping");
+            }
+        }
+
+        /// <summary>Starts the closing handshake (reason at most 123 UTF-8 bytes); a Closed event follows.</summary>
+        public void CloseConnection(ulong conn, int code = 1000, string reason = null)
+        {
+            Library.Check(NativeMethods.wsb_server_close(Live(), conn, code, Utf8.ToNative(reason)), "wsb_server_close");
+        }
+
+        /// <summary>True from Open until CloseConnection or the end of the connection.</summary>
+        public bool IsValid(ulong conn)
+        {
+            return NativeMethods.wsb_server_is_valid(Live(), conn);
+        }
+
+        public Stats GetStats()
+        {
+            Stats s;
+            Library.Check(NativeMethods.wsb_server_stats(Live(), out s), "wsb_server_stats");
+            return s;
+        }
+
+        /// <summary>Queue mode: the next event, waiting up to <paramref name="timeoutMs"/> (negative:
+        /// forever); null when the time ran out. Throws <see cref="WsbException"/> with
+        /// <c>Result.Interrupted</c> after <see cref="Interrupt"/>. Poll from one thread at a time.</summary>
+        public ServerEvent Poll(int timeoutMs)
+        {
+            NativeEvent ev;
+            Result r = NativeMethods.wsb_server_poll(Live(), timeoutMs, out ev);
+            if (r == Result.Timeout)
+            {
+                return null;
+            }
+            Library.Check(r, "wsb_server_poll");
+            return ServerEvent.FromNative(ref ev);
+        }
+
+        /// <summary>Queue mode: events until none comes for <paramref name="idleTimeoutMs"/>
+        /// (negative: until <see cref="Interrupt"/> or Dispose from another thread).</summary>
+        public IEnumerable<ServerEvent> Events(int idleTimeoutMs = -1)
+        {
+            while (true)
+            {
+                ServerEvent ev;
+                try
+                {
+                    if (Volatile.Read(ref _disposed) != 0)
+                    {
+                        yield break;
+                    }
+                    ev = Poll(idleTimeoutMs);
+                }
+                catch (WsbException e)
+                {
+                    if (e.Code == Result.Interrupted || Volatile.Read(ref _disposed) != 0)
+                    {
+                        yield break;
+                    }
+                    throw;
+                }
+                catch (ObjectDisposedException)
+                {
+                    yield break;
+                }
+                if (ev == null)
+                {
+                    yield break;
+                }
+                yield return ev;
+            }
+        }
+
+        /// <summary>Makes the current (or next) Poll throw Interrupted; Events ends.</summary>
+        public void Interrupt()
+        {
+            Library.Check(NativeMethods.wsb_server_interrupt(Live()), "wsb_server_interrupt");
+        }
+
+        /// <summary>Stops the server (every connection gets close 1001), waits for its threads and
+        /// frees it; then rethrows an exception a handler left behind. Idempotent. Not allowed from
+        /// the server's own handlers.</summary>
+        public void Dispose()
+        {
+            if (PendingErrors.InCallback)
+            {
+                throw new WsbException(Result.Reentrant, "Dispose called from a server event handler", "wsb_server_free");
+            }
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                // A thread blocked in Poll holds a reference on the handle: wake it so the free
+                // (which the SafeHandle defers until that reference is released) happens now.
+                NativeMethods.wsb_server_interrupt(_handle);
+                _handle.Dispose();
+            }
+            if (_pending != null)
+            {
+                _pending.ThrowIfAny();
+            }
+        }
+
+        static Result SendResult(Result r, string function)
+        {
+            return r == Result.Backpressure ? r : Library.Check(r, function);
+        }
+
+        static void CheckRange(byte[] data, int offset, int count)
+        {
+            int len = data == null ? 0 : data.Length;
+            if (offset < 0 || count < 0 || offset > len - count)
+            {
+                throw new ArgumentOutOfRangeException("offset/count", "outside the array");
+            }
+        }
+    }
+}

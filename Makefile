@@ -3,6 +3,7 @@
 
 CARGO   ?= cargo
 CC      ?= gcc
+CXX     ?= g++
 BUILD   := build
 LIBDIR  := target/release
 CFLAGS  := -std=c11 -Wall -Wextra -Werror -O2 -g -Iinclude
@@ -10,13 +11,21 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDLIBS  := -lpthread -ldl -lm
 VENV    := .venv
 PY      := $(VENV)/bin/python
+PYTEST  := $(PY) -m pytest -q -p no:cacheprovider
 
 EXAMPLES := echo_server echo_poll
 BINS     := $(addprefix $(BUILD)/,$(EXAMPLES))
 ASAN     := $(addprefix $(BUILD)/asan/,$(EXAMPLES))
 EX_DEPS  := include/wsbroker.h examples-c/common.h $(LIBDIR)/libwsbroker.so
 
-.PHONY: all lib examples test test-rust test-c lint header bench clean run-echo $(LIBDIR)/libwsbroker.so
+PYDIR := bindings/python
+CSDIR := bindings/csharp
+CSOUT := $(BUILD)/csharp
+MCS   ?= mcs
+MONO  ?= mono
+
+.PHONY: all lib examples test test-rust test-interop test-python test-csharp lint header bindings \
+	python-wheel bench clean run-echo $(LIBDIR)/libwsbroker.so
 
 all: examples
 
@@ -41,19 +50,52 @@ $(BUILD)/asan/%: examples-c/%.c $(EX_DEPS)
 run-echo: $(BUILD)/echo_server
 	$(BUILD)/echo_server 8765
 
-# Regenerates include/wsbroker.h from src/ffi (commit the result).
+# Regenerates include/wsbroker.h from src/ffi, then the bindings' declarations (commit the results).
 header:
 	WSB_UPDATE_HEADER=1 $(CARGO) build --lib
+	python3 scripts/gen_bindings.py
+
+bindings:
+	python3 scripts/gen_bindings.py
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	python3 scripts/gen_bindings.py --check
 
 test-rust:
 	$(CARGO) test
 
-test: lint test-rust examples
-	$(PY) -m pytest -q tests/interop tests/conformance
+test-interop: examples
+	$(PYTEST) tests/interop tests/conformance
+
+# ---- Python ----
+
+python-wheel: lib
+	cp $(LIBDIR)/libwsbroker.so $(PYDIR)/wsbroker/libwsbroker.so
+	strip --strip-debug $(PYDIR)/wsbroker/libwsbroker.so
+	$(PY) -m pip wheel --no-build-isolation --no-deps --no-index -w $(BUILD)/wheels ./$(PYDIR); \
+	  status=$$?; rm -f $(PYDIR)/wsbroker/libwsbroker.so; exit $$status
+
+test-python: lib
+	WSBROKER_LIB=$(abspath $(LIBDIR))/libwsbroker.so $(PYTEST) $(PYDIR)/tests
+
+# ---- C# ----
+
+$(CSOUT)/Wsbroker.dll: $(wildcard $(CSDIR)/src/*.cs) $(CSDIR)/src/Wsbroker.dll.config
+	@mkdir -p $(CSOUT)
+	$(MCS) -target:library -unsafe -langversion:7 -warnaserror -out:$@ $(CSDIR)/src/*.cs
+	cp $(CSDIR)/src/Wsbroker.dll.config $(CSOUT)/
+
+$(CSOUT)/WsbrokerTests.exe: $(wildcard $(CSDIR)/tests/*.cs) $(CSOUT)/Wsbroker.dll
+	$(MCS) -langversion:7 -warnaserror -r:$(CSOUT)/Wsbroker.dll -r:System.dll -r:System.Core.dll -out:$@ $(CSDIR)/tests/*.cs
+
+test-csharp: lib $(CSOUT)/WsbrokerTests.exe
+	cd $(CSOUT) && LD_LIBRARY_PATH=$(abspath $(LIBDIR)) $(MONO) --debug WsbrokerTests.exe
+
+# ---- everything ----
+
+test: lint test-rust examples test-interop test-cpp test-install test-python test-csharp
 
 bench: examples
 	bash bench/run.sh
@@ -61,3 +103,8 @@ bench: examples
 clean:
 	$(CARGO) clean
 	rm -rf $(BUILD)
+
+# Fragments that define test-cpp, test-install and install (kept last so
+# that `all` stays the default goal).
+include tests/cpp/Makefile
+include packaging/install.mk

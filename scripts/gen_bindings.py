@@ -293,7 +293,11 @@ CS_SCALARS = {
     "int": "int",
 }
 # Structs exposed to users get friendly names; the rest stay internal.
-CS_STRUCT_NAMES = {"wsb_event": ("NativeEvent", "internal"), "wsb_stats": ("Stats", "public")}
+CS_STRUCT_NAMES = {
+    "wsb_event": ("NativeEvent", "internal"),
+    "wsb_stats": ("Stats", "public"),
+    "wsb_client_event": ("NativeClientEvent", "internal"),
+}
 CS_ENUM_TYPEDEFS = {"wsb_result": "Result"}
 
 

@@ -27,6 +27,15 @@ namespace Wsbroker
         SlowConsumer = 16,
         ShutDown = 17,
         Interrupted = 18,
+        ResolveFailed = 19,
+        ConnectionRefused = 20,
+        Unreachable = 21,
+        ConnectTimeout = 22,
+        CertificateInvalid = 23,
+        TlsFailed = 24,
+        HandshakeFailed = 25,
+        ProxyFailed = 26,
+        NotConnected = 27,
     }
 
     /// <summary><c>wsb_event_type</c> values.</summary>
@@ -38,6 +47,22 @@ namespace Wsbroker
         Pong = 4,
         Drain = 5,
         Close = 6,
+    }
+
+    /// <summary>The layout of <c>wsb_client_event</c>.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct NativeClientEvent
+    {
+        public uint Kind;
+        public IntPtr Data;
+        public UIntPtr Len;
+        [MarshalAs(UnmanagedType.I1)] public bool IsText;
+        [MarshalAs(UnmanagedType.I1)] public bool ClosedByHost;
+        public int CloseStatus;
+        public uint Error;
+        public uint Attempt;
+        public uint DelayMs;
+        public IntPtr Protocol;
     }
 
     /// <summary>The layout of <c>wsb_event</c>.</summary>
@@ -71,10 +96,49 @@ namespace Wsbroker
     }
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
-    internal delegate void ServerEventCb(IntPtr userdata, IntPtr server, IntPtr @event);
+    internal delegate void ClientEventCb(IntPtr userdata, IntPtr client, IntPtr @event);
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void UserdataFreeCb(IntPtr userdata);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate void ServerEventCb(IntPtr userdata, IntPtr server, IntPtr @event);
+
+    /// <summary>Owns one <c>wsb_client</c>; releasing it calls <c>wsb_client_free</c>.</summary>
+    internal sealed class ClientHandle : SafeHandle
+    {
+        public ClientHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
+
+        protected override bool ReleaseHandle()
+        {
+            Result r = NativeMethods.wsb_client_free(handle);
+            if (r == Result.Reentrant)
+            {
+                // The last reference was released on the object's own I/O thread (a call
+                // made from its callback finished after Dispose): free it from elsewhere.
+                IntPtr h = handle;
+                System.Threading.ThreadPool.QueueUserWorkItem(_ => NativeMethods.wsb_client_free(h));
+                return true;
+            }
+            return r == Result.Ok;
+        }
+    }
+
+    /// <summary>Owns one <c>wsb_client_config</c>; releasing it calls <c>wsb_client_config_free</c>.</summary>
+    internal sealed class ClientConfigHandle : SafeHandle
+    {
+        public ClientConfigHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
+
+        protected override bool ReleaseHandle()
+        {
+            NativeMethods.wsb_client_config_free(handle);
+            return true;
+        }
+    }
 
     /// <summary>Owns one <c>wsb_server</c>; releasing it calls <c>wsb_server_free</c>.</summary>
     internal sealed class ServerHandle : SafeHandle
@@ -126,6 +190,82 @@ namespace Wsbroker
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_last_error([In, Out] byte[] buf, UIntPtr len, out UIntPtr needed);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern ClientConfigHandle wsb_client_config_new(byte[] url);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern void wsb_client_config_free(IntPtr cfg);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_config_add_header(ClientConfigHandle cfg, byte[] name, byte[] value);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_config_add_subprotocol(ClientConfigHandle cfg, byte[] protocol);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_config_set_connect_timeout_ms(ClientConfigHandle cfg, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_config_set_ca_file(ClientConfigHandle cfg, byte[] path);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_config_set_system_roots(ClientConfigHandle cfg, [MarshalAs(UnmanagedType.I1)] bool enable);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_config_set_client_cert(ClientConfigHandle cfg, byte[] cert_chain_path, byte[] key_path);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_config_set_insecure(ClientConfigHandle cfg, [MarshalAs(UnmanagedType.I1)] bool insecure);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_config_set_proxy(ClientConfigHandle cfg, byte[] proxy);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_config_set_reconnect(ClientConfigHandle cfg, [MarshalAs(UnmanagedType.I1)] bool enable, uint initial_ms, uint max_ms, uint max_attempts);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_config_set_manual_complete(ClientConfigHandle cfg, [MarshalAs(UnmanagedType.I1)] bool manual);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_config_set_send_results(ClientConfigHandle cfg, [MarshalAs(UnmanagedType.I1)] bool enable);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_config_set_max_message_size(ClientConfigHandle cfg, UIntPtr bytes);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_config_set_ping_interval_ms(ClientConfigHandle cfg, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_new(ClientConfigHandle cfg, ClientEventCb cb, IntPtr userdata, UserdataFreeCb userdata_free, out ClientHandle @out);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_free(IntPtr client);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_send(ClientHandle client, IntPtr data, UIntPtr len, [MarshalAs(UnmanagedType.I1)] bool is_text);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_ping(ClientHandle client, IntPtr data, UIntPtr len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_close(ClientHandle client, int code, byte[] reason);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_message_complete(ClientHandle client);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        [return: MarshalAs(UnmanagedType.I1)]
+        internal static extern bool wsb_client_is_connected(ClientHandle client);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_poll(ClientHandle client, int timeout_ms, out NativeClientEvent @out);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_interrupt(ClientHandle client);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_client_last_error(ClientHandle client, [In, Out] byte[] buf, UIntPtr len, out UIntPtr needed);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern IntPtr wsb_result_str(uint r);

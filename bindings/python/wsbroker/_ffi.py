@@ -33,6 +33,15 @@ class Result(enum.IntEnum):
     SLOW_CONSUMER = 16
     SHUT_DOWN = 17
     INTERRUPTED = 18
+    RESOLVE_FAILED = 19
+    CONNECTION_REFUSED = 20
+    UNREACHABLE = 21
+    CONNECT_TIMEOUT = 22
+    CERTIFICATE_INVALID = 23
+    TLS_FAILED = 24
+    HANDSHAKE_FAILED = 25
+    PROXY_FAILED = 26
+    NOT_CONNECTED = 27
 
 
 class EventType(enum.IntEnum):
@@ -51,12 +60,35 @@ wsb_event_type = ctypes.c_uint32
 wsb_conn_id = ctypes.c_uint64
 
 
+class wsb_client(ctypes.Structure):
+    """Opaque `wsb_client`; only pointers to it exist."""
+
+
+class wsb_client_config(ctypes.Structure):
+    """Opaque `wsb_client_config`; only pointers to it exist."""
+
+
 class wsb_server(ctypes.Structure):
     """Opaque `wsb_server`; only pointers to it exist."""
 
 
 class wsb_server_config(ctypes.Structure):
     """Opaque `wsb_server_config`; only pointers to it exist."""
+
+
+class wsb_client_event(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint32),
+        ("data", ctypes.POINTER(ctypes.c_uint8)),
+        ("len", ctypes.c_size_t),
+        ("is_text", ctypes.c_bool),
+        ("closed_by_host", ctypes.c_bool),
+        ("close_status", ctypes.c_int32),
+        ("error", ctypes.c_uint32),
+        ("attempt", ctypes.c_uint32),
+        ("delay_ms", ctypes.c_uint32),
+        ("protocol", ctypes.c_char_p),
+    ]
 
 
 class wsb_event(ctypes.Structure):
@@ -87,14 +119,40 @@ class wsb_stats(ctypes.Structure):
     ]
 
 
-wsb_server_event_cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(wsb_server), ctypes.POINTER(wsb_event))
+wsb_client_event_cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(wsb_client), ctypes.POINTER(wsb_client_event))
 wsb_userdata_free_cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+wsb_server_event_cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(wsb_server), ctypes.POINTER(wsb_event))
 
 # name -> (restype, argtypes, parameter names), in header order.
 FUNCTIONS: Dict[str, Tuple[Any, List[Any], List[str]]] = {
     "wsb_version": (ctypes.c_char_p, [], []),
     "wsb_version_number": (ctypes.c_uint32, [], []),
     "wsb_last_error": (wsb_result, [ctypes.POINTER(ctypes.c_char), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)], ["buf", "len", "needed"]),
+    "wsb_client_config_new": (ctypes.POINTER(wsb_client_config), [ctypes.c_char_p], ["url"]),
+    "wsb_client_config_free": (None, [ctypes.POINTER(wsb_client_config)], ["cfg"]),
+    "wsb_client_config_add_header": (wsb_result, [ctypes.POINTER(wsb_client_config), ctypes.c_char_p, ctypes.c_char_p], ["cfg", "name", "value"]),
+    "wsb_client_config_add_subprotocol": (wsb_result, [ctypes.POINTER(wsb_client_config), ctypes.c_char_p], ["cfg", "protocol"]),
+    "wsb_client_config_set_connect_timeout_ms": (wsb_result, [ctypes.POINTER(wsb_client_config), ctypes.c_uint32], ["cfg", "ms"]),
+    "wsb_client_config_set_ca_file": (wsb_result, [ctypes.POINTER(wsb_client_config), ctypes.c_char_p], ["cfg", "path"]),
+    "wsb_client_config_set_system_roots": (wsb_result, [ctypes.POINTER(wsb_client_config), ctypes.c_bool], ["cfg", "enable"]),
+    "wsb_client_config_set_client_cert": (wsb_result, [ctypes.POINTER(wsb_client_config), ctypes.c_char_p, ctypes.c_char_p], ["cfg", "cert_chain_path", "key_path"]),
+    "wsb_client_config_set_insecure": (wsb_result, [ctypes.POINTER(wsb_client_config), ctypes.c_bool], ["cfg", "insecure"]),
+    "wsb_client_config_set_proxy": (wsb_result, [ctypes.POINTER(wsb_client_config), ctypes.c_char_p], ["cfg", "proxy"]),
+    "wsb_client_config_set_reconnect": (wsb_result, [ctypes.POINTER(wsb_client_config), ctypes.c_bool, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32], ["cfg", "enable", "initial_ms", "max_ms", "max_attempts"]),
+    "wsb_client_config_set_manual_complete": (wsb_result, [ctypes.POINTER(wsb_client_config), ctypes.c_bool], ["cfg", "manual"]),
+    "wsb_client_config_set_send_results": (wsb_result, [ctypes.POINTER(wsb_client_config), ctypes.c_bool], ["cfg", "enable"]),
+    "wsb_client_config_set_max_message_size": (wsb_result, [ctypes.POINTER(wsb_client_config), ctypes.c_size_t], ["cfg", "bytes"]),
+    "wsb_client_config_set_ping_interval_ms": (wsb_result, [ctypes.POINTER(wsb_client_config), ctypes.c_uint32], ["cfg", "ms"]),
+    "wsb_client_new": (wsb_result, [ctypes.POINTER(wsb_client_config), wsb_client_event_cb, ctypes.c_void_p, wsb_userdata_free_cb, ctypes.POINTER(ctypes.POINTER(wsb_client))], ["cfg", "cb", "userdata", "userdata_free", "out"]),
+    "wsb_client_free": (wsb_result, [ctypes.POINTER(wsb_client)], ["client"]),
+    "wsb_client_send": (wsb_result, [ctypes.POINTER(wsb_client), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_bool], ["client", "data", "len", "is_text"]),
+    "wsb_client_ping": (wsb_result, [ctypes.POINTER(wsb_client), ctypes.c_void_p, ctypes.c_size_t], ["client", "data", "len"]),
+    "wsb_client_close": (wsb_result, [ctypes.POINTER(wsb_client), ctypes.c_int32, ctypes.c_char_p], ["client", "code", "reason"]),
+    "wsb_client_message_complete": (wsb_result, [ctypes.POINTER(wsb_client)], ["client"]),
+    "wsb_client_is_connected": (ctypes.c_bool, [ctypes.POINTER(wsb_client)], ["client"]),
+    "wsb_client_poll": (wsb_result, [ctypes.POINTER(wsb_client), ctypes.c_int32, ctypes.POINTER(wsb_client_event)], ["client", "timeout_ms", "out"]),
+    "wsb_client_interrupt": (wsb_result, [ctypes.POINTER(wsb_client)], ["client"]),
+    "wsb_client_last_error": (wsb_result, [ctypes.POINTER(wsb_client), ctypes.POINTER(ctypes.c_char), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)], ["client", "buf", "len", "needed"]),
     "wsb_result_str": (ctypes.c_char_p, [ctypes.c_uint32], ["r"]),
     "wsb_server_config_new": (ctypes.POINTER(wsb_server_config), [], []),
     "wsb_server_config_free": (None, [ctypes.POINTER(wsb_server_config)], ["cfg"]),

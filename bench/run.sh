@@ -104,7 +104,7 @@ start_server() {
     local name="$1" tag="$2" out
     out="$RUN_DIR/logs/$name.$tag.stdout"
     case "$name" in
-    wsbroker) "$ROOT/build/echo_server" 0 >"$out" 2>"$RUN_DIR/logs/$name.$tag.stderr" & ;;
+    wsbroker) "$ROOT/build/echo_server" --quiet 0 >"$out" 2>"$RUN_DIR/logs/$name.$tag.stderr" & ;;
     node) node "$BENCH/peers/echo_ws.js" 0 >"$out" 2>"$RUN_DIR/logs/$name.$tag.stderr" & ;;
     python) "$PY" "$BENCH/peers/echo_websockets.py" 0 >"$out" 2>"$RUN_DIR/logs/$name.$tag.stderr" & ;;
     esac

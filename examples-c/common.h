@@ -15,6 +15,8 @@
 #include "wsbroker.h"
 
 static volatile sig_atomic_t example_stop = 0;
+/* --quiet: no line per connection (the benchmark opens thousands). */
+static int example_quiet = 0;
 
 static void example_on_signal(int sig) {
     (void)sig;
@@ -38,14 +40,16 @@ static void example_die(const char *what, wsb_result r) {
     exit(1);
 }
 
-/* Parses `[--max-message BYTES] [--handshake-timeout MS] PORT` into a new configuration. */
+/* Parses `[--quiet] [--max-message BYTES] [--handshake-timeout MS] PORT` into a new configuration. */
 static wsb_server_config *example_config(int argc, char **argv) {
-    const char *usage = "usage: %s [--max-message BYTES] [--handshake-timeout MS] PORT\n";
+    const char *usage = "usage: %s [--quiet] [--max-message BYTES] [--handshake-timeout MS] PORT\n";
     wsb_server_config *cfg = wsb_server_config_new();
     const char *port = NULL;
     wsb_result r = WSB_RESULT_OK;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--max-message") == 0 && i + 1 < argc) {
+        if (strcmp(argv[i], "--quiet") == 0) {
+            example_quiet = 1;
+        } else if (strcmp(argv[i], "--max-message") == 0 && i + 1 < argc) {
             r = wsb_server_config_set_max_message_size(cfg, (size_t)strtoull(argv[++i], NULL, 10));
         } else if (strcmp(argv[i], "--handshake-timeout") == 0 && i + 1 < argc) {
             r = wsb_server_config_set_handshake_timeout_ms(cfg, (uint32_t)strtoul(argv[++i], NULL, 10));
@@ -89,12 +93,18 @@ static int example_close_command(const uint8_t *data, size_t len, int *code, cha
 }
 
 static void example_print_close(const wsb_event *ev) {
+    if (example_quiet) {
+        return;
+    }
     printf("close %llu %d %s %.*s\n", (unsigned long long)ev->conn, (int)ev->close_status,
            ev->closed_by_host ? "host" : "peer", (int)ev->len, (const char *)ev->data);
     fflush(stdout);
 }
 
 static void example_print_open(const wsb_event *ev) {
+    if (example_quiet) {
+        return;
+    }
     printf("open %llu %s %s\n", (unsigned long long)ev->conn, ev->remote_addr, ev->path);
     fflush(stdout);
 }

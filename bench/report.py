@@ -138,7 +138,7 @@ def main():
         json.dump(data, f, indent=2)
         f.write("\n")
 
-    others = [o for o in ("node", "python") if o in servers and "wsbroker" in servers]
+    others = [o for o in ("rust", "node", "python") if o in servers and "wsbroker" in servers]
     head = ["scenario"] + servers + [f"wsbroker / {o}" for o in others]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for sc, key, label, higher, dec in ROWS:
@@ -159,7 +159,7 @@ def main():
         f"{mode} run, {a.secs} s measured after {a.warmup} s warm-up per scenario; "
         f"{os.cpu_count()} CPUs shared by server and load generator "
         f"(1-min load average at start: {a.loadavg}). "
-        "↑ higher is better, ↓ lower is better; ratios are wsbroker's value divided by the other's.",
+        "↑ higher is better, ↓ lower is better; ratios are wsbroker's value divided by the other's. wsbroker is the C echo example (C API); rust is the same echo on the Rust API, so wsbroker / rust shows what the C boundary costs.",
     ]
     if notes:
         footer.append("")

@@ -2,7 +2,10 @@
 # Benchmark harness: wsbroker's C echo example against Node `ws` and Python
 # `websockets`, each driven by bench/loadgen over loopback.
 #
-# usage: bench/run.sh [--quick] [--servers wsbroker,node,python]
+# usage: bench/run.sh [--quick] [--servers wsbroker,rust,node,python]
+#
+# wsbroker is the C echo example (through the C API); rust is the same echo
+# written against the Rust API, to show what the C boundary costs.
 #
 # Progress goes to stderr; the markdown table goes to stdout and to
 # bench/results/latest.md; raw JSON to bench/results/latest.json.
@@ -13,7 +16,7 @@ BENCH="$ROOT/bench"
 RESULTS="$BENCH/results"
 PY="$ROOT/.venv/bin/python"
 QUICK=0
-SERVERS="wsbroker,node,python"
+SERVERS="wsbroker,rust,node,python"
 
 die() {
     echo "bench: $*" >&2
@@ -41,8 +44,8 @@ done
 IFS=, read -r -a SERVER_LIST <<<"$SERVERS"
 for s in "${SERVER_LIST[@]}"; do
     case "$s" in
-    wsbroker | node | python) ;;
-    *) die "unknown server '$s' (known: wsbroker, node, python)" ;;
+    wsbroker | rust | node | python) ;;
+    *) die "unknown server '$s' (known: wsbroker, rust, node, python)" ;;
     esac
 done
 
@@ -61,6 +64,9 @@ command -v timeout >/dev/null || die "coreutils 'timeout' not found on PATH"
 for s in "${SERVER_LIST[@]}"; do
     if [ "$s" = wsbroker ] && [ ! -x "$ROOT/build/echo_server" ]; then
         die "$ROOT/build/echo_server not built (run 'make' first, or pass --servers node,python)"
+    fi
+    if [ "$s" = rust ]; then
+        (cd "$ROOT" && cargo build --quiet --release --example echo) || die "cannot build the Rust echo example"
     fi
 done
 
@@ -94,6 +100,7 @@ SRV_PORT=""
 server_cmd() {
     case "$1" in
     wsbroker) echo "$ROOT/build/echo_server" ;;
+    rust) echo "$ROOT/target/release/examples/echo" ;;
     node) echo "node $BENCH/peers/echo_ws.js" ;;
     python) echo "$PY $BENCH/peers/echo_websockets.py" ;;
     esac
@@ -105,6 +112,7 @@ start_server() {
     out="$RUN_DIR/logs/$name.$tag.stdout"
     case "$name" in
     wsbroker) "$ROOT/build/echo_server" --quiet 0 >"$out" 2>"$RUN_DIR/logs/$name.$tag.stderr" & ;;
+    rust) "$ROOT/target/release/examples/echo" 0 >"$out" 2>"$RUN_DIR/logs/$name.$tag.stderr" & ;;
     node) node "$BENCH/peers/echo_ws.js" 0 >"$out" 2>"$RUN_DIR/logs/$name.$tag.stderr" & ;;
     python) "$PY" "$BENCH/peers/echo_websockets.py" 0 >"$out" 2>"$RUN_DIR/logs/$name.$tag.stderr" & ;;
     esac

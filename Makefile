@@ -54,6 +54,7 @@ run-echo: $(BUILD)/echo_server
 header:
 	WSB_UPDATE_HEADER=1 $(CARGO) build --lib
 	python3 scripts/gen_bindings.py
+	python3 scripts/gen_api_reference.py
 
 bindings:
 	python3 scripts/gen_bindings.py
@@ -62,6 +63,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	python3 scripts/gen_bindings.py --check
+	python3 scripts/gen_api_reference.py --check
 
 test-rust:
 	$(CARGO) test

@@ -292,14 +292,41 @@ typedef struct wsb_event {
    * A `wsb_event_type` value.
    */
   uint32_t kind;
+  /**
+   * The connection the event is about.
+   */
   wsb_conn_id conn;
+  /**
+   * MESSAGE, PING, PONG: the payload; CLOSE: the reason. NUL-terminated.
+   */
   const uint8_t *data;
+  /**
+   * Length of `data`, without the NUL.
+   */
   size_t len;
+  /**
+   * MESSAGE: text (valid UTF-8) rather than binary.
+   */
   bool is_text;
+  /**
+   * CLOSE: the host closed the connection (`wsb_server_close` or free).
+   */
   bool closed_by_host;
+  /**
+   * CLOSE: the status (see `WSB_EVENT_TYPE_CLOSE`).
+   */
   int32_t close_status;
+  /**
+   * OPEN: the peer's address, `"ip:port"`.
+   */
   const char *remote_addr;
+  /**
+   * OPEN: the request target (path and query).
+   */
   const char *path;
+  /**
+   * OPEN: the selected subprotocol, `""` if none.
+   */
   const char *protocol;
 } wsb_event;
 
@@ -322,9 +349,21 @@ typedef struct wsb_stats {
    * WebSocket connections opened since start.
    */
   uint64_t connections_total;
+  /**
+   * Messages received (complete, after reassembly).
+   */
   uint64_t messages_in;
+  /**
+   * Bytes read from sockets (handshakes and framing included).
+   */
   uint64_t bytes_in;
+  /**
+   * Messages queued by writes.
+   */
   uint64_t messages_out;
+  /**
+   * Bytes written to sockets.
+   */
   uint64_t bytes_out;
   /**
    * Connections closed with 1008 because they did not read fast enough.

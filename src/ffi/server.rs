@@ -66,14 +66,23 @@ pub enum wsb_event_type {
 pub struct wsb_event {
     /// A `wsb_event_type` value.
     pub kind: u32,
+    /// The connection the event is about.
     pub conn: wsb_conn_id,
+    /// MESSAGE, PING, PONG: the payload; CLOSE: the reason. NUL-terminated.
     pub data: *const u8,
+    /// Length of `data`, without the NUL.
     pub len: usize,
+    /// MESSAGE: text (valid UTF-8) rather than binary.
     pub is_text: bool,
+    /// CLOSE: the host closed the connection (`wsb_server_close` or free).
     pub closed_by_host: bool,
+    /// CLOSE: the status (see `WSB_EVENT_TYPE_CLOSE`).
     pub close_status: i32,
+    /// OPEN: the peer's address, `"ip:port"`.
     pub remote_addr: *const c_char,
+    /// OPEN: the request target (path and query).
     pub path: *const c_char,
+    /// OPEN: the selected subprotocol, `""` if none.
     pub protocol: *const c_char,
 }
 
@@ -85,9 +94,13 @@ pub struct wsb_stats {
     pub connections_open: u64,
     /// WebSocket connections opened since start.
     pub connections_total: u64,
+    /// Messages received (complete, after reassembly).
     pub messages_in: u64,
+    /// Bytes read from sockets (handshakes and framing included).
     pub bytes_in: u64,
+    /// Messages queued by writes.
     pub messages_out: u64,
+    /// Bytes written to sockets.
     pub bytes_out: u64,
     /// Connections closed with 1008 because they did not read fast enough.
     pub slow_consumers_closed: u64,

@@ -160,6 +160,12 @@ class Client:
         self.send(msg)
         return self.recv(timeout)
 
+    def sync(self):
+        """Returns once everything this client sent before has been handled
+        (replies come in request order). Needed before another connection
+        relies on it: connections are not ordered among themselves."""
+        assert self.call({"serverstat": True}).startswith('{"serverstat":')
+
     def login(self, name, passwd=None):
         m = {"setID": name}
         if passwd is not None:

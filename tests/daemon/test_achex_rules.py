@@ -305,6 +305,7 @@ def test_23_bc_members_sender_included_and_nonmembers_may_send(client):
         x.login(n)
     a.send({"cmd": "register_broadcast", "bid": "room42"})
     b.send({"cmd": "register_broadcast", "bid": "room42"})
+    b.sync()
     a.send({"bc": "room42", "type": "hello"})
     want = '{"bc":"room42","type":"hello","FROM":"a","sID":1}'
     assert a.recv() == want and b.recv() == want
@@ -365,12 +366,14 @@ def test_24_register_is_silent_and_idempotent_unregister_leaves(client):
     for _ in range(2):
         b.send({"cmd": "register_broadcast", "bid": "g"})
     b.nothing(0.2)
+    b.sync()
     a.send({"bc": "g", "n": 1})
     assert b.recv() == '{"bc":"g","n":1,"FROM":"a","sID":1}'
     b.nothing(0.2)
     for _ in range(2):
         b.send({"cmd": "unregister_broadcast", "bid": "g"})
     b.nothing(0.2)
+    b.sync()
     a.send({"bc": "g", "n": 2})
     b.nothing()
 
@@ -462,6 +465,7 @@ def test_24_serverstat_counts(start_daemon, client):
     b.send({"cmd": "register_broadcast", "bid": "g2"})
     b.send({"cmd": "register_broadcast", "bid": "gone"})
     b.send({"cmd": "unregister_broadcast", "bid": "gone"})
+    b.sync()
     assert a.call({"joinHub": "h"}) == '{"joinHub":"OK"}'
     reply = anon.call({"serverstat": True})
     m = re.fullmatch(

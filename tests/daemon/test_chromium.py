@@ -248,6 +248,7 @@ def test_status_page_shows_what_stats_reports(daemon, client, chromium):
     b.login("bob")
     c.login("bob")
     a.send({"cmd": "register_broadcast", "bid": "room42"})
+    a.sync()
     assert b.call({"joinHub": "T1"}) == '{"joinHub":"OK"}'
     assert c.call({"joinHub": "T2"}) == '{"joinHub":"OK"}'
     for i in range(20):

@@ -88,6 +88,7 @@ def test_stats_match_the_broker(start_daemon, client):
     assert s.call('{"serviceID":"svc","passwd":"p"}') == '{"auth":"ok"}'
     a.send({"cmd": "register_broadcast", "bid": "room42"})
     b.send({"cmd": "register_broadcast", "bid": "room42"})
+    b.sync()
     assert a.call({"joinHub": "T1"}) == '{"joinHub":"OK"}'
     stat = json.loads(anon.call({"serverstat": 1}))["serverstat"]
     status, headers, body = get(d.http("/stats"))

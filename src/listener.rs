@@ -1,6 +1,8 @@
 //! Glue between the engine and the dialects: carries out a dialect's
 //! [`Action`]s through a [`ServerHandle`].
 
+pub mod achex;
+
 use std::sync::Arc;
 
 use crate::dialect::Action;

@@ -427,6 +427,12 @@ impl Worker {
                         }
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             self.guarded(slot, |w| w.on_readable(slot));
+                            // A short read passes for "drained", but the peer's FIN
+                            // may sit right behind the data, and edge-triggered
+                            // polling will not report it again: read once more.
+                            if ev.is_read_closed() {
+                                self.io.borrow_mut().again.push(slot);
+                            }
                         }
                     }
                 }

@@ -1,0 +1,474 @@
+//! The daemon's settings: defaults, then the `--config` TOML file, then the
+//! command line (PROTOCOLS.md §1). Every flag has a TOML key of the same name.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::log::Level;
+
+/// The listeners, in the order PROTOCOLS.md §1 lists them (also the order of
+/// the start-up lines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Achex,
+    Wschat,
+    Webtalk,
+    WebtalkAdmin,
+    Appws,
+    Http,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Achex,
+        Kind::Wschat,
+        Kind::Webtalk,
+        Kind::WebtalkAdmin,
+        Kind::Appws,
+        Kind::Http,
+    ];
+
+    /// The flag without `--`, which is also the name printed at start-up.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Achex => "achex",
+            Kind::Wschat => "wschat",
+            Kind::Webtalk => "webtalk",
+            Kind::WebtalkAdmin => "webtalk-admin",
+            Kind::Appws => "appws",
+            Kind::Http => "http",
+        }
+    }
+
+    pub fn default_addr(self) -> SocketAddr {
+        let port = match self {
+            Kind::Achex => 4010,
+            Kind::Wschat => 9876,
+            Kind::Webtalk => 12345,
+            Kind::WebtalkAdmin => 12344,
+            Kind::Appws => 4011,
+            Kind::Http => 8080,
+        };
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// `NAME:PASSWORD` pairs (`--achex-service`, `--appws-app`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub name: String,
+    pub password: String,
+}
+
+// Passwords stay out of logs.
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:***", self.name)
+    }
+}
+
+impl Credential {
+    fn parse(flag: &str, s: &str) -> Result<Credential, String> {
+        // The name cannot hold a colon; the password may.
+        match s.split_once(':') {
+            Some((name, password)) if !name.is_empty() => Ok(Credential {
+                name: name.to_owned(),
+                password: password.to_owned(),
+            }),
+            _ => Err(format!("{flag}: expected NAME:PASSWORD, got {s:?}")),
+        }
+    }
+}
+
+/// The effective settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Indexed by [`Kind`]; `None` = off.
+    binds: [Option<SocketAddr>; 6],
+    pub webtalk_admin_secret: Option<String>,
+    pub achex_services: Vec<Credential>,
+    pub achex_quiet: bool,
+    /// Never empty: with none configured, app `demo`, password `demo`.
+    pub appws_apps: Vec<Credential>,
+    pub log: Level,
+}
+
+// The admin secret stays out of logs.
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("binds", &self.binds)
+            .field(
+                "webtalk_admin_secret",
+                &self.webtalk_admin_secret.as_ref().map(|_| "***"),
+            )
+            .field("achex_services", &self.achex_services)
+            .field("achex_quiet", &self.achex_quiet)
+            .field("appws_apps", &self.appws_apps)
+            .field("log", &self.log)
+            .finish()
+    }
+}
+
+impl Settings {
+    pub fn bind(&self, kind: Kind) -> Option<SocketAddr> {
+        self.binds[kind.index()]
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    Run(Box<Settings>),
+    Help,
+    Version,
+}
+
+/// One layer of settings: the file, or the command line. `None` = not given.
+/// Keys are the flag names, so the file reads like the command line.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Layer {
+    achex: Option<String>,
+    wschat: Option<String>,
+    webtalk: Option<String>,
+    webtalk_admin: Option<String>,
+    appws: Option<String>,
+    http: Option<String>,
+    webtalk_admin_secret: Option<String>,
+    achex_service: Option<Vec<String>>,
+    achex_quiet: Option<bool>,
+    appws_app: Option<Vec<String>>,
+    log: Option<String>,
+}
+
+impl Layer {
+    fn bind_mut(&mut self, kind: Kind) -> &mut Option<String> {
+        match kind {
+            Kind::Achex => &mut self.achex,
+            Kind::Wschat => &mut self.wschat,
+            Kind::Webtalk => &mut self.webtalk,
+            Kind::WebtalkAdmin => &mut self.webtalk_admin,
+            Kind::Appws => &mut self.appws,
+            Kind::Http => &mut self.http,
+        }
+    }
+
+    /// Values given here win over `base`; lists given here replace `base`'s.
+    fn over(self, base: Layer) -> Layer {
+        Layer {
+            achex: self.achex.or(base.achex),
+            wschat: self.wschat.or(base.wschat),
+            webtalk: self.webtalk.or(base.webtalk),
+            webtalk_admin: self.webtalk_admin.or(base.webtalk_admin),
+            appws: self.appws.or(base.appws),
+            http: self.http.or(base.http),
+            webtalk_admin_secret: self.webtalk_admin_secret.or(base.webtalk_admin_secret),
+            achex_service: self.achex_service.or(base.achex_service),
+            achex_quiet: self.achex_quiet.or(base.achex_quiet),
+            appws_app: self.appws_app.or(base.appws_app),
+            log: self.log.or(base.log),
+        }
+    }
+
+    fn resolve(mut self) -> Result<Settings, String> {
+        let mut binds = [None; 6];
+        for kind in Kind::ALL {
+            binds[kind.index()] = match self.bind_mut(kind).take() {
+                None => Some(kind.default_addr()),
+                Some(v) => parse_bind(kind, &v)?,
+            };
+        }
+        let achex_services = self
+            .achex_service
+            .unwrap_or_default()
+            .iter()
+            .map(|s| Credential::parse("achex-service", s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut appws_apps = self
+            .appws_app
+            .unwrap_or_default()
+            .iter()
+            .map(|s| Credential::parse("appws-app", s))
+            .collect::<Result<Vec<_>, _>>()?;
+        if appws_apps.is_empty() {
+            appws_apps.push(Credential {
+                name: "demo".into(),
+                password: "demo".into(),
+            });
+        }
+        let log = match self.log {
+            None => Level::Info,
+            Some(l) => l.parse().map_err(|e| format!("log: {e}"))?,
+        };
+        Ok(Settings {
+            binds,
+            webtalk_admin_secret: self.webtalk_admin_secret,
+            achex_services,
+            achex_quiet: self.achex_quiet.unwrap_or(false),
+            appws_apps,
+            log,
+        })
+    }
+}
+
+fn parse_bind(kind: Kind, v: &str) -> Result<Option<SocketAddr>, String> {
+    if v == "off" {
+        return Ok(None);
+    }
+    v.parse::<SocketAddr>()
+        .map(Some)
+        .map_err(|_| format!("{}: expected IP:PORT or off, got {v:?}", kind.name()))
+}
+
+/// Parses the arguments (without the program name); reads `--config` if given.
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+    let mut cli = Layer::default();
+    let mut config: Option<PathBuf> = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let Some(flag) = arg.strip_prefix("--") else {
+            return Err(format!("unexpected argument {arg:?}"));
+        };
+        let (flag, inline) = match flag.split_once('=') {
+            Some((f, v)) => (f, Some(v.to_owned())),
+            None => (flag, None),
+        };
+        match flag {
+            "help" => return Ok(Command::Help),
+            "version" => return Ok(Command::Version),
+            "achex-quiet" => {
+                cli.achex_quiet = Some(match inline.as_deref() {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(v) => return Err(format!("achex-quiet: expected true or false, got {v:?}")),
+                })
+            }
+            _ => {
+                let mut value = || match inline.clone() {
+                    Some(v) => Ok(v),
+                    None => args.next().ok_or_else(|| format!("--{flag} needs a value")),
+                };
+                if let Some(kind) = Kind::ALL.into_iter().find(|k| k.name() == flag) {
+                    *cli.bind_mut(kind) = Some(value()?);
+                    continue;
+                }
+                match flag {
+                    "webtalk-admin-secret" => cli.webtalk_admin_secret = Some(value()?),
+                    "achex-service" => cli.achex_service.get_or_insert_with(Vec::new).push(value()?),
+                    "appws-app" => cli.appws_app.get_or_insert_with(Vec::new).push(value()?),
+                    "log" => cli.log = Some(value()?),
+                    "config" => config = Some(PathBuf::from(value()?)),
+                    _ => return Err(format!("unknown flag --{flag} (see --help)")),
+                }
+            }
+        }
+    }
+    let file = match config {
+        None => Layer::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            parse_file(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+    };
+    Ok(Command::Run(Box::new(cli.over(file).resolve()?)))
+}
+
+fn parse_file(text: &str) -> Result<Layer, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}
+
+pub const HELP: &str = "\
+wsbroker: a WebSocket message broker (Achex, WSChat, webtalk, AppWebsocket)
+
+Usage: wsbroker [FLAGS]
+
+Listeners (each IP:PORT, or off to disable):
+  --achex ADDR                 Achex JSON relay            [127.0.0.1:4010]
+  --wschat ADDR                WSChat nickname chat        [127.0.0.1:9876]
+  --webtalk ADDR               webtalk browsers            [127.0.0.1:12345]
+  --webtalk-admin ADDR         webtalk admin (TCP)         [127.0.0.1:12344]
+  --appws ADDR                 innovaphone AppWebsocket    [127.0.0.1:4011]
+  --http ADDR                  status page, /stats, /metrics [127.0.0.1:8080]
+
+Options:
+  --webtalk-admin-secret TEXT  secret of the webtalk admin login
+  --achex-service NAME:PASSWORD  credentials of an Achex service (repeatable)
+  --achex-quiet                no {\"error\":...} replies on the Achex listener
+  --appws-app NAME:PASSWORD    an AppWebsocket app (repeatable) [demo:demo]
+  --log LEVEL                  off, error, warn, info, debug or trace [info]
+  --config FILE                TOML file; keys are the flag names; flags win
+  --help, --version
+
+Each listener prints `<name> listening on <ip:port>` on stdout once it is up.
+SIGINT or SIGTERM closes every client with 1001 and exits 0.
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Settings, String> {
+        match parse_args(args.iter().map(|s| s.to_string()))? {
+            Command::Run(s) => Ok(*s),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_protocols_section_1() {
+        let s = run(&[]).unwrap();
+        let want = [
+            (Kind::Achex, "127.0.0.1:4010"),
+            (Kind::Wschat, "127.0.0.1:9876"),
+            (Kind::Webtalk, "127.0.0.1:12345"),
+            (Kind::WebtalkAdmin, "127.0.0.1:12344"),
+            (Kind::Appws, "127.0.0.1:4011"),
+            (Kind::Http, "127.0.0.1:8080"),
+        ];
+        for (k, a) in want {
+            assert_eq!(s.bind(k), Some(a.parse().unwrap()), "{}", k.name());
+        }
+        assert!(!s.achex_quiet);
+        assert_eq!(s.log, Level::Info);
+        assert_eq!(
+            s.appws_apps,
+            vec![Credential {
+                name: "demo".into(),
+                password: "demo".into()
+            }]
+        );
+        assert!(s.achex_services.is_empty());
+        assert_eq!(s.webtalk_admin_secret, None);
+    }
+
+    #[test]
+    fn flags_in_both_forms_and_off() {
+        let s = run(&[
+            "--achex",
+            "0.0.0.0:1",
+            "--http=off",
+            "--wschat",
+            "[::1]:0",
+            "--achex-service",
+            "svc:p:w",
+            "--achex-service=two:",
+            "--achex-quiet",
+            "--appws-app",
+            "app:pw",
+            "--log",
+            "debug",
+            "--webtalk-admin-secret",
+            "s3",
+        ])
+        .unwrap();
+        assert_eq!(s.bind(Kind::Achex), Some("0.0.0.0:1".parse().unwrap()));
+        assert_eq!(s.bind(Kind::Http), None);
+        assert_eq!(s.bind(Kind::Wschat), Some("[::1]:0".parse().unwrap()));
+        assert_eq!(s.achex_services.len(), 2);
+        assert_eq!(s.achex_services[0].name, "svc");
+        assert_eq!(s.achex_services[0].password, "p:w");
+        assert_eq!(s.achex_services[1].password, "");
+        assert!(s.achex_quiet);
+        assert_eq!(s.appws_apps[0].name, "app");
+        assert_eq!(s.appws_apps.len(), 1);
+        assert_eq!(s.log, Level::Debug);
+        assert_eq!(s.webtalk_admin_secret.as_deref(), Some("s3"));
+        // The secret is not shown by Debug.
+        assert!(!format!("{s:?}").contains("s3"));
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        for args in [
+            &["--achex", "localhost:4010"][..],
+            &["--achex"],
+            &["--nope"],
+            &["stray"],
+            &["--achex-service", "nopassword"],
+            &["--achex-service", ":pw"],
+            &["--log", "loud"],
+            &["--achex-quiet=maybe"],
+            &["--config", "/nonexistent/wsbroker.toml"],
+        ] {
+            assert!(run(args).is_err(), "{args:?}");
+        }
+        assert!(matches!(parse_args(["--help".to_string()]), Ok(Command::Help)));
+        assert!(matches!(parse_args(["--version".to_string()]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn every_flag_has_a_toml_key_and_flags_win() {
+        let dir = std::env::temp_dir().join(format!("wsbroker-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            r#"
+achex = "127.0.0.1:5000"
+wschat = "off"
+webtalk = "127.0.0.1:5001"
+webtalk-admin = "127.0.0.1:5002"
+appws = "127.0.0.1:5003"
+http = "127.0.0.1:5004"
+webtalk-admin-secret = "sec"
+achex-service = ["a:1", "b:2"]
+achex-quiet = true
+appws-app = ["x:y"]
+log = "warn"
+"#,
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let s = run(&["--config", p]).unwrap();
+        assert_eq!(s.bind(Kind::Achex), Some("127.0.0.1:5000".parse().unwrap()));
+        assert_eq!(s.bind(Kind::Wschat), None);
+        assert_eq!(s.bind(Kind::WebtalkAdmin), Some("127.0.0.1:5002".parse().unwrap()));
+        assert_eq!(s.bind(Kind::Http), Some("127.0.0.1:5004".parse().unwrap()));
+        assert_eq!(s.achex_services.len(), 2);
+        assert!(s.achex_quiet);
+        assert_eq!(s.appws_apps[0].name, "x");
+        assert_eq!(s.log, Level::Warn);
+        assert_eq!(s.webtalk_admin_secret.as_deref(), Some("sec"));
+
+        // Flags given before or after --config win; a repeated flag replaces the file's list.
+        let s = run(&[
+            "--achex",
+            "off",
+            "--config",
+            p,
+            "--achex-service",
+            "c:3",
+            "--achex-quiet=false",
+            "--log",
+            "error",
+        ])
+        .unwrap();
+        assert_eq!(s.bind(Kind::Achex), None);
+        assert_eq!(s.bind(Kind::Webtalk), Some("127.0.0.1:5001".parse().unwrap()));
+        assert_eq!(s.achex_services.len(), 1);
+        assert_eq!(s.achex_services[0].name, "c");
+        assert!(!s.achex_quiet);
+        assert_eq!(s.log, Level::Error);
+
+        std::fs::write(&path, "achex = \"127.0.0.1:1\"\nunknown = 1\n").unwrap();
+        assert!(run(&["--config", p]).unwrap_err().contains("unknown"));
+        std::fs::write(&path, "achex = 4010\n").unwrap();
+        assert!(run(&["--config", p]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_example_file_parses() {
+        let text = include_str!("../../../examples/wsbroker.toml");
+        let layer = parse_file(text).unwrap();
+        layer.resolve().unwrap();
+    }
+}

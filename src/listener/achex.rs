@@ -124,7 +124,10 @@ impl Handler for AchexHandler {
                 Event::Message { conn, data, text } => d.on_message_at(conn, data, text, now),
                 Event::Pong { conn, data } => d.on_pong_at(conn, data, now),
                 Event::Close { conn, .. } => d.on_close(conn),
-                Event::Ping { .. } | Event::Drain { .. } => Vec::new(),
+                // Sent and ConnectFailed are client-role events; a listener never sees them.
+                Event::Ping { .. } | Event::Drain { .. } | Event::Sent { .. } | Event::ConnectFailed { .. } => {
+                    Vec::new()
+                }
             };
             ((), actions)
         });

@@ -69,7 +69,8 @@ test-rust:
 	$(CARGO) test
 
 test-interop: examples
-	$(PYTEST) tests/interop tests/conformance
+	$(CARGO) build --release --bin wsbroker
+	WSBROKER_BIN=$(abspath $(LIBDIR))/wsbroker $(PYTEST) tests/interop tests/conformance tests/daemon
 
 # ---- Python ----
 

@@ -10,6 +10,7 @@ pub mod dialect;
 pub mod engine;
 pub mod ffi;
 pub mod listener;
+pub mod listeners;
 
 pub use engine::{
     Config, ConnId, Event, EventQueue, Handler, OverflowPolicy, OwnedEvent, SendError, Sent, Server, ServerHandle,

@@ -764,3 +764,28 @@ fn connection_limit_and_shutdown() {
     assert!(a2.read_reply().is_none());
     t.join().unwrap();
 }
+
+#[test]
+fn browser_messages_over_the_limit_close_1009() {
+    let l = webtalk::start(
+        ListenerConfig::new(loopback(0)).max_message_size(1000),
+        Some(admin_cfg()),
+    )
+    .unwrap();
+    let mut a = admin(&l);
+    let login = new_user(&mut a);
+    let mut b = browser(&l, &login);
+    send(&mut b, &"x".repeat(1000));
+    assert_eq!(
+        a.cmd_text(&format!("[whisper] {}!fine", id_of(&login))),
+        ok("message sent")
+    );
+    assert_eq!(recv_text(&mut b), "fine");
+    send(&mut b, &"x".repeat(1001));
+    assert_eq!(recv_close(&mut b).0, 1009);
+    // A login over the default 64 KiB is refused the same way.
+    let l = start();
+    let mut b = connect(l.local_addr());
+    send(&mut b, &"1".repeat(65_537));
+    assert_eq!(recv_close(&mut b).0, 1009);
+}

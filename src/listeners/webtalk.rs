@@ -447,16 +447,18 @@ fn spawn_connection(shared: &Arc<AdminShared>, id: u64, stream: TcpStream) {
         return;
     };
     lock(&shared.conns).insert(id, clone);
+    // Counted here rather than in the thread, so the counters never lag
+    // behind the accepts.
+    let counters = &shared.handle.state.admin;
+    counters.open.fetch_add(1, Ordering::Relaxed);
+    counters.total.fetch_add(1, Ordering::Relaxed);
     let s = shared.clone();
     let spawned = std::thread::Builder::new()
         .name("wsb-webtalk-admin-conn".into())
         .spawn(move || {
-            let a = &s.handle.state.admin;
-            a.open.fetch_add(1, Ordering::Relaxed);
-            a.total.fetch_add(1, Ordering::Relaxed);
             serve(&s, stream);
             lock(&s.conns).remove(&id);
-            a.open.fetch_sub(1, Ordering::Relaxed);
+            s.handle.state.admin.open.fetch_sub(1, Ordering::Relaxed);
         });
     let mut threads = lock(&shared.threads);
     // Forget threads that have ended, so the list stays as short as the
@@ -465,6 +467,7 @@ fn spawn_connection(shared: &Arc<AdminShared>, id: u64, stream: TcpStream) {
     match spawned {
         Ok(t) => threads.push(t),
         Err(_) => {
+            counters.open.fetch_sub(1, Ordering::Relaxed);
             if let Some(s) = lock(&shared.conns).remove(&id) {
                 let _ = s.shutdown(Shutdown::Both);
             }

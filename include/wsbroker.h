@@ -195,6 +195,16 @@ typedef uint32_t wsb_event_type;
 #endif // __cplusplus
 
 /**
+ * A running broker. Opaque; create with `wsb_broker_new`, destroy with `wsb_broker_free`.
+ */
+typedef struct wsb_broker wsb_broker;
+
+/**
+ * Broker settings. Opaque; built with `wsb_broker_config_new` and the setters below.
+ */
+typedef struct wsb_broker_config wsb_broker_config;
+
+/**
  * A client. Opaque; create with `wsb_client_new`, destroy with `wsb_client_free`.
  */
 typedef struct wsb_client wsb_client;
@@ -216,6 +226,102 @@ typedef struct wsb_server wsb_server;
  * Opaque.
  */
 typedef struct wsb_server_config wsb_server_config;
+
+/**
+ * The host's login check (callback authentication mode). Return true to
+ * accept `name`/`password`; to refuse, return false and optionally write a
+ * reason (NUL-terminated, at most `reason_len` bytes) that the client sees as
+ * `{"auth":"failed","error":reason}` (default "rejected"). Called on an I/O
+ * thread; it must not block. `name` and `password` are borrowed only until it
+ * returns.
+ */
+typedef bool (*wsb_auth_cb)(void *userdata, const char *name, const char *password, char *reason, size_t reason_len);
+
+/**
+ * Called exactly once with the userdata when the registration is dropped.
+ */
+typedef void (*wsb_userdata_free_cb)(void *userdata);
+
+/**
+ * One broker event. Every pointer is borrowed until the callback returns.
+ */
+typedef struct wsb_broker_event {
+  /**
+   * A `wsb_broker_event_type` value.
+   */
+  uint32_t kind;
+  /**
+   * SERVICE_MESSAGE: the receiving service's SID.
+   */
+  uint64_t service;
+  /**
+   * The sender's (SERVICE_MESSAGE) or the session's Achex SID.
+   */
+  uint64_t sid;
+  /**
+   * The sender's or the session's name (NUL-terminated).
+   */
+  const char *name;
+  /**
+   * JOIN/LEAVE: the group or hub (NUL-terminated); `""` otherwise.
+   */
+  const char *place;
+  /**
+   * JOIN/LEAVE: a hub rather than a group.
+   */
+  bool is_hub;
+  /**
+   * LOGIN: a service login.
+   */
+  bool is_service;
+  /**
+   * SERVICE_MESSAGE: the JSON message (NUL-terminated).
+   */
+  const uint8_t *data;
+  /**
+   * Length of `data`, without the NUL.
+   */
+  size_t len;
+} wsb_broker_event;
+
+/**
+ * The broker event callback. Runs on the thread that caused the event (an
+ * I/O thread, or the host's thread inside a `wsb_broker_*` call), never two at
+ * once for one broker. It must not block. It may call the broker's service
+ * functions (an answer from inside the callback is delivered in order), but
+ * not `wsb_broker_free`.
+ */
+typedef void (*wsb_broker_event_cb)(void *userdata, struct wsb_broker *broker, const struct wsb_broker_event *event);
+
+/**
+ * Broker counters, filled by `wsb_broker_stats`.
+ */
+typedef struct wsb_broker_stats {
+  /**
+   * Open Achex connections.
+   */
+  uint64_t sessions;
+  /**
+   * Distinct logged-in names, services included.
+   */
+  uint64_t users;
+  /**
+   * Groups with members.
+   */
+  uint64_t groups;
+  /**
+   * Hubs with members.
+   */
+  uint64_t hubs;
+  /**
+   * Messages received by the Achex listener.
+   */
+  uint64_t messages_in;
+  /**
+   * Messages sent by the Achex listener.
+   */
+  uint64_t messages_out;
+} wsb_broker_stats;
 
 /**
  * One client event. Every pointer is borrowed: in callback mode until the
@@ -271,11 +377,6 @@ typedef struct wsb_client_event {
  * call any `wsb_` function except `wsb_client_free` on its own client.
  */
 typedef void (*wsb_client_event_cb)(void *userdata, struct wsb_client *client, const struct wsb_client_event *event);
-
-/**
- * Called exactly once with the userdata when the registration is dropped.
- */
-typedef void (*wsb_userdata_free_cb)(void *userdata);
 
 /**
  * A connection id: unique in the process and never reused; 0 is never valid.
@@ -403,6 +504,194 @@ uint32_t wsb_version_number(void);
  * `buf` must be NULL or point to `len` writable bytes; `needed` NULL or valid.
  */
 wsb_result wsb_last_error(char *buf, size_t len, size_t *needed);
+
+/**
+ * Creates a broker configuration: the Achex listener on `127.0.0.1:0`, open
+ * login (the first session to claim a name sets its password), errors on,
+ * no service credentials. The caller owns the result and must call
+ * `wsb_broker_config_free` once.
+ */
+struct wsb_broker_config *wsb_broker_config_new(void);
+
+/**
+ * Frees a broker configuration; NULL is a no-op. A broker keeps its own copy
+ * (the auth callback's `userdata_free` runs when the last of them goes).
+ *
+ * # Safety
+ * `cfg` must be NULL or a pointer from `wsb_broker_config_new`, freed once.
+ */
+void wsb_broker_config_free(struct wsb_broker_config *cfg);
+
+/**
+ * Sets a listener's address, `"IP:PORT"` (port 0 = ephemeral, see
+ * `wsb_broker_port`), or `"off"` to disable it.
+ *
+ * # Safety
+ * `cfg` must be valid; `addr` a NUL-terminated string.
+ */
+wsb_result wsb_broker_config_set_listener(struct wsb_broker_config *cfg, uint32_t listener, const char *addr);
+
+/**
+ * Achex quiet mode: no `{"error":…}` replies (`{"auth":"failed",…}` is still sent).
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_broker_config_set_achex_quiet(struct wsb_broker_config *cfg, bool quiet);
+
+/**
+ * Adds credentials for Achex `serviceID` logins (clients acting as services).
+ *
+ * # Safety
+ * `cfg` must be valid; `name` and `password` NUL-terminated strings.
+ */
+wsb_result wsb_broker_config_add_service_credentials(struct wsb_broker_config *cfg, const char *name, const char *password);
+
+/**
+ * Adds a user to the credentials table. Once any is added, logins are
+ * checked against the table only (`invalid credentials` otherwise).
+ *
+ * # Safety
+ * `cfg` must be valid; `name` and `password` NUL-terminated strings.
+ */
+wsb_result wsb_broker_config_add_credentials(struct wsb_broker_config *cfg, const char *name, const char *password);
+
+/**
+ * Lets the host decide every user login (see `wsb_auth_cb`); takes
+ * precedence over a credentials table. `userdata_free` (may be NULL) runs
+ * once when neither this configuration nor a broker made from it needs the
+ * callback any more.
+ *
+ * # Safety
+ * `cfg` must be valid; `cb` a valid function or NULL (NULL restores open mode).
+ */
+wsb_result wsb_broker_config_set_auth_callback(struct wsb_broker_config *cfg, wsb_auth_cb cb, void *userdata, wsb_userdata_free_cb userdata_free);
+
+/**
+ * Starts a broker: its listeners bind and serve at once. With `cb` set, the
+ * host receives SERVICE_MESSAGE events (and LOGIN/LOGOUT/JOIN/LEAVE after
+ * `wsb_broker_set_events`). `userdata_free` (may be NULL) is called exactly
+ * once with `userdata` when the broker is freed, or before this function
+ * returns if it fails. On success the caller owns `*out` and must call
+ * `wsb_broker_free` once. `WSB_RESULT_ADDR_IN_USE` and `WSB_RESULT_IO` tell
+ * why a listener could not bind (`wsb_last_error` says which).
+ *
+ * # Safety
+ * `cfg` must be NULL (defaults) or valid; `out` a valid pointer; `cb` and
+ * `userdata_free` valid functions or NULL.
+ */
+wsb_result wsb_broker_new(const struct wsb_broker_config *cfg, wsb_broker_event_cb cb, void *userdata, wsb_userdata_free_cb userdata_free, struct wsb_broker **out);
+
+/**
+ * Stops every listener (close 1001 to each client), then releases the
+ * callback's userdata. NULL is a no-op; an unknown or freed pointer gives
+ * `WSB_RESULT_NOT_FOUND`; from the broker's own callback `WSB_RESULT_REENTRANT`.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`.
+ */
+wsb_result wsb_broker_free(struct wsb_broker *broker);
+
+/**
+ * The port a listener serves on (the real one when 0 was asked), or 0 if it
+ * is off or `broker` is unknown. Safe to call from any thread.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`.
+ */
+uint16_t wsb_broker_port(const struct wsb_broker *broker, uint32_t listener);
+
+/**
+ * Registers an in-process service under an exclusive Achex name. What
+ * clients send to it (`to` the name, `toS` its SID, groups and hubs it
+ * joins) arrives as SERVICE_MESSAGE events. On success `*out_sid` receives
+ * the service's SID, which names it in the other service calls. A name
+ * already held gives `WSB_RESULT_INVALID_STATE` ("name in use"). Safe to call
+ * from any thread.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`; `name` a
+ * NUL-terminated string; `out_sid` valid.
+ */
+wsb_result wsb_broker_register_service(struct wsb_broker *broker, const char *name, uint64_t *out_sid);
+
+/**
+ * Removes an in-process service as if it had disconnected (its hubs are
+ * told). Safe to call from any thread.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`.
+ */
+wsb_result wsb_broker_unregister_service(struct wsb_broker *broker, uint64_t service);
+
+/**
+ * Sends a JSON object (`json`/`len`, borrowed for the call) from an
+ * in-process service to a name, a group or a hub (`wsb_target`), stamped
+ * like a client's message (`"FROM":service,"sID":sid` appended). Not an
+ * object gives `WSB_RESULT_INVALID_ARGUMENT`; an unknown name
+ * `WSB_RESULT_NOT_FOUND`. Safe to call from any thread, inside the event
+ * callback included; never blocks.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`; `target` a
+ * NUL-terminated string; `json` `len` readable bytes.
+ */
+wsb_result wsb_broker_send(struct wsb_broker *broker, uint64_t service, uint32_t target_kind, const char *target, const uint8_t *json, size_t len);
+
+/**
+ * Sends a JSON object from an in-process service to the session with Achex
+ * SID `sid` (like `toS`). Same results as `wsb_broker_send`. Safe to call
+ * from any thread; never blocks.
+ *
+ * # Safety
+ * As for `wsb_broker_send`.
+ */
+wsb_result wsb_broker_send_to_session(struct wsb_broker *broker, uint64_t service, uint64_t sid, const uint8_t *json, size_t len);
+
+/**
+ * Adds an in-process service to a group (`is_hub` false) or hub. Idempotent.
+ * Safe to call from any thread.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`; `place` a NUL-terminated string.
+ */
+wsb_result wsb_broker_join(struct wsb_broker *broker, uint64_t service, bool is_hub, const char *place);
+
+/**
+ * Removes an in-process service from a group or hub (hub members are told).
+ * Safe to call from any thread.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`; `place` a NUL-terminated string.
+ */
+wsb_result wsb_broker_leave(struct wsb_broker *broker, uint64_t service, bool is_hub, const char *place);
+
+/**
+ * Turns LOGIN/LOGOUT/JOIN/LEAVE events on or off (default off). Safe to call
+ * from any thread.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`.
+ */
+wsb_result wsb_broker_set_events(struct wsb_broker *broker, bool on);
+
+/**
+ * Fills `*out` with the broker's counters. Safe to call from any thread.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`; `out` valid.
+ */
+wsb_result wsb_broker_stats(const struct wsb_broker *broker, struct wsb_broker_stats *out);
+
+/**
+ * Copies the detail of the last failed call on this broker into `buf`
+ * (NUL-terminated; `*needed` gets the size needed). Safe to call from any thread.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`; `buf` NULL or
+ * `len` writable bytes; `needed` NULL or valid.
+ */
+wsb_result wsb_broker_last_error(const struct wsb_broker *broker, char *buf, size_t len, size_t *needed);
 
 /**
  * Creates a client configuration for `url` (`ws://` or `wss://`, host, port,

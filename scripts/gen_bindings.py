@@ -297,6 +297,8 @@ CS_STRUCT_NAMES = {
     "wsb_event": ("NativeEvent", "internal"),
     "wsb_stats": ("Stats", "public"),
     "wsb_client_event": ("NativeClientEvent", "internal"),
+    "wsb_broker_event": ("NativeBrokerEvent", "internal"),
+    "wsb_broker_stats": ("BrokerStats", "public"),
 }
 CS_ENUM_TYPEDEFS = {"wsb_result": "Result"}
 
@@ -343,6 +345,8 @@ def cs_param(h: Header, fn: Function | None, p: Param) -> str:
         return f"IntPtr {name}"
     if t.base == "size_t" and not t.const:
         return f"out UIntPtr {name}"
+    if t.base in ("uint64_t", "uint32_t", "uint16_t", "int32_t") and not t.const:
+        return f"out {cs_scalar(h, t.base)} {name}"
     raise ValueError(f"no C# mapping for {p} in {fn.name}")
 
 

@@ -10,7 +10,7 @@ pub mod client;
 pub mod dialect;
 pub mod engine;
 pub mod ffi;
-pub mod listener;
+pub mod listeners;
 pub mod tls;
 
 pub use engine::{

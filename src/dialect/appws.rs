@@ -4,6 +4,7 @@
 
 use super::{Action, SessionId};
 use crate::appws::{self, js_stringify, member_span, Envelope};
+use crate::broker::json::{self, Json};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -364,11 +365,7 @@ fn send_object(to: SessionId, m: Map<String, Value>) -> Action {
 /// `src` unchanged; a binary frame comes back as it is.
 pub fn echo(event: &HostEvent) -> Vec<Action> {
     match event {
-        HostEvent::Message(m) => {
-            let mut body = m.body.clone();
-            body.insert("mt".into(), Value::String(format!("{}Result", m.mt)));
-            vec![send_object(m.sid, body)]
-        }
+        HostEvent::Message(m) => vec![echo_message(m)],
         HostEvent::Binary { sid, data } => vec![Action::Send {
             to: *sid,
             data: Arc::from(data.as_slice()),
@@ -378,15 +375,47 @@ pub fn echo(event: &HostEvent) -> Vec<Action> {
     }
 }
 
+/// The echo of one text message. The received text is re-read with
+/// `broker::json`, which keeps every number's text (serde_json would turn
+/// `1E5` into `1e+5`).
+pub fn echo_message(m: &AppMessage) -> Action {
+    let result = format!("{}Result", m.mt);
+    match json::parse(m.json.as_bytes()) {
+        Ok(Json::Object(mut o)) => {
+            o.insert("mt", Json::String(result));
+            send_bytes(m.sid, o.to_bytes())
+        }
+        // Not reached for a message serde_json accepted, but the parsed body
+        // is still a faithful echo apart from number spelling.
+        _ => {
+            let mut body = m.body.clone();
+            body.insert("mt".into(), Value::String(result));
+            send_object(m.sid, body)
+        }
+    }
+}
+
 /// The host's reply to a message: `json` (a JSON object) with the request's
 /// `src` set, keeping its place if `json` already has one, else appended.
 /// Numbers keep their text. Fails with [`appws::Error::InvalidJson`] when
 /// `json` is not an object.
 pub fn reply(to: SessionId, src: Option<&str>, json: &str) -> Result<Action, appws::Error> {
-    let Ok(Value::Object(m)) = serde_json::from_str::<Value>(json) else {
+    let Ok(Json::Object(mut o)) = json::parse(json.as_bytes()) else {
         return Err(appws::Error::InvalidJson);
     };
-    Ok(send_object(to, with_src(m, &src.map(str::to_owned))))
+    if let Some(src) = src {
+        o.insert("src", Json::String(src.to_owned()));
+    }
+    Ok(send_bytes(to, o.to_bytes()))
+}
+
+/// `bytes` come from the JSON writer, so they are UTF-8 text.
+fn send_bytes(to: SessionId, bytes: Vec<u8>) -> Action {
+    Action::Send {
+        to,
+        data: Arc::from(bytes.into_boxed_slice()),
+        text: true,
+    }
 }
 
 #[cfg(test)]
@@ -787,6 +816,22 @@ mod tests {
             host: None,
         };
         assert_eq!(texts(&echoed), [r#"{"n":1.50,"mt":"PbxInfoResult","x":"a/é"}"#]);
+    }
+
+    #[test]
+    fn echo_and_reply_keep_number_text() {
+        let mut s = logged_in(4);
+        let out = send(&mut s, 4, r#"{"mt":"Hello","n":1E5,"m":-2.50e-3,"src":"q"}"#);
+        let echoed = Output {
+            actions: echo(&out.host.unwrap()),
+            host: None,
+        };
+        assert_eq!(
+            texts(&echoed),
+            [r#"{"mt":"HelloResult","n":1E5,"m":-2.50e-3,"src":"q"}"#]
+        );
+        let a = reply(4, Some("q"), r#"{"mt":"R","n":1E+5}"#).unwrap();
+        assert_eq!(a, Action::text(4, r#"{"mt":"R","n":1E+5,"src":"q"}"#));
     }
 
     #[test]

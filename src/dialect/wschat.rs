@@ -7,9 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
-
 use super::{Action, SessionId, Shared};
+use crate::broker::json::{self, Json, Object};
 
 /// Sent on open; the typo is the original's and clients may match on it.
 const INIT: &str = r#"{"type":"init","message":"Please identify to recieve messages."}"#;
@@ -46,8 +45,10 @@ impl WsChat {
         self.sessions.entry(sid).or_insert(None);
 
         // Rule 1: binary frames are invalid input whatever they hold.
-        let obj = match is_text.then(|| serde_json::from_slice::<Value>(data).ok()).flatten() {
-            Some(Value::Object(obj)) => obj,
+        // Relayed values go through `broker::json`, which keeps number text
+        // and accepts exactly the 128 levels of nesting the spec allows.
+        let obj = match is_text.then(|| json::parse(data).ok()).flatten() {
+            Some(Json::Object(obj)) => obj,
             _ => return outcome(sid, false, "Invalid message: expected a JSON object!", 400),
         };
         // Rule 2.
@@ -76,10 +77,8 @@ impl WsChat {
             return Vec::new();
         };
         self.names.remove(&name);
-        let mut msg = Map::new();
-        msg.insert("type".into(), "quit".into());
-        msg.insert("who".into(), name.into());
-        self.fan_out(sid, &Value::Object(msg))
+        let msg = format!(r#"{{"type":"quit","who":{}}}"#, json::quote(&name));
+        self.fan_out(sid, shared(msg.into_bytes()))
     }
 
     /// How many clients currently hold a name (for the status page).
@@ -98,7 +97,7 @@ impl WsChat {
     }
 
     /// Rules 3 to 6.
-    fn identify(&mut self, sid: SessionId, obj: &Map<String, Value>) -> Vec<Action> {
+    fn identify(&mut self, sid: SessionId, obj: &Object) -> Vec<Action> {
         let Some(name) = obj.get("name") else {
             return outcome(sid, false, "Missing 'name' field!", 400);
         };
@@ -121,15 +120,15 @@ impl WsChat {
     }
 
     /// Rules 8 and 9: everyone identified except the sender; no reply.
-    fn broadcast(&self, sid: SessionId, from: &str, obj: &Map<String, Value>) -> Vec<Action> {
+    fn broadcast(&self, sid: SessionId, from: &str, obj: &Object) -> Vec<Action> {
         let Some(message) = obj.get("message") else {
             return outcome(sid, false, "Missing 'message' field!", 400);
         };
-        self.fan_out(sid, &delivery("broadcast", from, message))
+        self.fan_out(sid, delivery("broadcast", from, message))
     }
 
     /// Rules 10 to 12: one named recipient, possibly the sender; no reply.
-    fn private(&self, sid: SessionId, from: &str, obj: &Map<String, Value>) -> Vec<Action> {
+    fn private(&self, sid: SessionId, from: &str, obj: &Object) -> Vec<Action> {
         let Some(message) = obj.get("message") else {
             return outcome(sid, false, "Missing 'message' field!", 400);
         };
@@ -141,14 +140,13 @@ impl WsChat {
         };
         vec![Action::Send {
             to: target,
-            data: encode(&delivery("message", from, message)),
+            data: delivery("message", from, message),
             text: true,
         }]
     }
 
     /// Sends `msg` to every identified session but `except`, formatted once.
-    fn fan_out(&self, except: SessionId, msg: &Value) -> Vec<Action> {
-        let data = encode(msg);
+    fn fan_out(&self, except: SessionId, data: Shared) -> Vec<Action> {
         self.sessions
             .iter()
             .filter(|(&to, name)| to != except && name.is_some())
@@ -161,12 +159,17 @@ impl WsChat {
     }
 }
 
-fn delivery(kind: &str, from: &str, message: &Value) -> Value {
-    let mut msg = Map::new();
-    msg.insert("type".into(), kind.into());
-    msg.insert("from".into(), from.into());
-    msg.insert("message".into(), message.clone());
-    Value::Object(msg)
+/// `{"type":KIND,"from":FROM,"message":M}`, formatted once for every recipient.
+fn delivery(kind: &str, from: &str, message: &Json) -> Shared {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(br#"{"type":"#);
+    json::write_str(kind, &mut out);
+    out.extend_from_slice(br#","from":"#);
+    json::write_str(from, &mut out);
+    out.extend_from_slice(br#","message":"#);
+    message.write(&mut out);
+    out.push(b'}');
+    shared(out)
 }
 
 fn unknown_command(sid: SessionId, shown: &str) -> Vec<Action> {
@@ -174,22 +177,19 @@ fn unknown_command(sid: SessionId, shown: &str) -> Vec<Action> {
 }
 
 fn outcome(sid: SessionId, success: bool, message: &str, code: u16) -> Vec<Action> {
-    let mut msg = Map::new();
-    msg.insert("type".into(), "outcome".into());
-    msg.insert("success".into(), success.into());
-    msg.insert("message".into(), message.into());
-    msg.insert("code".into(), code.into());
+    let msg = format!(
+        r#"{{"type":"outcome","success":{success},"message":{},"code":{code}}}"#,
+        json::quote(message)
+    );
     vec![Action::Send {
         to: sid,
-        data: encode(&Value::Object(msg)),
+        data: shared(msg.into_bytes()),
         text: true,
     }]
 }
 
-fn encode(v: &Value) -> Shared {
-    // Serializing a `Value` into memory cannot fail: its keys are strings
-    // and there is no I/O.
-    Arc::from(serde_json::to_vec(v).unwrap_or_default().into_boxed_slice())
+fn shared(bytes: Vec<u8>) -> Shared {
+    Arc::from(bytes.into_boxed_slice())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 #![allow(non_camel_case_types)]
 
+pub mod broker;
 pub mod client;
 pub mod result;
 pub mod server;

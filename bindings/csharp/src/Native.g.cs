@@ -49,6 +49,33 @@ namespace Wsbroker
         Close = 6,
     }
 
+    /// <summary>The layout of <c>wsb_broker_event</c>.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct NativeBrokerEvent
+    {
+        public uint Kind;
+        public ulong Service;
+        public ulong Sid;
+        public IntPtr Name;
+        public IntPtr Place;
+        [MarshalAs(UnmanagedType.I1)] public bool IsHub;
+        [MarshalAs(UnmanagedType.I1)] public bool IsService;
+        public IntPtr Data;
+        public UIntPtr Len;
+    }
+
+    /// <summary>The layout of <c>wsb_broker_stats</c>.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct BrokerStats
+    {
+        public ulong Sessions;
+        public ulong Users;
+        public ulong Groups;
+        public ulong Hubs;
+        public ulong MessagesIn;
+        public ulong MessagesOut;
+    }
+
     /// <summary>The layout of <c>wsb_client_event</c>.</summary>
     [StructLayout(LayoutKind.Sequential)]
     internal struct NativeClientEvent
@@ -96,13 +123,55 @@ namespace Wsbroker
     }
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
-    internal delegate void ClientEventCb(IntPtr userdata, IntPtr client, IntPtr @event);
+    internal delegate bool AuthCb(IntPtr userdata, IntPtr name, IntPtr password, IntPtr reason, UIntPtr reason_len);
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void UserdataFreeCb(IntPtr userdata);
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate void BrokerEventCb(IntPtr userdata, IntPtr broker, IntPtr @event);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate void ClientEventCb(IntPtr userdata, IntPtr client, IntPtr @event);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void ServerEventCb(IntPtr userdata, IntPtr server, IntPtr @event);
+
+    /// <summary>Owns one <c>wsb_broker</c>; releasing it calls <c>wsb_broker_free</c>.</summary>
+    internal sealed class BrokerHandle : SafeHandle
+    {
+        public BrokerHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
+
+        protected override bool ReleaseHandle()
+        {
+            Result r = NativeMethods.wsb_broker_free(handle);
+            if (r == Result.Reentrant)
+            {
+                // The last reference was released on the object's own I/O thread (a call
+                // made from its callback finished after Dispose): free it from elsewhere.
+                IntPtr h = handle;
+                System.Threading.ThreadPool.QueueUserWorkItem(_ => NativeMethods.wsb_broker_free(h));
+                return true;
+            }
+            return r == Result.Ok;
+        }
+    }
+
+    /// <summary>Owns one <c>wsb_broker_config</c>; releasing it calls <c>wsb_broker_config_free</c>.</summary>
+    internal sealed class BrokerConfigHandle : SafeHandle
+    {
+        public BrokerConfigHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
+
+        protected override bool ReleaseHandle()
+        {
+            NativeMethods.wsb_broker_config_free(handle);
+            return true;
+        }
+    }
 
     /// <summary>Owns one <c>wsb_client</c>; releasing it calls <c>wsb_client_free</c>.</summary>
     internal sealed class ClientHandle : SafeHandle
@@ -190,6 +259,63 @@ namespace Wsbroker
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_last_error([In, Out] byte[] buf, UIntPtr len, out UIntPtr needed);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern BrokerConfigHandle wsb_broker_config_new();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern void wsb_broker_config_free(IntPtr cfg);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_config_set_listener(BrokerConfigHandle cfg, uint listener, byte[] addr);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_config_set_achex_quiet(BrokerConfigHandle cfg, [MarshalAs(UnmanagedType.I1)] bool quiet);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_config_add_service_credentials(BrokerConfigHandle cfg, byte[] name, byte[] password);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_config_add_credentials(BrokerConfigHandle cfg, byte[] name, byte[] password);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_config_set_auth_callback(BrokerConfigHandle cfg, AuthCb cb, IntPtr userdata, UserdataFreeCb userdata_free);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_new(BrokerConfigHandle cfg, BrokerEventCb cb, IntPtr userdata, UserdataFreeCb userdata_free, out BrokerHandle @out);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_free(IntPtr broker);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern ushort wsb_broker_port(BrokerHandle broker, uint listener);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_register_service(BrokerHandle broker, byte[] name, out ulong out_sid);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_unregister_service(BrokerHandle broker, ulong service);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_send(BrokerHandle broker, ulong service, uint target_kind, byte[] target, IntPtr json, UIntPtr len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_send_to_session(BrokerHandle broker, ulong service, ulong sid, IntPtr json, UIntPtr len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_join(BrokerHandle broker, ulong service, [MarshalAs(UnmanagedType.I1)] bool is_hub, byte[] place);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_leave(BrokerHandle broker, ulong service, [MarshalAs(UnmanagedType.I1)] bool is_hub, byte[] place);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_set_events(BrokerHandle broker, [MarshalAs(UnmanagedType.I1)] bool on);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_stats(BrokerHandle broker, out BrokerStats @out);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_last_error(BrokerHandle broker, [In, Out] byte[] buf, UIntPtr len, out UIntPtr needed);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern ClientConfigHandle wsb_client_config_new(byte[] url);

@@ -60,6 +60,14 @@ wsb_event_type = ctypes.c_uint32
 wsb_conn_id = ctypes.c_uint64
 
 
+class wsb_broker(ctypes.Structure):
+    """Opaque `wsb_broker`; only pointers to it exist."""
+
+
+class wsb_broker_config(ctypes.Structure):
+    """Opaque `wsb_broker_config`; only pointers to it exist."""
+
+
 class wsb_client(ctypes.Structure):
     """Opaque `wsb_client`; only pointers to it exist."""
 
@@ -74,6 +82,31 @@ class wsb_server(ctypes.Structure):
 
 class wsb_server_config(ctypes.Structure):
     """Opaque `wsb_server_config`; only pointers to it exist."""
+
+
+class wsb_broker_event(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint32),
+        ("service", ctypes.c_uint64),
+        ("sid", ctypes.c_uint64),
+        ("name", ctypes.c_char_p),
+        ("place", ctypes.c_char_p),
+        ("is_hub", ctypes.c_bool),
+        ("is_service", ctypes.c_bool),
+        ("data", ctypes.POINTER(ctypes.c_uint8)),
+        ("len", ctypes.c_size_t),
+    ]
+
+
+class wsb_broker_stats(ctypes.Structure):
+    _fields_ = [
+        ("sessions", ctypes.c_uint64),
+        ("users", ctypes.c_uint64),
+        ("groups", ctypes.c_uint64),
+        ("hubs", ctypes.c_uint64),
+        ("messages_in", ctypes.c_uint64),
+        ("messages_out", ctypes.c_uint64),
+    ]
 
 
 class wsb_client_event(ctypes.Structure):
@@ -119,8 +152,10 @@ class wsb_stats(ctypes.Structure):
     ]
 
 
-wsb_client_event_cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(wsb_client), ctypes.POINTER(wsb_client_event))
+wsb_auth_cb = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t)
 wsb_userdata_free_cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+wsb_broker_event_cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(wsb_broker), ctypes.POINTER(wsb_broker_event))
+wsb_client_event_cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(wsb_client), ctypes.POINTER(wsb_client_event))
 wsb_server_event_cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(wsb_server), ctypes.POINTER(wsb_event))
 
 # name -> (restype, argtypes, parameter names), in header order.
@@ -128,6 +163,25 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], List[str]]] = {
     "wsb_version": (ctypes.c_char_p, [], []),
     "wsb_version_number": (ctypes.c_uint32, [], []),
     "wsb_last_error": (wsb_result, [ctypes.POINTER(ctypes.c_char), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)], ["buf", "len", "needed"]),
+    "wsb_broker_config_new": (ctypes.POINTER(wsb_broker_config), [], []),
+    "wsb_broker_config_free": (None, [ctypes.POINTER(wsb_broker_config)], ["cfg"]),
+    "wsb_broker_config_set_listener": (wsb_result, [ctypes.POINTER(wsb_broker_config), ctypes.c_uint32, ctypes.c_char_p], ["cfg", "listener", "addr"]),
+    "wsb_broker_config_set_achex_quiet": (wsb_result, [ctypes.POINTER(wsb_broker_config), ctypes.c_bool], ["cfg", "quiet"]),
+    "wsb_broker_config_add_service_credentials": (wsb_result, [ctypes.POINTER(wsb_broker_config), ctypes.c_char_p, ctypes.c_char_p], ["cfg", "name", "password"]),
+    "wsb_broker_config_add_credentials": (wsb_result, [ctypes.POINTER(wsb_broker_config), ctypes.c_char_p, ctypes.c_char_p], ["cfg", "name", "password"]),
+    "wsb_broker_config_set_auth_callback": (wsb_result, [ctypes.POINTER(wsb_broker_config), wsb_auth_cb, ctypes.c_void_p, wsb_userdata_free_cb], ["cfg", "cb", "userdata", "userdata_free"]),
+    "wsb_broker_new": (wsb_result, [ctypes.POINTER(wsb_broker_config), wsb_broker_event_cb, ctypes.c_void_p, wsb_userdata_free_cb, ctypes.POINTER(ctypes.POINTER(wsb_broker))], ["cfg", "cb", "userdata", "userdata_free", "out"]),
+    "wsb_broker_free": (wsb_result, [ctypes.POINTER(wsb_broker)], ["broker"]),
+    "wsb_broker_port": (ctypes.c_uint16, [ctypes.POINTER(wsb_broker), ctypes.c_uint32], ["broker", "listener"]),
+    "wsb_broker_register_service": (wsb_result, [ctypes.POINTER(wsb_broker), ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint64)], ["broker", "name", "out_sid"]),
+    "wsb_broker_unregister_service": (wsb_result, [ctypes.POINTER(wsb_broker), ctypes.c_uint64], ["broker", "service"]),
+    "wsb_broker_send": (wsb_result, [ctypes.POINTER(wsb_broker), ctypes.c_uint64, ctypes.c_uint32, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t], ["broker", "service", "target_kind", "target", "json", "len"]),
+    "wsb_broker_send_to_session": (wsb_result, [ctypes.POINTER(wsb_broker), ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t], ["broker", "service", "sid", "json", "len"]),
+    "wsb_broker_join": (wsb_result, [ctypes.POINTER(wsb_broker), ctypes.c_uint64, ctypes.c_bool, ctypes.c_char_p], ["broker", "service", "is_hub", "place"]),
+    "wsb_broker_leave": (wsb_result, [ctypes.POINTER(wsb_broker), ctypes.c_uint64, ctypes.c_bool, ctypes.c_char_p], ["broker", "service", "is_hub", "place"]),
+    "wsb_broker_set_events": (wsb_result, [ctypes.POINTER(wsb_broker), ctypes.c_bool], ["broker", "on"]),
+    "wsb_broker_stats": (wsb_result, [ctypes.POINTER(wsb_broker), ctypes.POINTER(wsb_broker_stats)], ["broker", "out"]),
+    "wsb_broker_last_error": (wsb_result, [ctypes.POINTER(wsb_broker), ctypes.POINTER(ctypes.c_char), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)], ["broker", "buf", "len", "needed"]),
     "wsb_client_config_new": (ctypes.POINTER(wsb_client_config), [ctypes.c_char_p], ["url"]),
     "wsb_client_config_free": (None, [ctypes.POINTER(wsb_client_config)], ["cfg"]),
     "wsb_client_config_add_header": (wsb_result, [ctypes.POINTER(wsb_client_config), ctypes.c_char_p, ctypes.c_char_p], ["cfg", "name", "value"]),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use config::{Command, Kind, Settings};
 use listeners::Listener;
-use log::{debug, error, info, warning};
+use log::{debug, error, info};
 
 fn main() {
     std::process::exit(run());
@@ -60,20 +60,18 @@ fn serve(settings: &Settings) -> i32 {
         }
     };
     let mut running: Vec<Arc<dyn Listener>> = Vec::new();
+    let mut started = listeners::Started::default();
     for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::Http) {
         let Some(bind) = settings.bind(kind) else {
             debug!("{} is off", kind.name());
             continue;
         };
-        match listeners::start(kind, bind, settings) {
+        match listeners::start(kind, bind, settings, &mut started) {
             Ok(Some(l)) => {
                 announce(kind, l.local_addr());
                 running.push(Arc::from(l));
             }
-            Ok(None) => warning!(
-                "{}: this build has no such listener yet; {bind} stays unbound",
-                kind.name()
-            ),
+            Ok(None) => debug!("{}: nothing to start", kind.name()),
             Err(e) => {
                 error!("{}: cannot listen on {bind}: {e}", kind.name());
                 stop_all(&running);

@@ -1,4 +1,5 @@
 use super::*;
+use serde_json::Value;
 
 /// Actions as `(to, text)` pairs; every WSChat output is a text frame.
 fn sends(actions: Vec<Action>) -> Vec<(SessionId, String)> {
@@ -279,6 +280,43 @@ fn relayed_json_rules() {
             r#"{"type":"message","from":"alice","message":{"z":-0.10,"a":12345678901234567890123,"s":"é/\n\""}}"#
                 .to_string()
         )]
+    );
+}
+
+#[test]
+fn relayed_numbers_keep_their_exponent_text() {
+    let mut chat = chat_with(&["alice", "bob"]);
+    let r = send(
+        &mut chat,
+        1,
+        r#"{"command":"message","to":"bob","message":[1E5,-2e-3,1.0E+400,0.5e+0]}"#,
+    );
+    assert_eq!(
+        r,
+        vec![(
+            2,
+            r#"{"type":"message","from":"alice","message":[1E5,-2e-3,1.0E+400,0.5e+0]}"#.to_string()
+        )]
+    );
+}
+
+#[test]
+fn nesting_of_128_levels_is_relayed_and_129_is_invalid() {
+    let mut chat = chat_with(&["alice", "bob"]);
+    // The command object is level 1, so the message adds `levels - 1`.
+    let doc = |levels: usize| {
+        let m = format!("{}{}", "[".repeat(levels - 1), "]".repeat(levels - 1));
+        (format!(r#"{{"command":"broadcast","message":{m}}}"#), m)
+    };
+    let (ok, m) = doc(128);
+    assert_eq!(
+        send(&mut chat, 1, &ok),
+        vec![(2, format!(r#"{{"type":"broadcast","from":"alice","message":{m}}}"#))]
+    );
+    let (too_deep, _) = doc(129);
+    assert_eq!(
+        send(&mut chat, 1, &too_deep),
+        vec![(1, fail("Invalid message: expected a JSON object!", 400))]
     );
 }
 

@@ -17,12 +17,12 @@ use crate::dialect::achex::{
     AchexConfig, AchexDialect, AchexStats, HostError, HostItem, HostTarget, Membership, NameInfo, ServiceHandle,
 };
 use crate::dialect::Action;
-use crate::listener::apply_actions;
+use crate::listeners::apply_actions;
 use crate::{Config, Event, Handler, Server, ServerHandle, Stats};
 
 /// The message size limit of dialect listeners (PROTOCOLS.md §1): larger gets
 /// close 1009.
-pub const DIALECT_MAX_MESSAGE: usize = 64 << 10;
+pub const DIALECT_MAX_MESSAGE: usize = super::DEFAULT_MAX_MESSAGE_SIZE;
 
 /// Receives what the dialect has for the host: messages addressed to
 /// in-process services, and login/logout/join/leave events when enabled.

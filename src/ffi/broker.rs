@@ -1,0 +1,858 @@
+//! `wsb_broker_*`: the message broker with its Achex listener, in-process
+//! services and login/logout/join/leave events.
+
+use std::collections::HashMap;
+use std::ffi::{c_char, c_void, CString};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use super::handles::{in_callback, is_in_callback, Handles, SendPtr};
+use super::server::wsb_userdata_free_cb;
+use super::{bytes_arg, copy_out, guard, set_last_error, str_arg, wsb_result};
+use crate::broker::AuthMode;
+use crate::dialect::achex::{AchexConfig, AchexEvent, HostError, HostItem, HostTarget, Membership, ServiceHandle};
+use crate::listeners::achex::AchexListener;
+
+/// The host's login check (callback authentication mode). Return true to
+/// accept `name`/`password`; to refuse, return false and optionally write a
+/// reason (NUL-terminated, at most `reason_len` bytes) that the client sees as
+/// `{"auth":"failed","error":reason}` (default "rejected"). Called on an I/O
+/// thread; it must not block. `name` and `password` are borrowed only until it
+/// returns.
+pub type wsb_auth_cb = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        name: *const c_char,
+        password: *const c_char,
+        reason: *mut c_char,
+        reason_len: usize,
+    ) -> bool,
+>;
+
+/// Broker settings. Opaque; built with `wsb_broker_config_new` and the setters below.
+pub struct wsb_broker_config {
+    achex_bind: Option<std::net::SocketAddr>,
+    quiet: bool,
+    services: Vec<(String, String)>,
+    credentials: HashMap<String, String>,
+    auth: Option<Arc<AuthCallbackHolder>>,
+}
+
+struct AuthCallbackHolder {
+    cb: unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char, *mut c_char, usize) -> bool,
+    userdata: SendPtr,
+    free: wsb_userdata_free_cb,
+}
+
+impl Drop for AuthCallbackHolder {
+    fn drop(&mut self) {
+        if let Some(f) = self.free {
+            // SAFETY: registered by the host; called exactly once (here).
+            unsafe { f(self.userdata.0) }
+        }
+    }
+}
+
+/// A running broker. Opaque; create with `wsb_broker_new`, destroy with `wsb_broker_free`.
+pub struct wsb_broker {
+    achex: Option<AchexListener>,
+    services: Mutex<HashMap<u64, ServiceHandle>>,
+    last_error: Mutex<String>,
+}
+
+static BROKERS: LazyLock<Handles<wsb_broker>> = LazyLock::new(Handles::new);
+
+/// Which listener of a broker.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum wsb_listener {
+    Achex = 1,
+}
+
+/// Where an in-process service sends (`wsb_broker_send`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum wsb_target {
+    /// Every session holding the name.
+    Name = 1,
+    /// Every member of the group (`bc`).
+    Group = 2,
+    /// Every member of the hub but the sending service (`toH`).
+    Hub = 3,
+}
+
+/// Broker event types. Append-only.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum wsb_broker_event_type {
+    /// A message reached an in-process service: `service` is its SID, `sid` and
+    /// `name` the sender's, `data`/`len` the stamped JSON (as a socket would get it).
+    ServiceMessage = 1,
+    /// A session logged in (`is_service` for a service login).
+    Login = 2,
+    /// A session gave up its name (re-login or disconnect).
+    Logout = 3,
+    /// A session joined a group or hub (`place`, `is_hub`).
+    Join = 4,
+    /// A session left a group or hub (`place`, `is_hub`).
+    Leave = 5,
+}
+
+/// One broker event. Every pointer is borrowed until the callback returns.
+#[repr(C)]
+pub struct wsb_broker_event {
+    /// A `wsb_broker_event_type` value.
+    pub kind: u32,
+    /// SERVICE_MESSAGE: the receiving service's SID.
+    pub service: u64,
+    /// The sender's (SERVICE_MESSAGE) or the session's Achex SID.
+    pub sid: u64,
+    /// The sender's or the session's name (NUL-terminated).
+    pub name: *const c_char,
+    /// JOIN/LEAVE: the group or hub (NUL-terminated); `""` otherwise.
+    pub place: *const c_char,
+    /// JOIN/LEAVE: a hub rather than a group.
+    pub is_hub: bool,
+    /// LOGIN: a service login.
+    pub is_service: bool,
+    /// SERVICE_MESSAGE: the JSON message (NUL-terminated).
+    pub data: *const u8,
+    /// Length of `data`, without the NUL.
+    pub len: usize,
+}
+
+/// Broker counters, filled by `wsb_broker_stats`.
+#[repr(C)]
+#[derive(Default)]
+pub struct wsb_broker_stats {
+    /// Open Achex connections.
+    pub sessions: u64,
+    /// Distinct logged-in names, services included.
+    pub users: u64,
+    /// Groups with members.
+    pub groups: u64,
+    /// Hubs with members.
+    pub hubs: u64,
+    /// Messages received by the Achex listener.
+    pub messages_in: u64,
+    /// Messages sent by the Achex listener.
+    pub messages_out: u64,
+}
+
+/// The broker event callback. Runs on the thread that caused the event (an
+/// I/O thread, or the host's thread inside a `wsb_broker_*` call), never two at
+/// once for one broker. It must not block. It may call the broker's service
+/// functions (an answer from inside the callback is delivered in order), but
+/// not `wsb_broker_free`.
+pub type wsb_broker_event_cb =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, broker: *mut wsb_broker, event: *const wsb_broker_event)>;
+
+// ---- configuration ----
+
+/// Creates a broker configuration: the Achex listener on `127.0.0.1:0`, open
+/// login (the first session to claim a name sets its password), errors on,
+/// no service credentials. The caller owns the result and must call
+/// `wsb_broker_config_free` once.
+#[no_mangle]
+pub extern "C" fn wsb_broker_config_new() -> *mut wsb_broker_config {
+    guard(std::ptr::null_mut(), || {
+        Box::into_raw(Box::new(wsb_broker_config {
+            achex_bind: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            quiet: false,
+            services: Vec::new(),
+            credentials: HashMap::new(),
+            auth: None,
+        }))
+    })
+}
+
+/// Frees a broker configuration; NULL is a no-op. A broker keeps its own copy
+/// (the auth callback's `userdata_free` runs when the last of them goes).
+///
+/// # Safety
+/// `cfg` must be NULL or a pointer from `wsb_broker_config_new`, freed once.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_config_free(cfg: *mut wsb_broker_config) {
+    guard((), || {
+        if !cfg.is_null() {
+            // SAFETY: per the contract, `cfg` came from Box::into_raw.
+            drop(unsafe { Box::from_raw(cfg) });
+        }
+    })
+}
+
+unsafe fn with_cfg(
+    cfg: *mut wsb_broker_config,
+    f: impl FnOnce(&mut wsb_broker_config) -> Result<(), String>,
+) -> wsb_result {
+    guard(wsb_result::Panic, || {
+        // SAFETY: per the caller's contract, `cfg` is NULL or valid.
+        let Some(c) = (unsafe { cfg.as_mut() }) else {
+            set_last_error("config is NULL");
+            return wsb_result::NullPointer;
+        };
+        match f(c) {
+            Ok(()) => wsb_result::Ok,
+            Err(e) => {
+                set_last_error(e);
+                wsb_result::InvalidArgument
+            }
+        }
+    })
+}
+
+/// Sets a listener's address, `"IP:PORT"` (port 0 = ephemeral, see
+/// `wsb_broker_port`), or `"off"` to disable it.
+///
+/// # Safety
+/// `cfg` must be valid; `addr` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_config_set_listener(
+    cfg: *mut wsb_broker_config,
+    listener: u32,
+    addr: *const c_char,
+) -> wsb_result {
+    let a = match str_arg(addr, "addr") {
+        Ok(a) => a.to_owned(),
+        Err(r) => return r,
+    };
+    with_cfg(cfg, |c| {
+        if listener != wsb_listener::Achex as u32 {
+            return Err(format!("unknown listener {listener}"));
+        }
+        c.achex_bind = if a == "off" {
+            None
+        } else {
+            Some(
+                a.parse()
+                    .map_err(|_| format!("not an IP:PORT address or \"off\": {a:?}"))?,
+            )
+        };
+        Ok(())
+    })
+}
+
+/// Achex quiet mode: no `{"error":…}` replies (`{"auth":"failed",…}` is still sent).
+///
+/// # Safety
+/// `cfg` must be valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_config_set_achex_quiet(cfg: *mut wsb_broker_config, quiet: bool) -> wsb_result {
+    with_cfg(cfg, |c| {
+        c.quiet = quiet;
+        Ok(())
+    })
+}
+
+/// Adds credentials for Achex `serviceID` logins (clients acting as services).
+///
+/// # Safety
+/// `cfg` must be valid; `name` and `password` NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_config_add_service_credentials(
+    cfg: *mut wsb_broker_config,
+    name: *const c_char,
+    password: *const c_char,
+) -> wsb_result {
+    let (n, p) = match (str_arg(name, "name"), str_arg(password, "password")) {
+        (Ok(n), Ok(p)) => (n.to_owned(), p.to_owned()),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    with_cfg(cfg, |c| {
+        if n.is_empty() {
+            return Err("service name is empty".into());
+        }
+        c.services.push((n, p));
+        Ok(())
+    })
+}
+
+/// Adds a user to the credentials table. Once any is added, logins are
+/// checked against the table only (`invalid credentials` otherwise).
+///
+/// # Safety
+/// `cfg` must be valid; `name` and `password` NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_config_add_credentials(
+    cfg: *mut wsb_broker_config,
+    name: *const c_char,
+    password: *const c_char,
+) -> wsb_result {
+    let (n, p) = match (str_arg(name, "name"), str_arg(password, "password")) {
+        (Ok(n), Ok(p)) => (n.to_owned(), p.to_owned()),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    with_cfg(cfg, |c| {
+        if n.is_empty() {
+            return Err("user name is empty".into());
+        }
+        c.credentials.insert(n, p);
+        Ok(())
+    })
+}
+
+/// Lets the host decide every user login (see `wsb_auth_cb`); takes
+/// precedence over a credentials table. `userdata_free` (may be NULL) runs
+/// once when neither this configuration nor a broker made from it needs the
+/// callback any more.
+///
+/// # Safety
+/// `cfg` must be valid; `cb` a valid function or NULL (NULL restores open mode).
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_config_set_auth_callback(
+    cfg: *mut wsb_broker_config,
+    cb: wsb_auth_cb,
+    userdata: *mut c_void,
+    userdata_free: wsb_userdata_free_cb,
+) -> wsb_result {
+    let ud = SendPtr(userdata);
+    with_cfg(cfg, move |c| {
+        c.auth = cb.map(|cb| {
+            Arc::new(AuthCallbackHolder {
+                cb,
+                userdata: ud,
+                free: userdata_free,
+            })
+        });
+        Ok(())
+    })
+}
+
+fn auth_mode(c: &wsb_broker_config) -> AuthMode {
+    if let Some(h) = &c.auth {
+        let h = h.clone();
+        return AuthMode::Callback(Box::new(move |name: &str, password: &str| {
+            let n = CString::new(name.replace('\0', "")).unwrap_or_default();
+            let p = CString::new(password.replace('\0', "")).unwrap_or_default();
+            let mut reason = [0 as c_char; 256];
+            // SAFETY: the host registered `cb` for this call shape; all
+            // pointers outlive the call, and `reason` has its stated length.
+            let ok = unsafe {
+                (h.cb)(
+                    h.userdata.0,
+                    n.as_ptr(),
+                    p.as_ptr(),
+                    reason.as_mut_ptr(),
+                    reason.len() - 1,
+                )
+            };
+            if ok {
+                return Ok(());
+            }
+            // SAFETY: the last byte is never written by the host (len - 1), so
+            // the buffer is NUL-terminated.
+            let r = unsafe { std::ffi::CStr::from_ptr(reason.as_ptr()) }
+                .to_string_lossy()
+                .into_owned();
+            Err(if r.is_empty() { "rejected".to_owned() } else { r })
+        }));
+    }
+    if !c.credentials.is_empty() {
+        return AuthMode::Table(c.credentials.clone());
+    }
+    AuthMode::Open
+}
+
+// ---- the broker ----
+
+struct EventSink {
+    cb: unsafe extern "C" fn(*mut c_void, *mut wsb_broker, *const wsb_broker_event),
+    userdata: SendPtr,
+    free: wsb_userdata_free_cb,
+    broker: usize,
+}
+
+impl Drop for EventSink {
+    fn drop(&mut self) {
+        if let Some(f) = self.free {
+            // SAFETY: registered by the host; called exactly once (here).
+            unsafe { f(self.userdata.0) }
+        }
+    }
+}
+
+impl EventSink {
+    fn deliver(&self, item: HostItem) {
+        let empty = c"".as_ptr();
+        let mut ev = wsb_broker_event {
+            kind: 0,
+            service: 0,
+            sid: 0,
+            name: empty,
+            place: empty,
+            is_hub: false,
+            is_service: false,
+            data: empty as *const u8,
+            len: 0,
+        };
+        let cs = |s: &str| CString::new(s.replace('\0', "")).unwrap_or_default();
+        let data = match &item {
+            HostItem::Message { json, .. } => cs(&String::from_utf8_lossy(json)),
+            HostItem::Event(_) => CString::default(),
+        };
+        let (name, place);
+        match item {
+            HostItem::Message {
+                service,
+                from_name,
+                from_sid,
+                json,
+            } => {
+                let _ = json;
+                name = cs(&from_name);
+                place = CString::default();
+                ev.kind = wsb_broker_event_type::ServiceMessage as u32;
+                ev.service = service.sid();
+                ev.sid = from_sid;
+                ev.data = data.as_ptr() as *const u8;
+                ev.len = data.as_bytes().len();
+            }
+            HostItem::Event(e) => match e {
+                AchexEvent::Login {
+                    sid, name: n, service, ..
+                } => {
+                    ev.kind = wsb_broker_event_type::Login as u32;
+                    ev.sid = sid;
+                    ev.is_service = service;
+                    name = cs(&n);
+                    place = CString::default();
+                }
+                AchexEvent::Logout { sid, name: n, .. } => {
+                    ev.kind = wsb_broker_event_type::Logout as u32;
+                    ev.sid = sid;
+                    name = cs(&n);
+                    place = CString::default();
+                }
+                AchexEvent::Join { sid, kind, name: p, .. } => {
+                    ev.kind = wsb_broker_event_type::Join as u32;
+                    ev.sid = sid;
+                    ev.is_hub = kind == Membership::Hub;
+                    name = CString::default();
+                    place = cs(&p);
+                }
+                AchexEvent::Leave { sid, kind, name: p, .. } => {
+                    ev.kind = wsb_broker_event_type::Leave as u32;
+                    ev.sid = sid;
+                    ev.is_hub = kind == Membership::Hub;
+                    name = CString::default();
+                    place = cs(&p);
+                }
+            },
+        }
+        ev.name = name.as_ptr();
+        ev.place = place.as_ptr();
+        let (cb, ud, b) = (self.cb, self.userdata.0, self.broker as *mut wsb_broker);
+        in_callback(self.broker, || {
+            // SAFETY: the host registered `cb`; `ev` and its strings outlive the call.
+            unsafe { cb(ud, b, &ev) }
+        });
+    }
+}
+
+/// Starts a broker: its listeners bind and serve at once. With `cb` set, the
+/// host receives SERVICE_MESSAGE events (and LOGIN/LOGOUT/JOIN/LEAVE after
+/// `wsb_broker_set_events`). `userdata_free` (may be NULL) is called exactly
+/// once with `userdata` when the broker is freed, or before this function
+/// returns if it fails. On success the caller owns `*out` and must call
+/// `wsb_broker_free` once. `WSB_RESULT_ADDR_IN_USE` and `WSB_RESULT_IO` tell
+/// why a listener could not bind (`wsb_last_error` says which).
+///
+/// # Safety
+/// `cfg` must be NULL (defaults) or valid; `out` a valid pointer; `cb` and
+/// `userdata_free` valid functions or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_new(
+    cfg: *const wsb_broker_config,
+    cb: wsb_broker_event_cb,
+    userdata: *mut c_void,
+    userdata_free: wsb_userdata_free_cb,
+    out: *mut *mut wsb_broker,
+) -> wsb_result {
+    let ud = SendPtr(userdata);
+    guard(wsb_result::Panic, move || {
+        let sink = cb.map(|cb| EventSink {
+            cb,
+            userdata: ud,
+            free: userdata_free,
+            broker: 0,
+        });
+        let release = |sink: Option<EventSink>| {
+            if sink.is_none() {
+                if let Some(f) = userdata_free {
+                    // SAFETY: host-registered; called once because nothing holds it.
+                    unsafe { f(ud.0) }
+                }
+            }
+        };
+        if out.is_null() {
+            set_last_error("out is NULL");
+            release(sink);
+            return wsb_result::NullPointer;
+        }
+        let default = wsb_broker_config_new();
+        // SAFETY: `cfg` is NULL or valid per the contract; `default` was just made.
+        let c = unsafe { cfg.as_ref().unwrap_or(&*default) };
+        let achex = match c.achex_bind {
+            None => None,
+            Some(bind) => {
+                let ac = AchexConfig {
+                    quiet: c.quiet,
+                    auth: auth_mode(c),
+                    services: c.services.clone(),
+                    ..AchexConfig::default()
+                };
+                match AchexListener::start(AchexListener::engine_config(bind), ac) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        // SAFETY: made above by wsb_broker_config_new.
+                        unsafe { wsb_broker_config_free(default) };
+                        set_last_error(format!("achex: cannot listen on {bind}: {e}"));
+                        release(sink);
+                        return if e.kind() == std::io::ErrorKind::AddrInUse {
+                            wsb_result::AddrInUse
+                        } else {
+                            wsb_result::Io
+                        };
+                    }
+                }
+            }
+        };
+        // SAFETY: made above by wsb_broker_config_new.
+        unsafe { wsb_broker_config_free(default) };
+        let obj = Arc::new(wsb_broker {
+            achex,
+            services: Mutex::new(HashMap::new()),
+            last_error: Mutex::new(String::new()),
+        });
+        let p = BROKERS.add(obj.clone());
+        match (sink, &obj.achex) {
+            (Some(mut sink), Some(l)) => {
+                sink.broker = p as usize;
+                l.set_host_sink(Some(Box::new(move |item| sink.deliver(item))));
+            }
+            (sink, _) => release(sink),
+        }
+        // SAFETY: checked non-NULL above.
+        unsafe { *out = p };
+        wsb_result::Ok
+    })
+}
+
+/// Stops every listener (close 1001 to each client), then releases the
+/// callback's userdata. NULL is a no-op; an unknown or freed pointer gives
+/// `WSB_RESULT_NOT_FOUND`; from the broker's own callback `WSB_RESULT_REENTRANT`.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_free(broker: *mut wsb_broker) -> wsb_result {
+    guard(wsb_result::Panic, || {
+        if broker.is_null() {
+            return wsb_result::Ok;
+        }
+        if is_in_callback(broker as usize) {
+            set_last_error("wsb_broker_free called from the broker's own callback");
+            return wsb_result::Reentrant;
+        }
+        let Some(obj) = BROKERS.remove(broker) else {
+            set_last_error("unknown broker (already freed?)");
+            return wsb_result::NotFound;
+        };
+        if let Some(l) = &obj.achex {
+            l.shutdown();
+            l.set_host_sink(None);
+        }
+        wsb_result::Ok
+    })
+}
+
+fn with_broker(
+    b: *const wsb_broker,
+    f: impl FnOnce(&wsb_broker) -> Result<wsb_result, (wsb_result, String)>,
+) -> wsb_result {
+    guard(wsb_result::Panic, || {
+        if b.is_null() {
+            set_last_error("broker is NULL");
+            return wsb_result::NullPointer;
+        }
+        BROKERS
+            .with(b, |obj| match f(obj) {
+                Ok(r) => r,
+                Err((r, msg)) => {
+                    set_last_error(msg.clone());
+                    *obj.last_error.lock().unwrap_or_else(|e| e.into_inner()) = msg;
+                    r
+                }
+            })
+            .unwrap_or_else(|| {
+                set_last_error("unknown broker (already freed?)");
+                wsb_result::NotFound
+            })
+    })
+}
+
+fn achex(b: &wsb_broker) -> Result<&AchexListener, (wsb_result, String)> {
+    b.achex
+        .as_ref()
+        .ok_or((wsb_result::InvalidState, "the Achex listener is off".into()))
+}
+
+fn host_error(e: HostError) -> (wsb_result, String) {
+    let r = match e {
+        HostError::UnknownService | HostError::NoSuchUser | HostError::NoSuchSession => wsb_result::NotFound,
+        HostError::NotAnObject => wsb_result::InvalidArgument,
+        HostError::Login(_) => wsb_result::InvalidState,
+    };
+    (r, e.to_string())
+}
+
+fn service_of(b: &wsb_broker, sid: u64) -> Result<ServiceHandle, (wsb_result, String)> {
+    b.services
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&sid)
+        .copied()
+        .ok_or((wsb_result::NotFound, format!("no in-process service with SID {sid}")))
+}
+
+/// The port a listener serves on (the real one when 0 was asked), or 0 if it
+/// is off or `broker` is unknown. Safe to call from any thread.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_port(broker: *const wsb_broker, listener: u32) -> u16 {
+    guard(0, || {
+        BROKERS
+            .with(broker, |b| match (listener, &b.achex) {
+                (1, Some(l)) => l.local_addr().port(),
+                _ => 0,
+            })
+            .unwrap_or(0)
+    })
+}
+
+/// Registers an in-process service under an exclusive Achex name. What
+/// clients send to it (`to` the name, `toS` its SID, groups and hubs it
+/// joins) arrives as SERVICE_MESSAGE events. On success `*out_sid` receives
+/// the service's SID, which names it in the other service calls. A name
+/// already held gives `WSB_RESULT_INVALID_STATE` ("name in use"). Safe to call
+/// from any thread.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`; `name` a
+/// NUL-terminated string; `out_sid` valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_register_service(
+    broker: *mut wsb_broker,
+    name: *const c_char,
+    out_sid: *mut u64,
+) -> wsb_result {
+    let n = match str_arg(name, "name") {
+        Ok(n) => n.to_owned(),
+        Err(r) => return r,
+    };
+    if out_sid.is_null() {
+        set_last_error("out_sid is NULL");
+        return wsb_result::NullPointer;
+    }
+    with_broker(broker, |b| {
+        let h = achex(b)?.register_service(&n).map_err(host_error)?;
+        b.services.lock().unwrap_or_else(|e| e.into_inner()).insert(h.sid(), h);
+        // SAFETY: checked non-NULL above.
+        unsafe { *out_sid = h.sid() };
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// Removes an in-process service as if it had disconnected (its hubs are
+/// told). Safe to call from any thread.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_unregister_service(broker: *mut wsb_broker, service: u64) -> wsb_result {
+    with_broker(broker, |b| {
+        let h = service_of(b, service)?;
+        achex(b)?.unregister_service(h).map_err(host_error)?;
+        b.services.lock().unwrap_or_else(|e| e.into_inner()).remove(&service);
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// Sends a JSON object (`json`/`len`, borrowed for the call) from an
+/// in-process service to a name, a group or a hub (`wsb_target`), stamped
+/// like a client's message (`"FROM":service,"sID":sid` appended). Not an
+/// object gives `WSB_RESULT_INVALID_ARGUMENT`; an unknown name
+/// `WSB_RESULT_NOT_FOUND`. Safe to call from any thread, inside the event
+/// callback included; never blocks.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`; `target` a
+/// NUL-terminated string; `json` `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_send(
+    broker: *mut wsb_broker,
+    service: u64,
+    target_kind: u32,
+    target: *const c_char,
+    json: *const u8,
+    len: usize,
+) -> wsb_result {
+    let t = match str_arg(target, "target") {
+        Ok(t) => t.to_owned(),
+        Err(r) => return r,
+    };
+    // SAFETY: forwarded caller contract.
+    let data = match unsafe { bytes_arg(json, len) } {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    with_broker(broker, |b| {
+        let target = match target_kind {
+            1 => HostTarget::Name(t),
+            2 => HostTarget::Group(t),
+            3 => HostTarget::Hub(t),
+            k => return Err((wsb_result::InvalidArgument, format!("unknown target kind {k}"))),
+        };
+        let h = service_of(b, service)?;
+        achex(b)?.service_send(h, &target, data).map_err(host_error)?;
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// Sends a JSON object from an in-process service to the session with Achex
+/// SID `sid` (like `toS`). Same results as `wsb_broker_send`. Safe to call
+/// from any thread; never blocks.
+///
+/// # Safety
+/// As for `wsb_broker_send`.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_send_to_session(
+    broker: *mut wsb_broker,
+    service: u64,
+    sid: u64,
+    json: *const u8,
+    len: usize,
+) -> wsb_result {
+    // SAFETY: forwarded caller contract.
+    let data = match unsafe { bytes_arg(json, len) } {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    with_broker(broker, |b| {
+        let h = service_of(b, service)?;
+        achex(b)?
+            .service_send(h, &HostTarget::Session(sid), data)
+            .map_err(host_error)?;
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// Adds an in-process service to a group (`is_hub` false) or hub. Idempotent.
+/// Safe to call from any thread.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`; `place` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_join(
+    broker: *mut wsb_broker,
+    service: u64,
+    is_hub: bool,
+    place: *const c_char,
+) -> wsb_result {
+    let p = match str_arg(place, "place") {
+        Ok(p) => p.to_owned(),
+        Err(r) => return r,
+    };
+    with_broker(broker, |b| {
+        let h = service_of(b, service)?;
+        let kind = if is_hub { Membership::Hub } else { Membership::Group };
+        achex(b)?.service_join(h, kind, &p).map_err(host_error)?;
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// Removes an in-process service from a group or hub (hub members are told).
+/// Safe to call from any thread.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`; `place` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_leave(
+    broker: *mut wsb_broker,
+    service: u64,
+    is_hub: bool,
+    place: *const c_char,
+) -> wsb_result {
+    let p = match str_arg(place, "place") {
+        Ok(p) => p.to_owned(),
+        Err(r) => return r,
+    };
+    with_broker(broker, |b| {
+        let h = service_of(b, service)?;
+        let kind = if is_hub { Membership::Hub } else { Membership::Group };
+        achex(b)?.service_leave(h, kind, &p).map_err(host_error)?;
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// Turns LOGIN/LOGOUT/JOIN/LEAVE events on or off (default off). Safe to call
+/// from any thread.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_set_events(broker: *mut wsb_broker, on: bool) -> wsb_result {
+    with_broker(broker, |b| {
+        achex(b)?.set_events(on);
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// Fills `*out` with the broker's counters. Safe to call from any thread.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`; `out` valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_stats(broker: *const wsb_broker, out: *mut wsb_broker_stats) -> wsb_result {
+    if out.is_null() {
+        set_last_error("out is NULL");
+        return wsb_result::NullPointer;
+    }
+    with_broker(broker, |b| {
+        let mut s = wsb_broker_stats::default();
+        if let Some(l) = &b.achex {
+            let a = l.stats();
+            let e = l.engine_stats();
+            s.sessions = a.sessions as u64;
+            s.users = a.users as u64;
+            s.groups = a.groups as u64;
+            s.hubs = a.hubs as u64;
+            s.messages_in = e.messages_in;
+            s.messages_out = e.messages_out;
+        }
+        // SAFETY: checked non-NULL above.
+        unsafe { *out = s };
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// Copies the detail of the last failed call on this broker into `buf`
+/// (NUL-terminated; `*needed` gets the size needed). Safe to call from any thread.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`; `buf` NULL or
+/// `len` writable bytes; `needed` NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_last_error(
+    broker: *const wsb_broker,
+    buf: *mut c_char,
+    len: usize,
+    needed: *mut usize,
+) -> wsb_result {
+    with_broker(broker, |b| {
+        let msg = b.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // SAFETY: forwarded caller contract.
+        Ok(unsafe { copy_out(&msg, buf, len, needed) })
+    })
+}

@@ -506,9 +506,10 @@ uint32_t wsb_version_number(void);
 wsb_result wsb_last_error(char *buf, size_t len, size_t *needed);
 
 /**
- * Creates a broker configuration: the Achex listener on `127.0.0.1:0`, open
- * login (the first session to claim a name sets its password), errors on,
- * no service credentials. The caller owns the result and must call
+ * Creates a broker configuration: the Achex listener on `127.0.0.1:0`, the
+ * others off; open login (the first session to claim a name sets its
+ * password), errors on, no service credentials, AppWebsocket app `demo`
+ * with password `demo` when that listener is on. The caller owns the result and must call
  * `wsb_broker_config_free` once.
  */
 struct wsb_broker_config *wsb_broker_config_new(void);
@@ -530,6 +531,24 @@ void wsb_broker_config_free(struct wsb_broker_config *cfg);
  * `cfg` must be valid; `addr` a NUL-terminated string.
  */
 wsb_result wsb_broker_config_set_listener(struct wsb_broker_config *cfg, uint32_t listener, const char *addr);
+
+/**
+ * Requires `[auth] SECRET` as the first frame of every webtalk admin
+ * connection (compared in constant time). NULL removes the requirement.
+ *
+ * # Safety
+ * `cfg` must be valid; `secret` NULL or a NUL-terminated string.
+ */
+wsb_result wsb_broker_config_set_webtalk_admin_secret(struct wsb_broker_config *cfg, const char *secret);
+
+/**
+ * Adds an AppWebsocket app and its password (the first one replaces the
+ * default `demo`/`demo`).
+ *
+ * # Safety
+ * `cfg` must be valid; `name` and `password` NUL-terminated strings.
+ */
+wsb_result wsb_broker_config_add_appws_app(struct wsb_broker_config *cfg, const char *name, const char *password);
 
 /**
  * Achex quiet mode: no `{"error":…}` replies (`{"auth":"failed",…}` is still sent).
@@ -692,6 +711,114 @@ wsb_result wsb_broker_stats(const struct wsb_broker *broker, struct wsb_broker_s
  * `len` writable bytes; `needed` NULL or valid.
  */
 wsb_result wsb_broker_last_error(const struct wsb_broker *broker, char *buf, size_t len, size_t *needed);
+
+/**
+ * webtalk `[newuser]`: creates a user (who joins channel 1). On success
+ * `*out_user` receives its id and `salt` the 20-digit salt the browser logs in
+ * with as `ID!SALT` (NUL-terminated: `salt_len` must be at least 21, else
+ * `WSB_RESULT_BUFFER_TOO_SMALL` and no user is created). Safe to call from any thread.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`; `out_user` valid;
+ * `salt` `salt_len` writable bytes.
+ */
+wsb_result wsb_broker_webtalk_create_user(struct wsb_broker *broker, uint64_t *out_user, char *salt, size_t salt_len);
+
+/**
+ * webtalk `[killuser]`: closes the user's browser (4003 "user killed"),
+ * removes it from every channel and forgets it. Unknown user:
+ * `WSB_RESULT_NOT_FOUND`. Safe to call from any thread.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`.
+ */
+wsb_result wsb_broker_webtalk_kill_user(struct wsb_broker *broker, uint64_t user);
+
+/**
+ * webtalk `[whisper]`: sends `message` (borrowed for the call) to one user's
+ * browser as one frame (text, or binary if not UTF-8), or queues it while
+ * the user is offline. A full queue gives `WSB_RESULT_WOULD_OVERFLOW` (the
+ * message is dropped for that user). Safe to call from any thread; never blocks.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`; `message` `len` readable bytes.
+ */
+wsb_result wsb_broker_webtalk_whisper(struct wsb_broker *broker, uint64_t user, const uint8_t *message, size_t len);
+
+/**
+ * webtalk `[newchannel]`: creates a channel; `*out_channel` receives its id
+ * (2, 3, …). Safe to call from any thread.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`; `out_channel` valid.
+ */
+wsb_result wsb_broker_webtalk_create_channel(struct wsb_broker *broker, uint64_t *out_channel);
+
+/**
+ * webtalk `[killchannel]`. Channel 1 gives `WSB_RESULT_INVALID_ARGUMENT`, an
+ * unknown one `WSB_RESULT_NOT_FOUND`. Safe to call from any thread.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`.
+ */
+wsb_result wsb_broker_webtalk_kill_channel(struct wsb_broker *broker, uint64_t channel);
+
+/**
+ * webtalk `[shout]`: sends `message` to every member of the channel. If a
+ * member's offline queue is full, the others still get it and the call
+ * returns `WSB_RESULT_WOULD_OVERFLOW` naming the first full member in
+ * `wsb_last_error`. Safe to call from any thread; never blocks.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`; `message` `len` readable bytes.
+ */
+wsb_result wsb_broker_webtalk_shout(struct wsb_broker *broker, uint64_t channel, const uint8_t *message, size_t len);
+
+/**
+ * webtalk `[join]` (idempotent). Safe to call from any thread.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`.
+ */
+wsb_result wsb_broker_webtalk_join(struct wsb_broker *broker, uint64_t channel, uint64_t user);
+
+/**
+ * webtalk `[leave]` (also fine for a non-member). Safe to call from any thread.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`.
+ */
+wsb_result wsb_broker_webtalk_leave(struct wsb_broker *broker, uint64_t channel, uint64_t user);
+
+/**
+ * webtalk `[store]`: keeps `value` (borrowed for the call, copied) under
+ * `key`. Safe to call from any thread.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`; `key` a
+ * NUL-terminated string; `value` `len` readable bytes.
+ */
+wsb_result wsb_broker_webtalk_store(struct wsb_broker *broker, const char *key, const uint8_t *value, size_t len);
+
+/**
+ * webtalk `[clear]` (also fine when absent). Safe to call from any thread.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`; `key` a NUL-terminated string.
+ */
+wsb_result wsb_broker_webtalk_clear(struct wsb_broker *broker, const char *key);
+
+/**
+ * webtalk `[retrieve]`: copies the value under `key` into `buf`
+ * (NUL-terminated; `*needed` gets its size, NUL included; too small gives
+ * `WSB_RESULT_BUFFER_TOO_SMALL`). No value gives `WSB_RESULT_NOT_FOUND`.
+ * Safe to call from any thread.
+ *
+ * # Safety
+ * `broker` must be NULL or a pointer from `wsb_broker_new`; `key` a
+ * NUL-terminated string; `buf` NULL or `len` writable bytes; `needed` NULL or valid.
+ */
+wsb_result wsb_broker_webtalk_retrieve(struct wsb_broker *broker, const char *key, char *buf, size_t len, size_t *needed);
 
 /**
  * Creates a client configuration for `url` (`ws://` or `wss://`, host, port,

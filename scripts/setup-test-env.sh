@@ -21,6 +21,9 @@ declare -A APT_FOR=(
     [chromium]=chromium
     [redis-server]=redis-server
     [hyperfine]=hyperfine
+    [cmake]=cmake
+    [pkg-config]=pkg-config
+    [openssl]=openssl
 )
 missing=()
 for cmd in "${!APT_FOR[@]}"; do

@@ -10,7 +10,12 @@ use super::server::wsb_userdata_free_cb;
 use super::{bytes_arg, copy_out, guard, set_last_error, str_arg, wsb_result};
 use crate::broker::AuthMode;
 use crate::dialect::achex::{AchexConfig, AchexEvent, HostError, HostItem, HostTarget, Membership, ServiceHandle};
+use crate::dialect::webtalk::WebtalkError;
 use crate::listeners::achex::AchexListener;
+use crate::listeners::appws::{AppWsConfig, AppWsListener};
+use crate::listeners::webtalk::{AdminConfig, WebtalkHandle, WebtalkListener};
+use crate::listeners::wschat::WsChatListener;
+use crate::listeners::ListenerConfig;
 
 /// The host's login check (callback authentication mode). Return true to
 /// accept `name`/`password`; to refuse, return false and optionally write a
@@ -31,6 +36,12 @@ pub type wsb_auth_cb = Option<
 /// Broker settings. Opaque; built with `wsb_broker_config_new` and the setters below.
 pub struct wsb_broker_config {
     achex_bind: Option<std::net::SocketAddr>,
+    wschat_bind: Option<std::net::SocketAddr>,
+    webtalk_bind: Option<std::net::SocketAddr>,
+    webtalk_admin_bind: Option<std::net::SocketAddr>,
+    webtalk_admin_secret: Option<Vec<u8>>,
+    appws_bind: Option<std::net::SocketAddr>,
+    appws_apps: Vec<(String, String)>,
     quiet: bool,
     services: Vec<(String, String)>,
     credentials: HashMap<String, String>,
@@ -55,6 +66,11 @@ impl Drop for AuthCallbackHolder {
 /// A running broker. Opaque; create with `wsb_broker_new`, destroy with `wsb_broker_free`.
 pub struct wsb_broker {
     achex: Option<AchexListener>,
+    wschat: Mutex<Option<WsChatListener>>,
+    webtalk: Mutex<Option<WebtalkListener>>,
+    webtalk_handle: Option<WebtalkHandle>,
+    appws: Mutex<Option<AppWsListener>>,
+    ports: [u16; 6],
     services: Mutex<HashMap<u64, ServiceHandle>>,
     last_error: Mutex<String>,
 }
@@ -65,7 +81,16 @@ static BROKERS: LazyLock<Handles<wsb_broker>> = LazyLock::new(Handles::new);
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum wsb_listener {
+    /// The Achex relay (PROTOCOLS.md §2).
     Achex = 1,
+    /// The WSChat relay (§3).
+    Wschat = 2,
+    /// webtalk's browser listener (§4.5).
+    Webtalk = 3,
+    /// webtalk's admin TCP socket (§4.1–4.3); needs the webtalk listener.
+    WebtalkAdmin = 4,
+    /// The AppWebsocket app-service endpoint with its built-in echo (§5.3).
+    Appws = 5,
 }
 
 /// Where an in-process service sends (`wsb_broker_send`).
@@ -148,15 +173,22 @@ pub type wsb_broker_event_cb =
 
 // ---- configuration ----
 
-/// Creates a broker configuration: the Achex listener on `127.0.0.1:0`, open
-/// login (the first session to claim a name sets its password), errors on,
-/// no service credentials. The caller owns the result and must call
+/// Creates a broker configuration: the Achex listener on `127.0.0.1:0`, the
+/// others off; open login (the first session to claim a name sets its
+/// password), errors on, no service credentials, AppWebsocket app `demo`
+/// with password `demo` when that listener is on. The caller owns the result and must call
 /// `wsb_broker_config_free` once.
 #[no_mangle]
 pub extern "C" fn wsb_broker_config_new() -> *mut wsb_broker_config {
     guard(std::ptr::null_mut(), || {
         Box::into_raw(Box::new(wsb_broker_config {
             achex_bind: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            wschat_bind: None,
+            webtalk_bind: None,
+            webtalk_admin_bind: None,
+            webtalk_admin_secret: None,
+            appws_bind: None,
+            appws_apps: Vec::new(),
             quiet: false,
             services: Vec::new(),
             credentials: HashMap::new(),
@@ -227,6 +259,54 @@ pub unsafe extern "C" fn wsb_broker_config_set_listener(
                     .map_err(|_| format!("not an IP:PORT address or \"off\": {a:?}"))?,
             )
         };
+        Ok(())
+    })
+}
+
+/// Requires `[auth] SECRET` as the first frame of every webtalk admin
+/// connection (compared in constant time). NULL removes the requirement.
+///
+/// # Safety
+/// `cfg` must be valid; `secret` NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_config_set_webtalk_admin_secret(
+    cfg: *mut wsb_broker_config,
+    secret: *const c_char,
+) -> wsb_result {
+    let sec = if secret.is_null() {
+        None
+    } else {
+        match str_arg(secret, "secret") {
+            Ok(s) => Some(s.as_bytes().to_vec()),
+            Err(r) => return r,
+        }
+    };
+    with_cfg(cfg, |c| {
+        c.webtalk_admin_secret = sec;
+        Ok(())
+    })
+}
+
+/// Adds an AppWebsocket app and its password (the first one replaces the
+/// default `demo`/`demo`).
+///
+/// # Safety
+/// `cfg` must be valid; `name` and `password` NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_config_add_appws_app(
+    cfg: *mut wsb_broker_config,
+    name: *const c_char,
+    password: *const c_char,
+) -> wsb_result {
+    let (n, p) = match (str_arg(name, "name"), str_arg(password, "password")) {
+        (Ok(n), Ok(p)) => (n.to_owned(), p.to_owned()),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    with_cfg(cfg, |c| {
+        if n.is_empty() {
+            return Err("app name is empty".into());
+        }
+        c.appws_apps.push((n, p));
         Ok(())
     })
 }
@@ -516,9 +596,33 @@ pub unsafe extern "C" fn wsb_broker_new(
                 }
             }
         };
+        let others = start_others(c);
         // SAFETY: made above by wsb_broker_config_new.
         unsafe { wsb_broker_config_free(default) };
+        let (wschat, webtalk, appws) = match others {
+            Ok(x) => x,
+            Err((r, msg)) => {
+                set_last_error(msg);
+                release(sink);
+                return r;
+            }
+        };
+        let mut ports = [0u16; 6];
+        ports[1] = achex.as_ref().map(|l| l.local_addr().port()).unwrap_or(0);
+        ports[2] = wschat.as_ref().map(|l| l.local_addr().port()).unwrap_or(0);
+        ports[3] = webtalk.as_ref().map(|l| l.local_addr().port()).unwrap_or(0);
+        ports[4] = webtalk
+            .as_ref()
+            .and_then(|l| l.admin_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
+        ports[5] = appws.as_ref().map(|l| l.local_addr().port()).unwrap_or(0);
         let obj = Arc::new(wsb_broker {
+            webtalk_handle: webtalk.as_ref().map(|l| l.handle().clone()),
+            wschat: Mutex::new(wschat),
+            webtalk: Mutex::new(webtalk),
+            appws: Mutex::new(appws),
+            ports,
             achex,
             services: Mutex::new(HashMap::new()),
             last_error: Mutex::new(String::new()),
@@ -561,8 +665,67 @@ pub unsafe extern "C" fn wsb_broker_free(broker: *mut wsb_broker) -> wsb_result 
             l.shutdown();
             l.set_host_sink(None);
         }
+        if let Some(l) = take(&obj.wschat) {
+            WsChatListener::shutdown(l);
+        }
+        if let Some(l) = take(&obj.webtalk) {
+            WebtalkListener::shutdown(l);
+        }
+        if let Some(l) = take(&obj.appws) {
+            AppWsListener::shutdown(l);
+        }
         wsb_result::Ok
     })
+}
+
+fn take<T>(m: &Mutex<Option<T>>) -> Option<T> {
+    m.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
+type Others = (Option<WsChatListener>, Option<WebtalkListener>, Option<AppWsListener>);
+
+/// Starts the WSChat, webtalk and AppWebsocket listeners the configuration asks for.
+fn start_others(c: &wsb_broker_config) -> Result<Others, (wsb_result, String)> {
+    let fail = |what: &str, bind: std::net::SocketAddr, e: std::io::Error| {
+        let r = if e.kind() == std::io::ErrorKind::AddrInUse {
+            wsb_result::AddrInUse
+        } else {
+            wsb_result::Io
+        };
+        (r, format!("{what}: cannot listen on {bind}: {e}"))
+    };
+    let wschat = match c.wschat_bind {
+        Some(b) => Some(crate::listeners::wschat::start(ListenerConfig::new(b)).map_err(|e| fail("wschat", b, e))?),
+        None => None,
+    };
+    if c.webtalk_admin_bind.is_some() && c.webtalk_bind.is_none() {
+        return Err((
+            wsb_result::InvalidArgument,
+            "the webtalk admin socket needs the webtalk listener on".into(),
+        ));
+    }
+    let webtalk = match c.webtalk_bind {
+        Some(b) => {
+            let admin = c.webtalk_admin_bind.map(|a| AdminConfig {
+                bind: a,
+                secret: c.webtalk_admin_secret.clone(),
+                ..AdminConfig::default()
+            });
+            Some(crate::listeners::webtalk::start(ListenerConfig::new(b), admin).map_err(|e| fail("webtalk", b, e))?)
+        }
+        None => None,
+    };
+    let appws = match c.appws_bind {
+        Some(b) => {
+            let apps = AppWsConfig {
+                apps: c.appws_apps.clone(),
+                domain_passwords: Vec::new(),
+            };
+            Some(crate::listeners::appws::start(ListenerConfig::new(b), &apps).map_err(|e| fail("appws", b, e))?)
+        }
+        None => None,
+    };
+    Ok((wschat, webtalk, appws))
 }
 
 fn with_broker(
@@ -623,10 +786,7 @@ fn service_of(b: &wsb_broker, sid: u64) -> Result<ServiceHandle, (wsb_result, St
 pub unsafe extern "C" fn wsb_broker_port(broker: *const wsb_broker, listener: u32) -> u16 {
     guard(0, || {
         BROKERS
-            .with(broker, |b| match (listener, &b.achex) {
-                (1, Some(l)) => l.local_addr().port(),
-                _ => 0,
-            })
+            .with(broker, |b| b.ports.get(listener as usize).copied().unwrap_or(0))
             .unwrap_or(0)
     })
 }
@@ -854,5 +1014,268 @@ pub unsafe extern "C" fn wsb_broker_last_error(
         let msg = b.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
         // SAFETY: forwarded caller contract.
         Ok(unsafe { copy_out(&msg, buf, len, needed) })
+    })
+}
+
+// ---- webtalk, driven without a socket ----
+
+fn webtalk(b: &wsb_broker) -> Result<&WebtalkHandle, (wsb_result, String)> {
+    b.webtalk_handle
+        .as_ref()
+        .ok_or((wsb_result::InvalidState, "the webtalk listener is off".into()))
+}
+
+fn webtalk_error(e: WebtalkError) -> (wsb_result, String) {
+    let r = match e {
+        WebtalkError::UnknownUser(_) | WebtalkError::UnknownChannel(_) => wsb_result::NotFound,
+        WebtalkError::QueueFull(_) => wsb_result::WouldOverflow,
+        WebtalkError::GlobalChannel => wsb_result::InvalidArgument,
+        WebtalkError::NoRandomness => wsb_result::Io,
+    };
+    (r, e.to_string())
+}
+
+/// webtalk `[newuser]`: creates a user (who joins channel 1). On success
+/// `*out_user` receives its id and `salt` the 20-digit salt the browser logs in
+/// with as `ID!SALT` (NUL-terminated: `salt_len` must be at least 21, else
+/// `WSB_RESULT_BUFFER_TOO_SMALL` and no user is created). Safe to call from any thread.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`; `out_user` valid;
+/// `salt` `salt_len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_webtalk_create_user(
+    broker: *mut wsb_broker,
+    out_user: *mut u64,
+    salt: *mut c_char,
+    salt_len: usize,
+) -> wsb_result {
+    if out_user.is_null() || salt.is_null() {
+        set_last_error("out_user or salt is NULL");
+        return wsb_result::NullPointer;
+    }
+    with_broker(broker, |b| {
+        if salt_len < 21 {
+            return Err((wsb_result::BufferTooSmall, "salt needs 21 bytes".into()));
+        }
+        let (id, s) = webtalk(b)?.create_user().map_err(webtalk_error)?;
+        // SAFETY: checked non-NULL; the buffer holds at least 21 bytes.
+        unsafe {
+            *out_user = id;
+            copy_out(&s, salt, salt_len, std::ptr::null_mut());
+        }
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// webtalk `[killuser]`: closes the user's browser (4003 "user killed"),
+/// removes it from every channel and forgets it. Unknown user:
+/// `WSB_RESULT_NOT_FOUND`. Safe to call from any thread.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_webtalk_kill_user(broker: *mut wsb_broker, user: u64) -> wsb_result {
+    with_broker(broker, |b| {
+        webtalk(b)?.kill_user(user).map_err(webtalk_error)?;
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// webtalk `[whisper]`: sends `message` (borrowed for the call) to one user's
+/// browser as one frame (text, or binary if not UTF-8), or queues it while
+/// the user is offline. A full queue gives `WSB_RESULT_WOULD_OVERFLOW` (the
+/// message is dropped for that user). Safe to call from any thread; never blocks.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`; `message` `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_webtalk_whisper(
+    broker: *mut wsb_broker,
+    user: u64,
+    message: *const u8,
+    len: usize,
+) -> wsb_result {
+    // SAFETY: forwarded caller contract.
+    let m = match unsafe { bytes_arg(message, len) } {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    with_broker(broker, |b| {
+        webtalk(b)?.whisper(user, m).map_err(webtalk_error)?;
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// webtalk `[newchannel]`: creates a channel; `*out_channel` receives its id
+/// (2, 3, …). Safe to call from any thread.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`; `out_channel` valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_webtalk_create_channel(
+    broker: *mut wsb_broker,
+    out_channel: *mut u64,
+) -> wsb_result {
+    if out_channel.is_null() {
+        set_last_error("out_channel is NULL");
+        return wsb_result::NullPointer;
+    }
+    with_broker(broker, |b| {
+        let id = webtalk(b)?.create_channel();
+        // SAFETY: checked non-NULL above.
+        unsafe { *out_channel = id };
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// webtalk `[killchannel]`. Channel 1 gives `WSB_RESULT_INVALID_ARGUMENT`, an
+/// unknown one `WSB_RESULT_NOT_FOUND`. Safe to call from any thread.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_webtalk_kill_channel(broker: *mut wsb_broker, channel: u64) -> wsb_result {
+    with_broker(broker, |b| {
+        webtalk(b)?.kill_channel(channel).map_err(webtalk_error)?;
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// webtalk `[shout]`: sends `message` to every member of the channel. If a
+/// member's offline queue is full, the others still get it and the call
+/// returns `WSB_RESULT_WOULD_OVERFLOW` naming the first full member in
+/// `wsb_last_error`. Safe to call from any thread; never blocks.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`; `message` `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_webtalk_shout(
+    broker: *mut wsb_broker,
+    channel: u64,
+    message: *const u8,
+    len: usize,
+) -> wsb_result {
+    // SAFETY: forwarded caller contract.
+    let m = match unsafe { bytes_arg(message, len) } {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    with_broker(broker, |b| {
+        webtalk(b)?.shout(channel, m).map_err(webtalk_error)?;
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// webtalk `[join]` (idempotent). Safe to call from any thread.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_webtalk_join(broker: *mut wsb_broker, channel: u64, user: u64) -> wsb_result {
+    with_broker(broker, |b| {
+        webtalk(b)?.join(channel, user).map_err(webtalk_error)?;
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// webtalk `[leave]` (also fine for a non-member). Safe to call from any thread.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_webtalk_leave(broker: *mut wsb_broker, channel: u64, user: u64) -> wsb_result {
+    with_broker(broker, |b| {
+        webtalk(b)?.leave(channel, user).map_err(webtalk_error)?;
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// webtalk `[store]`: keeps `value` (borrowed for the call, copied) under
+/// `key`. Safe to call from any thread.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`; `key` a
+/// NUL-terminated string; `value` `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_webtalk_store(
+    broker: *mut wsb_broker,
+    key: *const c_char,
+    value: *const u8,
+    len: usize,
+) -> wsb_result {
+    let k = match str_arg(key, "key") {
+        Ok(k) => k.as_bytes().to_vec(),
+        Err(r) => return r,
+    };
+    // SAFETY: forwarded caller contract.
+    let v = match unsafe { bytes_arg(value, len) } {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    with_broker(broker, |b| {
+        webtalk(b)?.store(&k, v);
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// webtalk `[clear]` (also fine when absent). Safe to call from any thread.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`; `key` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_webtalk_clear(broker: *mut wsb_broker, key: *const c_char) -> wsb_result {
+    let k = match str_arg(key, "key") {
+        Ok(k) => k.as_bytes().to_vec(),
+        Err(r) => return r,
+    };
+    with_broker(broker, |b| {
+        webtalk(b)?.clear(&k);
+        Ok(wsb_result::Ok)
+    })
+}
+
+/// webtalk `[retrieve]`: copies the value under `key` into `buf`
+/// (NUL-terminated; `*needed` gets its size, NUL included; too small gives
+/// `WSB_RESULT_BUFFER_TOO_SMALL`). No value gives `WSB_RESULT_NOT_FOUND`.
+/// Safe to call from any thread.
+///
+/// # Safety
+/// `broker` must be NULL or a pointer from `wsb_broker_new`; `key` a
+/// NUL-terminated string; `buf` NULL or `len` writable bytes; `needed` NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_webtalk_retrieve(
+    broker: *mut wsb_broker,
+    key: *const c_char,
+    buf: *mut c_char,
+    len: usize,
+    needed: *mut usize,
+) -> wsb_result {
+    let k = match str_arg(key, "key") {
+        Ok(k) => k.as_bytes().to_vec(),
+        Err(r) => return r,
+    };
+    with_broker(broker, |b| {
+        let v = webtalk(b)?
+            .retrieve(&k)
+            .ok_or((wsb_result::NotFound, "no value under this key".into()))?;
+        let need = v.len() + 1;
+        if !needed.is_null() {
+            // SAFETY: checked non-NULL.
+            unsafe { *needed = need };
+        }
+        if buf.is_null() || len < need {
+            if !buf.is_null() && len > 0 {
+                // SAFETY: at least one writable byte.
+                unsafe { *buf = 0 };
+            }
+            return Ok(wsb_result::BufferTooSmall);
+        }
+        // SAFETY: `buf` has `len` ≥ `need` writable bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(v.as_ptr(), buf as *mut u8, v.len());
+            *buf.add(v.len()) = 0;
+        }
+        Ok(wsb_result::Ok)
     })
 }

@@ -270,6 +270,12 @@ namespace Wsbroker
         internal static extern Result wsb_broker_config_set_listener(BrokerConfigHandle cfg, uint listener, byte[] addr);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_config_set_webtalk_admin_secret(BrokerConfigHandle cfg, byte[] secret);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_config_add_appws_app(BrokerConfigHandle cfg, byte[] name, byte[] password);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_broker_config_set_achex_quiet(BrokerConfigHandle cfg, [MarshalAs(UnmanagedType.I1)] bool quiet);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -316,6 +322,39 @@ namespace Wsbroker
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_broker_last_error(BrokerHandle broker, [In, Out] byte[] buf, UIntPtr len, out UIntPtr needed);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_webtalk_create_user(BrokerHandle broker, out ulong out_user, [In, Out] byte[] salt, UIntPtr salt_len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_webtalk_kill_user(BrokerHandle broker, ulong user);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_webtalk_whisper(BrokerHandle broker, ulong user, IntPtr message, UIntPtr len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_webtalk_create_channel(BrokerHandle broker, out ulong out_channel);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_webtalk_kill_channel(BrokerHandle broker, ulong channel);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_webtalk_shout(BrokerHandle broker, ulong channel, IntPtr message, UIntPtr len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_webtalk_join(BrokerHandle broker, ulong channel, ulong user);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_webtalk_leave(BrokerHandle broker, ulong channel, ulong user);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_webtalk_store(BrokerHandle broker, byte[] key, IntPtr value, UIntPtr len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_webtalk_clear(BrokerHandle broker, byte[] key);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_webtalk_retrieve(BrokerHandle broker, byte[] key, [In, Out] byte[] buf, UIntPtr len, out UIntPtr needed);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern ClientConfigHandle wsb_client_config_new(byte[] url);

@@ -13,10 +13,10 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTEST  := $(PY) -m pytest -q -p no:cacheprovider
 
-EXAMPLES := echo_server echo_poll
+EXAMPLES := echo_server echo_poll achex_service webtalk_backend
 BINS     := $(addprefix $(BUILD)/,$(EXAMPLES))
 ASAN     := $(addprefix $(BUILD)/asan/,$(EXAMPLES))
-EX_DEPS  := include/wsbroker.h examples-c/common.h $(LIBDIR)/libwsbroker.so
+EX_DEPS  := include/wsbroker.h $(wildcard examples-c/*.h) $(LIBDIR)/libwsbroker.so
 
 PYDIR := bindings/python
 CSDIR := bindings/csharp
@@ -70,7 +70,7 @@ test-rust:
 
 test-interop: examples
 	$(CARGO) build --release --bin wsbroker
-	WSBROKER_BIN=$(abspath $(LIBDIR))/wsbroker $(PYTEST) tests/interop tests/conformance tests/daemon
+	WSBROKER_BIN=$(abspath $(LIBDIR))/wsbroker $(PYTEST) tests/interop tests/conformance tests/examples tests/daemon
 
 # ---- Python ----
 

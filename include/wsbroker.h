@@ -195,6 +195,167 @@ typedef uint32_t wsb_event_type;
 #endif // __cplusplus
 
 /**
+ * Client event types. Append-only.
+ */
+enum wsb_client_event_type
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * The upgrade completed; `protocol` is the subprotocol the server chose (`""` if none).
+   */
+  WSB_CLIENT_EVENT_TYPE_CONNECTED = 1,
+  /**
+   * A complete message in `data`/`len` (`data[len]` is always 0, binary
+   * included; never NULL); `is_text` tells text (valid UTF-8) from binary.
+   */
+  WSB_CLIENT_EVENT_TYPE_MESSAGE = 2,
+  /**
+   * A pong arrived; its payload is in `data`/`len`.
+   */
+  WSB_CLIENT_EVENT_TYPE_PONG = 3,
+  /**
+   * One message sent with `wsb_client_send` has been written to the socket
+   * (only with `wsb_client_config_set_send_results`; one event per message, in order).
+   */
+  WSB_CLIENT_EVENT_TYPE_SENT = 4,
+  /**
+   * The outbound buffer fell back under the soft limit after a send returned
+   * `WSB_RESULT_BACKPRESSURE`.
+   */
+  WSB_CLIENT_EVENT_TYPE_DRAIN = 5,
+  /**
+   * The connection ended. `close_status`: the server's close code, 0 for a
+   * close frame without one, the code wsbroker sent when it failed the
+   * connection (1002, 1007, 1009…), the host's own code when
+   * `closed_by_host`, or -1 when the transport dropped. `data`/`len`: the reason.
+   */
+  WSB_CLIENT_EVENT_TYPE_CLOSED = 6,
+  /**
+   * A connection attempt failed before it opened. `error` tells why
+   * (`WSB_RESULT_CONNECTION_REFUSED`, `WSB_RESULT_CERTIFICATE_INVALID`…);
+   * `data`/`len` hold a message saying what failed and why.
+   */
+  WSB_CLIENT_EVENT_TYPE_ERROR = 7,
+  /**
+   * Auto-reconnect: attempt number `attempt` starts in `delay_ms`.
+   */
+  WSB_CLIENT_EVENT_TYPE_RECONNECTING = 8,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wsb_client_event_type wsb_client_event_type;
+#else
+typedef uint32_t wsb_client_event_type;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Broker event types. Append-only.
+ */
+enum wsb_broker_event_type
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * A message reached an in-process service: `service` is its SID, `sid` and
+   * `name` the sender's, `data`/`len` the stamped JSON (as a socket would get it).
+   */
+  WSB_BROKER_EVENT_TYPE_SERVICE_MESSAGE = 1,
+  /**
+   * A session logged in (`is_service` for a service login).
+   */
+  WSB_BROKER_EVENT_TYPE_LOGIN = 2,
+  /**
+   * A session gave up its name (re-login or disconnect).
+   */
+  WSB_BROKER_EVENT_TYPE_LOGOUT = 3,
+  /**
+   * A session joined a group or hub (`place`, `is_hub`).
+   */
+  WSB_BROKER_EVENT_TYPE_JOIN = 4,
+  /**
+   * A session left a group or hub (`place`, `is_hub`).
+   */
+  WSB_BROKER_EVENT_TYPE_LEAVE = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wsb_broker_event_type wsb_broker_event_type;
+#else
+typedef uint32_t wsb_broker_event_type;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Which listener of a broker.
+ */
+enum wsb_listener
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * The Achex relay (PROTOCOLS.md §2).
+   */
+  WSB_LISTENER_ACHEX = 1,
+  /**
+   * The WSChat relay (§3).
+   */
+  WSB_LISTENER_WSCHAT = 2,
+  /**
+   * webtalk's browser listener (§4.5).
+   */
+  WSB_LISTENER_WEBTALK = 3,
+  /**
+   * webtalk's admin TCP socket (§4.1–4.3); needs the webtalk listener.
+   */
+  WSB_LISTENER_WEBTALK_ADMIN = 4,
+  /**
+   * The AppWebsocket app-service endpoint with its built-in echo (§5.3).
+   */
+  WSB_LISTENER_APPWS = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wsb_listener wsb_listener;
+#else
+typedef uint32_t wsb_listener;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Where an in-process service sends (`wsb_broker_send`).
+ */
+enum wsb_target
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Every session holding the name.
+   */
+  WSB_TARGET_NAME = 1,
+  /**
+   * Every member of the group (`bc`).
+   */
+  WSB_TARGET_GROUP = 2,
+  /**
+   * Every member of the hub but the sending service (`toH`).
+   */
+  WSB_TARGET_HUB = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wsb_target wsb_target;
+#else
+typedef uint32_t wsb_target;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A running broker. Opaque; create with `wsb_broker_new`, destroy with `wsb_broker_free`.
  */
 typedef struct wsb_broker wsb_broker;
@@ -296,7 +457,7 @@ typedef void (*wsb_broker_event_cb)(void *userdata, struct wsb_broker *broker, c
 /**
  * Broker counters, filled by `wsb_broker_stats`.
  */
-typedef struct wsb_broker_stats {
+typedef struct wsb_broker_counts {
   /**
    * Open Achex connections.
    */
@@ -321,7 +482,7 @@ typedef struct wsb_broker_stats {
    * Messages sent by the Achex listener.
    */
   uint64_t messages_out;
-} wsb_broker_stats;
+} wsb_broker_counts;
 
 /**
  * One client event. Every pointer is borrowed: in callback mode until the
@@ -700,7 +861,7 @@ wsb_result wsb_broker_set_events(struct wsb_broker *broker, bool on);
  * # Safety
  * `broker` must be NULL or a pointer from `wsb_broker_new`; `out` valid.
  */
-wsb_result wsb_broker_stats(const struct wsb_broker *broker, struct wsb_broker_stats *out);
+wsb_result wsb_broker_stats(const struct wsb_broker *broker, struct wsb_broker_counts *out);
 
 /**
  * Copies the detail of the last failed call on this broker into `buf`

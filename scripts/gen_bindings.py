@@ -298,7 +298,7 @@ CS_STRUCT_NAMES = {
     "wsb_stats": ("Stats", "public"),
     "wsb_client_event": ("NativeClientEvent", "internal"),
     "wsb_broker_event": ("NativeBrokerEvent", "internal"),
-    "wsb_broker_stats": ("BrokerStats", "public"),
+    "wsb_broker_counts": ("BrokerCounts", "public"),
 }
 CS_ENUM_TYPEDEFS = {"wsb_result": "Result"}
 

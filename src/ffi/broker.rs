@@ -148,7 +148,7 @@ pub struct wsb_broker_event {
 /// Broker counters, filled by `wsb_broker_stats`.
 #[repr(C)]
 #[derive(Default)]
-pub struct wsb_broker_stats {
+pub struct wsb_broker_counts {
     /// Open Achex connections.
     pub sessions: u64,
     /// Distinct logged-in names, services included.
@@ -248,10 +248,7 @@ pub unsafe extern "C" fn wsb_broker_config_set_listener(
         Err(r) => return r,
     };
     with_cfg(cfg, |c| {
-        if listener != wsb_listener::Achex as u32 {
-            return Err(format!("unknown listener {listener}"));
-        }
-        c.achex_bind = if a == "off" {
+        let bind = if a == "off" {
             None
         } else {
             Some(
@@ -259,6 +256,15 @@ pub unsafe extern "C" fn wsb_broker_config_set_listener(
                     .map_err(|_| format!("not an IP:PORT address or \"off\": {a:?}"))?,
             )
         };
+        let slot = match listener {
+            1 => &mut c.achex_bind,
+            2 => &mut c.wschat_bind,
+            3 => &mut c.webtalk_bind,
+            4 => &mut c.webtalk_admin_bind,
+            5 => &mut c.appws_bind,
+            _ => return Err(format!("unknown listener {listener}")),
+        };
+        *slot = bind;
         Ok(())
     })
 }
@@ -974,13 +980,13 @@ pub unsafe extern "C" fn wsb_broker_set_events(broker: *mut wsb_broker, on: bool
 /// # Safety
 /// `broker` must be NULL or a pointer from `wsb_broker_new`; `out` valid.
 #[no_mangle]
-pub unsafe extern "C" fn wsb_broker_stats(broker: *const wsb_broker, out: *mut wsb_broker_stats) -> wsb_result {
+pub unsafe extern "C" fn wsb_broker_stats(broker: *const wsb_broker, out: *mut wsb_broker_counts) -> wsb_result {
     if out.is_null() {
         set_last_error("out is NULL");
         return wsb_result::NullPointer;
     }
     with_broker(broker, |b| {
-        let mut s = wsb_broker_stats::default();
+        let mut s = wsb_broker_counts::default();
         if let Some(l) = &b.achex {
             let a = l.stats();
             let e = l.engine_stats();

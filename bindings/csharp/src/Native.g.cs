@@ -49,6 +49,47 @@ namespace Wsbroker
         Close = 6,
     }
 
+    /// <summary><c>wsb_client_event_type</c> values.</summary>
+    public enum ClientEventType : uint
+    {
+        Connected = 1,
+        Message = 2,
+        Pong = 3,
+        Sent = 4,
+        Drain = 5,
+        Closed = 6,
+        Error = 7,
+        Reconnecting = 8,
+    }
+
+    /// <summary><c>wsb_broker_event_type</c> values.</summary>
+    public enum BrokerEventType : uint
+    {
+        ServiceMessage = 1,
+        Login = 2,
+        Logout = 3,
+        Join = 4,
+        Leave = 5,
+    }
+
+    /// <summary><c>wsb_listener</c> values.</summary>
+    public enum Listener : uint
+    {
+        Achex = 1,
+        Wschat = 2,
+        Webtalk = 3,
+        WebtalkAdmin = 4,
+        Appws = 5,
+    }
+
+    /// <summary><c>wsb_target</c> values.</summary>
+    public enum Target : uint
+    {
+        Name = 1,
+        Group = 2,
+        Hub = 3,
+    }
+
     /// <summary>The layout of <c>wsb_broker_event</c>.</summary>
     [StructLayout(LayoutKind.Sequential)]
     internal struct NativeBrokerEvent
@@ -64,9 +105,9 @@ namespace Wsbroker
         public UIntPtr Len;
     }
 
-    /// <summary>The layout of <c>wsb_broker_stats</c>.</summary>
+    /// <summary>The layout of <c>wsb_broker_counts</c>.</summary>
     [StructLayout(LayoutKind.Sequential)]
-    public struct BrokerStats
+    public struct BrokerCounts
     {
         public ulong Sessions;
         public ulong Users;
@@ -318,7 +359,7 @@ namespace Wsbroker
         internal static extern Result wsb_broker_set_events(BrokerHandle broker, [MarshalAs(UnmanagedType.I1)] bool on);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        internal static extern Result wsb_broker_stats(BrokerHandle broker, out BrokerStats @out);
+        internal static extern Result wsb_broker_stats(BrokerHandle broker, out BrokerCounts @out);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_broker_last_error(BrokerHandle broker, [In, Out] byte[] buf, UIntPtr len, out UIntPtr needed);

@@ -55,8 +55,53 @@ class EventType(enum.IntEnum):
     CLOSE = 6
 
 
+class ClientEventType(enum.IntEnum):
+    """`wsb_client_event_type` values."""
+
+    CONNECTED = 1
+    MESSAGE = 2
+    PONG = 3
+    SENT = 4
+    DRAIN = 5
+    CLOSED = 6
+    ERROR = 7
+    RECONNECTING = 8
+
+
+class BrokerEventType(enum.IntEnum):
+    """`wsb_broker_event_type` values."""
+
+    SERVICE_MESSAGE = 1
+    LOGIN = 2
+    LOGOUT = 3
+    JOIN = 4
+    LEAVE = 5
+
+
+class Listener(enum.IntEnum):
+    """`wsb_listener` values."""
+
+    ACHEX = 1
+    WSCHAT = 2
+    WEBTALK = 3
+    WEBTALK_ADMIN = 4
+    APPWS = 5
+
+
+class Target(enum.IntEnum):
+    """`wsb_target` values."""
+
+    NAME = 1
+    GROUP = 2
+    HUB = 3
+
+
 wsb_result = ctypes.c_uint32
 wsb_event_type = ctypes.c_uint32
+wsb_client_event_type = ctypes.c_uint32
+wsb_broker_event_type = ctypes.c_uint32
+wsb_listener = ctypes.c_uint32
+wsb_target = ctypes.c_uint32
 wsb_conn_id = ctypes.c_uint64
 
 
@@ -98,7 +143,7 @@ class wsb_broker_event(ctypes.Structure):
     ]
 
 
-class wsb_broker_stats(ctypes.Structure):
+class wsb_broker_counts(ctypes.Structure):
     _fields_ = [
         ("sessions", ctypes.c_uint64),
         ("users", ctypes.c_uint64),
@@ -182,7 +227,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], List[str]]] = {
     "wsb_broker_join": (wsb_result, [ctypes.POINTER(wsb_broker), ctypes.c_uint64, ctypes.c_bool, ctypes.c_char_p], ["broker", "service", "is_hub", "place"]),
     "wsb_broker_leave": (wsb_result, [ctypes.POINTER(wsb_broker), ctypes.c_uint64, ctypes.c_bool, ctypes.c_char_p], ["broker", "service", "is_hub", "place"]),
     "wsb_broker_set_events": (wsb_result, [ctypes.POINTER(wsb_broker), ctypes.c_bool], ["broker", "on"]),
-    "wsb_broker_stats": (wsb_result, [ctypes.POINTER(wsb_broker), ctypes.POINTER(wsb_broker_stats)], ["broker", "out"]),
+    "wsb_broker_stats": (wsb_result, [ctypes.POINTER(wsb_broker), ctypes.POINTER(wsb_broker_counts)], ["broker", "out"]),
     "wsb_broker_last_error": (wsb_result, [ctypes.POINTER(wsb_broker), ctypes.POINTER(ctypes.c_char), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)], ["broker", "buf", "len", "needed"]),
     "wsb_broker_webtalk_create_user": (wsb_result, [ctypes.POINTER(wsb_broker), ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_char), ctypes.c_size_t], ["broker", "out_user", "salt", "salt_len"]),
     "wsb_broker_webtalk_kill_user": (wsb_result, [ctypes.POINTER(wsb_broker), ctypes.c_uint64], ["broker", "user"]),

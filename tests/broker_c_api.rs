@@ -1,0 +1,341 @@
+//! The broker's C API: login modes (open, table, host callback), in-process
+//! services sending to names, sessions, groups and hubs, events, errors.
+
+use std::ffi::{c_char, c_void, CStr};
+use std::net::TcpStream;
+use std::ptr::{null, null_mut};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tungstenite::Message;
+use wsbroker::ffi::broker::*;
+use wsbroker::ffi::wsb_result;
+
+type Ws = tungstenite::WebSocket<TcpStream>;
+
+fn connect(port: u16) -> Ws {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut ws = tungstenite::client(format!("ws://127.0.0.1:{port}/"), tcp).unwrap().0;
+    let sid = text(&mut ws);
+    assert!(sid.starts_with("{\"SID\":"), "{sid}");
+    ws
+}
+
+fn text(ws: &mut Ws) -> String {
+    loop {
+        match ws.read().unwrap() {
+            Message::Text(t) => return t.to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            m => panic!("{m:?}"),
+        }
+    }
+}
+
+fn call(ws: &mut Ws, msg: &str) -> String {
+    ws.send(Message::text(msg)).unwrap();
+    text(ws)
+}
+
+static EVENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+unsafe extern "C" fn record(_: *mut c_void, broker: *mut wsb_broker, ev: *const wsb_broker_event) {
+    let ev = &*ev;
+    let s = |p: *const c_char| CStr::from_ptr(p).to_string_lossy().into_owned();
+    let line = match ev.kind {
+        1 => {
+            let data = std::str::from_utf8(std::slice::from_raw_parts(ev.data, ev.len)).unwrap();
+            // Answer from inside the callback: allowed, and delivered in order.
+            let reply = format!("{{\"reply_to\":{}}}", ev.sid);
+            let r = wsb_broker_send_to_session(broker, ev.service, ev.sid, reply.as_ptr(), reply.len());
+            assert_eq!(r, wsb_result::Ok);
+            format!("msg {} {} {}", ev.sid, s(ev.name), data)
+        }
+        2 => format!("login {} {} {}", ev.sid, s(ev.name), ev.is_service),
+        3 => format!("logout {} {}", ev.sid, s(ev.name)),
+        4 => format!("join {} {} {}", ev.sid, s(ev.place), ev.is_hub),
+        5 => format!("leave {} {} {}", ev.sid, s(ev.place), ev.is_hub),
+        k => format!("unknown {k}"),
+    };
+    EVENTS.lock().unwrap().push(line);
+}
+
+#[test]
+fn services_send_everywhere_and_hear_everything() {
+    let mut b = null_mut();
+    unsafe {
+        assert_eq!(
+            wsb_broker_new(null(), Some(record), null_mut(), None, &mut b),
+            wsb_result::Ok
+        );
+        assert_eq!(wsb_broker_set_events(b, true), wsb_result::Ok);
+    }
+    let port = unsafe { wsb_broker_port(b, wsb_listener::Achex as u32) };
+    assert_ne!(port, 0);
+    assert_eq!(
+        unsafe { wsb_broker_port(b, wsb_listener::Wschat as u32) },
+        0,
+        "off by default"
+    );
+    let mut svc = 0u64;
+    unsafe {
+        assert_eq!(
+            wsb_broker_register_service(b, c"svc".as_ptr(), &mut svc),
+            wsb_result::Ok
+        );
+        let mut again = 0u64;
+        assert_eq!(
+            wsb_broker_register_service(b, c"svc".as_ptr(), &mut again),
+            wsb_result::InvalidState
+        );
+    }
+    let mut alice = connect(port);
+    assert_eq!(
+        call(&mut alice, r#"{"setID":"alice","passwd":"a"}"#),
+        r#"{"auth":"ok"}"#
+    );
+    // To the service by name: it answers from its callback.
+    assert_eq!(
+        call(&mut alice, r#"{"to":"svc","x":1}"#),
+        r#"{"reply_to":2,"FROM":"svc","sID":1}"#
+    );
+    unsafe {
+        let hi = br#"{"hi":1}"#;
+        assert_eq!(
+            wsb_broker_send(
+                b,
+                svc,
+                wsb_target::Name as u32,
+                c"alice".as_ptr(),
+                hi.as_ptr(),
+                hi.len()
+            ),
+            wsb_result::Ok
+        );
+        assert_eq!(text(&mut alice), r#"{"hi":1,"FROM":"svc","sID":1}"#);
+        assert_eq!(
+            wsb_broker_send(
+                b,
+                svc,
+                wsb_target::Name as u32,
+                c"nobody".as_ptr(),
+                hi.as_ptr(),
+                hi.len()
+            ),
+            wsb_result::NotFound
+        );
+        assert_eq!(
+            wsb_broker_send(b, svc, wsb_target::Name as u32, c"alice".as_ptr(), b"[1]".as_ptr(), 3),
+            wsb_result::InvalidArgument
+        );
+        assert_eq!(
+            wsb_broker_send(
+                b,
+                999,
+                wsb_target::Name as u32,
+                c"alice".as_ptr(),
+                hi.as_ptr(),
+                hi.len()
+            ),
+            wsb_result::NotFound
+        );
+        // Groups: alice registers, the service broadcasts.
+        alice
+            .send(Message::text(r#"{"cmd":"register_broadcast","bid":"room"}"#))
+            .unwrap();
+        assert_eq!(
+            call(&mut alice, r#"{"echo":true}"#),
+            r#"{"echo":true,"FROM":"alice","sID":2}"#
+        );
+        let g = br#"{"g":1}"#;
+        assert_eq!(
+            wsb_broker_send(b, svc, wsb_target::Group as u32, c"room".as_ptr(), g.as_ptr(), g.len()),
+            wsb_result::Ok
+        );
+        assert_eq!(text(&mut alice), r#"{"g":1,"FROM":"svc","sID":1}"#);
+        // Hubs: the service joins; alice's toH reaches it; its leave is announced.
+        assert_eq!(wsb_broker_join(b, svc, true, c"T1".as_ptr()), wsb_result::Ok);
+        assert_eq!(call(&mut alice, r#"{"joinHub":"T1"}"#), r#"{"joinHub":"OK"}"#);
+        assert_eq!(
+            call(&mut alice, r#"{"toH":"T1","m":1}"#),
+            r#"{"reply_to":2,"FROM":"svc","sID":1}"#
+        );
+        assert_eq!(wsb_broker_leave(b, svc, true, c"T1".as_ptr()), wsb_result::Ok);
+        assert_eq!(text(&mut alice), r#"{"leftHub":"T1","user":"svc","sID":1}"#);
+        let mut st = wsb_broker_counts::default();
+        assert_eq!(wsb_broker_stats(b, &mut st), wsb_result::Ok);
+        assert_eq!((st.sessions, st.users, st.groups, st.hubs), (1, 2, 1, 1));
+    }
+    alice.close(None).unwrap();
+    while alice.read().is_ok() {}
+    std::thread::sleep(Duration::from_millis(300));
+    let ev = EVENTS.lock().unwrap().clone();
+    assert!(ev.contains(&"login 1 svc true".to_owned()), "{ev:?}");
+    assert!(ev.contains(&"login 2 alice false".to_owned()), "{ev:?}");
+    assert!(
+        ev.iter().any(|e| e.starts_with("msg 2 alice {\"to\":\"svc\",\"x\":1")),
+        "{ev:?}"
+    );
+    assert!(ev.contains(&"join 2 room false".to_owned()), "{ev:?}");
+    assert!(ev.contains(&"join 2 T1 true".to_owned()), "{ev:?}");
+    assert!(ev.contains(&"logout 2 alice".to_owned()), "{ev:?}");
+    unsafe {
+        assert_eq!(wsb_broker_free(b), wsb_result::Ok);
+        assert_eq!(wsb_broker_free(b), wsb_result::NotFound);
+    }
+}
+
+unsafe extern "C" fn only_bob(
+    _: *mut c_void,
+    name: *const c_char,
+    password: *const c_char,
+    reason: *mut c_char,
+    reason_len: usize,
+) -> bool {
+    let n = CStr::from_ptr(name).to_str().unwrap();
+    let p = CStr::from_ptr(password).to_str().unwrap();
+    if n == "bob" && p == "pw" {
+        return true;
+    }
+    let msg = b"only bob\0";
+    assert!(reason_len >= msg.len());
+    std::ptr::copy_nonoverlapping(msg.as_ptr() as *const c_char, reason, msg.len());
+    false
+}
+
+#[test]
+fn table_and_callback_login_modes() {
+    unsafe {
+        let cfg = wsb_broker_config_new();
+        assert_eq!(
+            wsb_broker_config_add_credentials(cfg, c"carol".as_ptr(), c"secret".as_ptr()),
+            wsb_result::Ok
+        );
+        let mut b = null_mut();
+        assert_eq!(wsb_broker_new(cfg, None, null_mut(), None, &mut b), wsb_result::Ok);
+        let mut ws = connect(wsb_broker_port(b, 1));
+        assert_eq!(
+            call(&mut ws, r#"{"setID":"carol","passwd":"nope"}"#),
+            r#"{"auth":"failed","error":"invalid credentials"}"#
+        );
+        assert_eq!(
+            call(&mut ws, r#"{"setID":"carol","passwd":"secret"}"#),
+            r#"{"auth":"ok"}"#
+        );
+        assert_eq!(wsb_broker_free(b), wsb_result::Ok);
+
+        assert_eq!(
+            wsb_broker_config_set_auth_callback(cfg, Some(only_bob), null_mut(), None),
+            wsb_result::Ok
+        );
+        let mut b = null_mut();
+        assert_eq!(wsb_broker_new(cfg, None, null_mut(), None, &mut b), wsb_result::Ok);
+        wsb_broker_config_free(cfg);
+        let mut ws = connect(wsb_broker_port(b, 1));
+        assert_eq!(
+            call(&mut ws, r#"{"setID":"eve","passwd":"pw"}"#),
+            r#"{"auth":"failed","error":"only bob"}"#
+        );
+        assert_eq!(
+            call(&mut ws, r#"{"auth":"bob","passwd":"pw"}"#),
+            r#"{"auth":"OK","SID":1}"#
+        );
+        assert_eq!(wsb_broker_free(b), wsb_result::Ok);
+    }
+}
+
+#[test]
+fn webtalk_from_c_and_listener_errors() {
+    unsafe {
+        let cfg = wsb_broker_config_new();
+        assert_eq!(wsb_broker_config_set_listener(cfg, 1, c"off".as_ptr()), wsb_result::Ok);
+        assert_eq!(
+            wsb_broker_config_set_listener(cfg, 9, c"off".as_ptr()),
+            wsb_result::InvalidArgument
+        );
+        assert_eq!(
+            wsb_broker_config_set_listener(cfg, 4, c"127.0.0.1:0".as_ptr()),
+            wsb_result::Ok
+        );
+        let mut b = null_mut();
+        // The admin socket without the webtalk listener is refused.
+        assert_eq!(
+            wsb_broker_new(cfg, None, null_mut(), None, &mut b),
+            wsb_result::InvalidArgument
+        );
+        assert_eq!(
+            wsb_broker_config_set_listener(cfg, 3, c"127.0.0.1:0".as_ptr()),
+            wsb_result::Ok
+        );
+        assert_eq!(wsb_broker_new(cfg, None, null_mut(), None, &mut b), wsb_result::Ok);
+        wsb_broker_config_free(cfg);
+        assert_ne!(wsb_broker_port(b, 4), 0);
+        let mut svc = 0;
+        assert_eq!(
+            wsb_broker_register_service(b, c"x".as_ptr(), &mut svc),
+            wsb_result::InvalidState,
+            "achex is off"
+        );
+
+        let mut user = 0u64;
+        let mut salt = [0 as c_char; 21];
+        let mut small = [0 as c_char; 20];
+        assert_eq!(
+            wsb_broker_webtalk_create_user(b, &mut user, small.as_mut_ptr(), small.len()),
+            wsb_result::BufferTooSmall
+        );
+        assert_eq!(
+            wsb_broker_webtalk_create_user(b, &mut user, salt.as_mut_ptr(), salt.len()),
+            wsb_result::Ok
+        );
+        assert_eq!(user, 1);
+        let salt = CStr::from_ptr(salt.as_ptr()).to_str().unwrap().to_owned();
+        assert_eq!(salt.len(), 20);
+        assert_eq!(
+            wsb_broker_webtalk_whisper(b, 99, b"x".as_ptr(), 1),
+            wsb_result::NotFound
+        );
+        assert_eq!(wsb_broker_webtalk_kill_channel(b, 1), wsb_result::InvalidArgument);
+        // Queued while offline, delivered at login, in order.
+        assert_eq!(wsb_broker_webtalk_whisper(b, user, b"one".as_ptr(), 3), wsb_result::Ok);
+        let mut chan = 0;
+        assert_eq!(wsb_broker_webtalk_create_channel(b, &mut chan), wsb_result::Ok);
+        assert_eq!(chan, 2);
+        assert_eq!(wsb_broker_webtalk_join(b, chan, user), wsb_result::Ok);
+        assert_eq!(wsb_broker_webtalk_shout(b, chan, b"two".as_ptr(), 3), wsb_result::Ok);
+        let port = wsb_broker_port(b, 3);
+        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut ws = tungstenite::client(format!("ws://127.0.0.1:{port}/webtalk"), tcp)
+            .unwrap()
+            .0;
+        ws.send(Message::text(format!("{user}!{salt}"))).unwrap();
+        assert_eq!(text(&mut ws), "one");
+        assert_eq!(text(&mut ws), "two");
+        // The store.
+        assert_eq!(
+            wsb_broker_webtalk_store(b, c"k".as_ptr(), b"v1".as_ptr(), 2),
+            wsb_result::Ok
+        );
+        let mut out = [0 as c_char; 8];
+        let mut need = 0;
+        assert_eq!(
+            wsb_broker_webtalk_retrieve(b, c"k".as_ptr(), out.as_mut_ptr(), 8, &mut need),
+            wsb_result::Ok
+        );
+        assert_eq!(CStr::from_ptr(out.as_ptr()).to_str().unwrap(), "v1");
+        assert_eq!(need, 3);
+        assert_eq!(wsb_broker_webtalk_clear(b, c"k".as_ptr()), wsb_result::Ok);
+        assert_eq!(
+            wsb_broker_webtalk_retrieve(b, c"k".as_ptr(), out.as_mut_ptr(), 8, &mut need),
+            wsb_result::NotFound
+        );
+        // killuser closes the browser with 4003.
+        assert_eq!(wsb_broker_webtalk_kill_user(b, user), wsb_result::Ok);
+        match ws.read().unwrap() {
+            Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 4003),
+            m => panic!("{m:?}"),
+        }
+        assert_eq!(wsb_broker_free(b), wsb_result::Ok);
+    }
+}

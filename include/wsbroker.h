@@ -195,6 +195,63 @@ typedef uint32_t wsb_event_type;
 #endif // __cplusplus
 
 /**
+ * Client event types. Append-only.
+ */
+enum wsb_client_event_type
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * The upgrade completed; `protocol` is the subprotocol the server chose (`""` if none).
+   */
+  WSB_CLIENT_EVENT_TYPE_CONNECTED = 1,
+  /**
+   * A complete message in `data`/`len` (`data[len]` is always 0, binary
+   * included; never NULL); `is_text` tells text (valid UTF-8) from binary.
+   */
+  WSB_CLIENT_EVENT_TYPE_MESSAGE = 2,
+  /**
+   * A pong arrived; its payload is in `data`/`len`.
+   */
+  WSB_CLIENT_EVENT_TYPE_PONG = 3,
+  /**
+   * One message sent with `wsb_client_send` has been written to the socket
+   * (only with `wsb_client_config_set_send_results`; one event per message, in order).
+   */
+  WSB_CLIENT_EVENT_TYPE_SENT = 4,
+  /**
+   * The outbound buffer fell back under the soft limit after a send returned
+   * `WSB_RESULT_BACKPRESSURE`.
+   */
+  WSB_CLIENT_EVENT_TYPE_DRAIN = 5,
+  /**
+   * The connection ended. `close_status`: the server's close code, 0 for a
+   * close frame without one, the code wsbroker sent when it failed the
+   * connection (1002, 1007, 1009…), the host's own code when
+   * `closed_by_host`, or -1 when the transport dropped. `data`/`len`: the reason.
+   */
+  WSB_CLIENT_EVENT_TYPE_CLOSED = 6,
+  /**
+   * A connection attempt failed before it opened. `error` tells why
+   * (`WSB_RESULT_CONNECTION_REFUSED`, `WSB_RESULT_CERTIFICATE_INVALID`…);
+   * `data`/`len` hold a message saying what failed and why.
+   */
+  WSB_CLIENT_EVENT_TYPE_ERROR = 7,
+  /**
+   * Auto-reconnect: attempt number `attempt` starts in `delay_ms`.
+   */
+  WSB_CLIENT_EVENT_TYPE_RECONNECTING = 8,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wsb_client_event_type wsb_client_event_type;
+#else
+typedef uint32_t wsb_client_event_type;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A client. Opaque; create with `wsb_client_new`, destroy with `wsb_client_free`.
  */
 typedef struct wsb_client wsb_client;

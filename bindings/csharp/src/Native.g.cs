@@ -49,6 +49,19 @@ namespace Wsbroker
         Close = 6,
     }
 
+    /// <summary><c>wsb_client_event_type</c> values.</summary>
+    public enum ClientEventType : uint
+    {
+        Connected = 1,
+        Message = 2,
+        Pong = 3,
+        Sent = 4,
+        Drain = 5,
+        Closed = 6,
+        Error = 7,
+        Reconnecting = 8,
+    }
+
     /// <summary>The layout of <c>wsb_client_event</c>.</summary>
     [StructLayout(LayoutKind.Sequential)]
     internal struct NativeClientEvent

@@ -55,8 +55,22 @@ class EventType(enum.IntEnum):
     CLOSE = 6
 
 
+class ClientEventType(enum.IntEnum):
+    """`wsb_client_event_type` values."""
+
+    CONNECTED = 1
+    MESSAGE = 2
+    PONG = 3
+    SENT = 4
+    DRAIN = 5
+    CLOSED = 6
+    ERROR = 7
+    RECONNECTING = 8
+
+
 wsb_result = ctypes.c_uint32
 wsb_event_type = ctypes.c_uint32
+wsb_client_event_type = ctypes.c_uint32
 wsb_conn_id = ctypes.c_uint64
 
 

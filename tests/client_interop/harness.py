@@ -32,6 +32,9 @@ SANITIZER_MARKERS = (
     "runtime error:",
     "UndefinedBehaviorSanitizer",
 )
+PROXY_VARS = tuple(
+    v for n in ("http_proxy", "https_proxy", "all_proxy", "no_proxy") for v in (n, n.upper())
+)
 SAN_ENV = {
     "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
     "UBSAN_OPTIONS": "print_stacktrace=1",
@@ -105,8 +108,11 @@ def gen_binary(n: int, seed: int) -> bytes:
 class LineProcess:
     """A child process whose stdout lines are collected by a thread."""
 
-    def __init__(self, cmd: list[str], env: dict[str, str] | None = None, stdin: bool = False) -> None:
+    def __init__(
+        self, cmd: list[str], env: dict[str, str] | None = None, stdin: bool = False, drop: tuple[str, ...] = ()
+    ) -> None:
         self.cmd = cmd
+        base = {k: v for k, v in os.environ.items() if k not in drop}
         self.lines: list[str] = []
         self._cv = threading.Condition()
         self.stderr_file = tempfile.TemporaryFile()
@@ -115,7 +121,7 @@ class LineProcess:
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self.stderr_file,
-            env={**os.environ, **(env or {})},
+            env={**base, **(env or {})},
         )
         self._eof = False
         threading.Thread(target=self._pump, daemon=True).start()
@@ -183,7 +189,9 @@ class Probe(LineProcess):
     """The probe client (see probe.c for its line protocol)."""
 
     def __init__(self, exe: Path, args: list[str], env: dict[str, str] | None = None) -> None:
-        super().__init__([str(exe), *args], env={**SAN_ENV, **(env or {})}, stdin=True)
+        # The proxy variables of the test run never leak in: a test that
+        # wants them passes them in `env`.
+        super().__init__([str(exe), *args], env={**SAN_ENV, **(env or {})}, stdin=True, drop=PROXY_VARS)
         self.started = time.monotonic()
 
     def cmd_line(self, line: str) -> None:

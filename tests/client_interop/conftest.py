@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import HERE, LineProcess, Peer, build_dir, compile_c, make_pki
+from client_harness import HERE, LineProcess, Peer, build_dir, compile_c, make_pki
 
 
 @pytest.fixture(scope="session")

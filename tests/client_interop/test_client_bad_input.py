@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from harness import RESULT, Probe, TcpServer, free_port, read_request
+from client_harness import RESULT, Probe, TcpServer, free_port, read_request
 
 TIMEOUT_MS = 3000
 # How long past the timeout a timed-out attempt may take to be reported

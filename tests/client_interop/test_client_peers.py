@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from harness import RESULT, Probe, crc, free_port, gen_binary, gen_text
+from client_harness import RESULT, Probe, crc, free_port, gen_binary, gen_text
 
 BIG = 4 << 20
 
@@ -123,7 +123,7 @@ def test_send_before_connected_is_refused(probe_exe, processes):
 
 
 def run_example(exe, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    from harness import SAN_ENV, SANITIZER_MARKERS
+    from client_harness import SAN_ENV, SANITIZER_MARKERS
     import os
 
     proc = subprocess.run(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import RESULT, ConnectProxy, Probe, free_port
+from client_harness import RESULT, ConnectProxy, Probe, free_port
 
 PROXIED_NAME = "wsb-proxied.invalid"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from harness import RESULT, Probe
+from client_harness import RESULT, Probe
 
 INITIAL_MS, MAX_MS = 100, 800
 
@@ -77,7 +77,7 @@ def test_gives_up_after_max_attempts(probe_exe, processes, peer):
 
 def test_first_connect_failure_is_retried(probe_exe, processes, peer):
     # Reconnection also covers a server that is not up yet.
-    from harness import free_port
+    from client_harness import free_port
 
     port = free_port()
     probe = Probe(probe_exe, ["--reconnect", "100", "300", "0", f"ws://127.0.0.1:{port}/echo"])

@@ -49,6 +49,15 @@ async def handler(ws: ServerConnection) -> None:
         await ws.send(msg)
 
 
+def pick_subprotocol(_conn: ServerConnection, offered):
+    """The server's preferred subprotocol among those offered; none is fine
+    (websockets' default selection refuses a client that offers none)."""
+    for mine in ("wsb.v2", "wsb.v1"):
+        if mine in offered:
+            return mine
+    return None
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
@@ -72,6 +81,7 @@ async def main() -> int:
         max_size=64 << 20,
         compression=None,
         ping_interval=None,
+        select_subprotocol=pick_subprotocol,
     ) as server:
         port = server.sockets[0].getsockname()[1]
         say(f"listening on 127.0.0.1:{port}")

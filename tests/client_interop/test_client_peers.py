@@ -5,6 +5,7 @@ closes from either side, and the C example client."""
 from __future__ import annotations
 
 import subprocess
+import time
 from urllib.parse import quote
 
 import pytest
@@ -84,6 +85,38 @@ def test_ping_pong_and_headers(probe_exe, processes, peer):
     probe.cmd_line("close 4000 client done")
     closed = probe.closed()
     assert (closed.status, closed.by_host, closed.reason) == (4000, True, "client done")
+    probe.finish()
+
+
+def test_subprotocol_is_negotiated(probe_exe, processes, peer):
+    p = peer()
+    probe = Probe(probe_exe, ["--protocol", "other", "--protocol", "wsb.v1", p.url("/echo")])
+    processes.append(probe)
+    assert probe.connected() == "wsb.v1"
+    probe.finish()
+
+
+def test_manual_flow_control(probe_exe, processes, peer):
+    # In manual mode the next message waits for wsb_client_message_complete.
+    p = peer()
+    probe = Probe(probe_exe, ["--manual", p.url("/echo")])
+    processes.append(probe)
+    probe.connected()
+    for word in ("one", "two", "three"):
+        assert probe.command(f"text {word}") == RESULT["OK"]
+    p.wait_line(r"message /echo text 5")  # all three reached the server and were echoed
+    i, first = probe.message()
+    assert first.preview == "one"
+    time.sleep(0.5)
+    assert len(probe.matching(r"MESSAGE .*")) == 1
+    assert probe.command("complete") == RESULT["OK"]
+    i, second = probe.message(start=i + 1)
+    assert second.preview == "two"
+    time.sleep(0.3)
+    assert len(probe.matching(r"MESSAGE .*")) == 2
+    assert probe.command("complete") == RESULT["OK"]
+    _, third = probe.message(start=i + 1)
+    assert third.preview == "three"
     probe.finish()
 
 

@@ -66,8 +66,6 @@ def test_server_initiated_close_code_and_reason(probe_exe, processes, endpoint):
     assert (msg.text, msg.preview) == (True, "hello")
     closed = probe.closed()
     assert (closed.status, closed.by_host, closed.reason) == (4001, False, reason)
-    # After CLOSED nothing can be sent (the probe has ended, so ask a fresh one? no:
-    # the library state is checked through the probe's own exit).
     probe.finish()
 
 

@@ -312,6 +312,10 @@ struct State {
     closing: bool,
     attempts: u32,
     next_attempt: Option<Instant>,
+    /// Attempts started; the one resolving its host name now, and when its
+    /// connect timeout ends (name resolution counts against it).
+    attempt_seq: u64,
+    resolving: Option<(u64, Instant)>,
     /// Queue mode / manual mode bookkeeping.
     user_completed: bool,
     delivered_unfinished: bool,
@@ -376,6 +380,7 @@ impl ClientHandle {
     pub fn close(&self, code: i32, reason: &str) -> Result<(), SendError> {
         let mut st = lock(&self.inner.state);
         st.closing = true;
+        st.resolving = None;
         st.next_attempt = None;
         let id = st.conn;
         let connected = st.connected;
@@ -602,6 +607,31 @@ impl Handler for Bridge {
     }
 
     fn on_tick(&mut self, _s: &ServerHandle) {
+        // A name lookup that outlives the connect timeout fails the attempt
+        // now; its late answer is dropped (the attempt number moved on).
+        let late = {
+            let mut st = lock(&self.client.inner.state);
+            match st.resolving {
+                Some((_, deadline)) if Instant::now() >= deadline => {
+                    st.resolving = None;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if late {
+            let inner = &self.client.inner;
+            let message = format!(
+                "resolving {} did not finish within the connect timeout ({} ms)",
+                inner.url.host,
+                inner.cfg.connect_timeout.as_millis()
+            );
+            self.emit(ClientEvent::Error {
+                error: ConnectError::Timeout,
+                message: &message,
+            });
+            self.ended();
+        }
         let due = {
             let mut st = lock(&self.client.inner.state);
             match st.next_attempt {
@@ -621,16 +651,33 @@ impl Handler for Bridge {
 /// Resolves and dials on a short-lived thread, so name resolution never
 /// blocks the engine.
 fn start_attempt(client: &ClientHandle) {
+    let (seq, deadline) = {
+        let mut st = lock(&client.inner.state);
+        st.attempt_seq += 1;
+        let deadline = Instant::now() + client.inner.cfg.connect_timeout;
+        st.resolving = Some((st.attempt_seq, deadline));
+        (st.attempt_seq, deadline)
+    };
     let c = client.clone();
     let spawned = std::thread::Builder::new()
         .name("wsb-resolve".into())
-        .spawn(move || attempt(&c));
+        .spawn(move || attempt(&c, seq, deadline));
     if spawned.is_err() {
-        attempt(client);
+        attempt(client, seq, deadline);
     }
 }
 
-fn attempt(client: &ClientHandle) {
+/// Takes over attempt `seq` from name resolution, unless it timed out or the
+/// client closed meanwhile.
+fn claim(st: &mut State, seq: u64) -> bool {
+    if st.closing || st.resolving.map(|r| r.0) != Some(seq) {
+        return false;
+    }
+    st.resolving = None;
+    true
+}
+
+fn attempt(client: &ClientHandle, seq: u64, deadline: Instant) {
     let inner = &client.inner;
     let Some(engine) = client.engine() else { return };
     let mut target = inner.target.clone();
@@ -641,15 +688,19 @@ fn attempt(client: &ClientHandle) {
         }
         Ok(None) => (inner.url.host.clone(), inner.url.port),
         Err(msg) => {
-            fail_without_conn(client, &engine, ConnectError::Proxy, &msg);
+            fail_without_conn(client, &engine, seq, ConnectError::Proxy, &msg);
             return;
         }
     };
     match (host.as_str(), port).to_socket_addrs() {
         Ok(addrs) => {
             target.addrs = addrs.collect();
+            // The dial gets what is left of the connect timeout.
+            target.connect_timeout = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
             let mut st = lock(&inner.state);
-            if st.closing {
+            if !claim(&mut st, seq) {
                 return;
             }
             let id = engine.dial(target);
@@ -657,18 +708,18 @@ fn attempt(client: &ClientHandle) {
         }
         Err(e) => {
             let msg = format!("cannot resolve {host}: {e}");
-            fail_without_conn(client, &engine, ConnectError::Resolve, &msg);
+            fail_without_conn(client, &engine, seq, ConnectError::Resolve, &msg);
         }
     }
 }
 
 /// Reports a failure found before the engine had a connection through the
 /// engine, so it reaches the host on the engine thread, in order.
-fn fail_without_conn(client: &ClientHandle, engine: &ServerHandle, error: ConnectError, message: &str) {
+fn fail_without_conn(client: &ClientHandle, engine: &ServerHandle, seq: u64, error: ConnectError, message: &str) {
     let mut target = client.inner.target.clone();
     target.error = Some((error, message.to_owned()));
     let mut st = lock(&client.inner.state);
-    if st.closing {
+    if !claim(&mut st, seq) {
         return;
     }
     st.conn = Some(engine.dial(target));
@@ -793,6 +844,8 @@ impl Client {
                 closing: false,
                 attempts: 0,
                 next_attempt: None,
+                attempt_seq: 0,
+                resolving: None,
                 user_completed: false,
                 delivered_unfinished: false,
             }),

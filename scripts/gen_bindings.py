@@ -297,6 +297,8 @@ CS_STRUCT_NAMES = {
     "wsb_event": ("NativeEvent", "internal"),
     "wsb_stats": ("Stats", "public"),
     "wsb_client_event": ("NativeClientEvent", "internal"),
+    "wsb_appws_client_event": ("NativeAppwsClientEvent", "internal"),
+    "wsb_appws_service_event": ("NativeAppwsServiceEvent", "internal"),
 }
 CS_ENUM_TYPEDEFS = {"wsb_result": "Result"}
 

@@ -13,7 +13,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 PYTEST  := $(PY) -m pytest -q -p no:cacheprovider
 
-EXAMPLES := echo_server echo_poll client achex_service webtalk_backend
+EXAMPLES := echo_server echo_poll client achex_service webtalk_backend appws_client appws_service
 BINS     := $(addprefix $(BUILD)/,$(EXAMPLES))
 ASAN     := $(addprefix $(BUILD)/asan/,$(EXAMPLES))
 EX_DEPS  := include/wsbroker.h $(wildcard examples-c/*.h) $(LIBDIR)/libwsbroker.so
@@ -70,7 +70,7 @@ test-rust:
 
 test-interop: examples
 	$(CARGO) build --release --bin wsbroker
-	WSBROKER_BIN=$(abspath $(LIBDIR))/wsbroker $(PYTEST) tests/interop tests/conformance tests/client_interop tests/client_conformance tests/examples tests/daemon
+	WSB_EXAMPLES=$(BUILD)/asan WSBROKER_BIN=$(abspath $(LIBDIR))/wsbroker $(PYTEST) tests/appws tests/interop tests/conformance tests/client_interop tests/client_conformance tests/examples tests/daemon
 
 # ---- Python ----
 

@@ -356,6 +356,119 @@ typedef uint32_t wsb_target;
 #endif // __cplusplus
 
 /**
+ * AppWebsocket client event types. Append-only.
+ */
+enum wsb_appws_client_event_type
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * `AppLoginResult` with `ok:true` arrived (ConnectComplete): messages may
+   * be sent and the crypto functions work.
+   */
+  WSB_APPWS_CLIENT_EVENT_TYPE_CONNECTED = 1,
+  /**
+   * The login failed; `text` holds the reason. The client closes with 1000
+   * and CLOSED follows.
+   */
+  WSB_APPWS_CLIENT_EVENT_TYPE_LOGIN_FAILED = 2,
+  /**
+   * A message after login: `json`/`len` hold its JSON text (NUL-terminated),
+   * `mt` and `src` its `mt` and `src` members (`""` if absent or not strings).
+   */
+  WSB_APPWS_CLIENT_EVENT_TYPE_MESSAGE = 3,
+  /**
+   * One message sent with `wsb_appws_client_send` or `_send_text` has been
+   * written to the socket (only with `wsb_appws_client_config_set_send_results`;
+   * one event per message, in order; never for the login's own frames).
+   */
+  WSB_APPWS_CLIENT_EVENT_TYPE_SENT = 4,
+  /**
+   * The end, exactly once per client: after `wsb_appws_client_close`, a
+   * remote close, a dropped transport (`close_status` -1), a login failure,
+   * or a connection that never opened (`error` tells why). `text` holds the
+   * close reason or the error message.
+   */
+  WSB_APPWS_CLIENT_EVENT_TYPE_CLOSED = 5,
+  /**
+   * Authenticator mode: the challenge arrived, in `text`. Answer with
+   * `wsb_appws_client_authenticate` (now or later, from any thread).
+   */
+  WSB_APPWS_CLIENT_EVENT_TYPE_CHALLENGE = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wsb_appws_client_event_type wsb_appws_client_event_type;
+#else
+typedef uint32_t wsb_appws_client_event_type;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * App-service event types. Append-only.
+ */
+enum wsb_appws_service_event_type
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * A session logged in: `app`, `domain`, `sip`, `guid`, `dn` and `info`
+   * (the login's `info` in `JSON.stringify` form, `""` when it had none).
+   */
+  WSB_APPWS_SERVICE_EVENT_TYPE_LOGIN = 1,
+  /**
+   * A text message from a logged-in session: `data`/`len` hold its JSON
+   * text (NUL-terminated), `mt` its `mt`, `src` its `src` (`""` if
+   * absent). Answer with `wsb_appws_service_reply(service, conn, src, json)`.
+   */
+  WSB_APPWS_SERVICE_EVENT_TYPE_MESSAGE = 2,
+  /**
+   * A binary frame from a logged-in session in `data`/`len` (`data[len]`
+   * is 0).
+   */
+  WSB_APPWS_SERVICE_EVENT_TYPE_BINARY = 3,
+  /**
+   * A session that had logged in has ended; its id is stale from now on.
+   * `close_status` as for the server's CLOSE event; `data`/`len` hold the
+   * reason.
+   */
+  WSB_APPWS_SERVICE_EVENT_TYPE_CLOSED = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wsb_appws_service_event_type wsb_appws_service_event_type;
+#else
+typedef uint32_t wsb_appws_service_event_type;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * An AppWebsocket client. Opaque; create with `wsb_appws_client_new`,
+ * destroy with `wsb_appws_client_free`.
+ */
+typedef struct wsb_appws_client wsb_appws_client;
+
+/**
+ * AppWebsocket client settings, built with `wsb_appws_client_config_new`
+ * and the setters below. Opaque.
+ */
+typedef struct wsb_appws_client_config wsb_appws_client_config;
+
+/**
+ * A running app service. Opaque; create with `wsb_appws_service_new`,
+ * destroy with `wsb_appws_service_free`.
+ */
+typedef struct wsb_appws_service wsb_appws_service;
+
+/**
+ * App-service settings, built with `wsb_appws_service_config_new` and the
+ * setters below. Opaque.
+ */
+typedef struct wsb_appws_service_config wsb_appws_service_config;
+
+/**
  * A running broker. Opaque; create with `wsb_broker_new`, destroy with `wsb_broker_free`.
  */
 typedef struct wsb_broker wsb_broker;
@@ -389,6 +502,146 @@ typedef struct wsb_server wsb_server;
 typedef struct wsb_server_config wsb_server_config;
 
 /**
+ * One AppWebsocket client event. Every pointer is borrowed: in callback mode
+ * until the callback returns; in queue mode until the next
+ * `wsb_appws_client_poll` on the same client (or its free). No pointer is
+ * NULL; strings that do not apply are `""`.
+ */
+typedef struct wsb_appws_client_event {
+  /**
+   * A `wsb_appws_client_event_type` value.
+   */
+  uint32_t kind;
+  /**
+   * MESSAGE: the JSON text, NUL-terminated.
+   */
+  const char *json;
+  /**
+   * MESSAGE: the length of `json`, without the NUL.
+   */
+  size_t len;
+  /**
+   * MESSAGE: the `mt` member, `""` if absent.
+   */
+  const char *mt;
+  /**
+   * MESSAGE: the `src` member, `""` if absent.
+   */
+  const char *src;
+  /**
+   * LOGIN_FAILED: the reason; CLOSED: the close reason or error message;
+   * CHALLENGE: the challenge.
+   */
+  const char *text;
+  /**
+   * CLOSED: the server's close code, 0 for a close frame without one, the
+   * host's own code when `closed_by_host`, or -1 when the transport dropped
+   * or never connected.
+   */
+  int32_t close_status;
+  /**
+   * CLOSED: the host (or a failed login) closed the connection.
+   */
+  bool closed_by_host;
+  /**
+   * CLOSED: why the connection never opened (a `wsb_result` value such as
+   * `WSB_RESULT_CONNECTION_REFUSED`), else 0.
+   */
+  uint32_t error;
+} wsb_appws_client_event;
+
+/**
+ * The AppWebsocket client event callback (callback mode). Runs on the
+ * client's engine thread; never two at once for the same client. It must not
+ * block. It may call any `wsb_` function except `wsb_appws_client_free` on
+ * its own client.
+ */
+typedef void (*wsb_appws_client_event_cb)(void *userdata, struct wsb_appws_client *client, const struct wsb_appws_client_event *event);
+
+/**
+ * Called exactly once with the userdata when the registration is dropped.
+ */
+typedef void (*wsb_userdata_free_cb)(void *userdata);
+
+/**
+ * A connection id: unique in the process and never reused; 0 is never valid.
+ */
+typedef uint64_t wsb_conn_id;
+
+/**
+ * One app-service event. Every pointer is borrowed: in callback mode until
+ * the callback returns; in queue mode until the next
+ * `wsb_appws_service_poll` on the same service (or its free). No pointer is
+ * NULL; strings that do not apply are `""`.
+ */
+typedef struct wsb_appws_service_event {
+  /**
+   * A `wsb_appws_service_event_type` value.
+   */
+  uint32_t kind;
+  /**
+   * The session (connection id).
+   */
+  wsb_conn_id conn;
+  /**
+   * LOGIN: the app logged in to.
+   */
+  const char *app;
+  /**
+   * LOGIN: the login's `domain` (`""` if absent).
+   */
+  const char *domain;
+  /**
+   * LOGIN: the login's `sip`.
+   */
+  const char *sip;
+  /**
+   * LOGIN: the login's `guid`.
+   */
+  const char *guid;
+  /**
+   * LOGIN: the login's `dn`.
+   */
+  const char *dn;
+  /**
+   * LOGIN: the login's `info` as JSON text, `""` if it had none.
+   */
+  const char *info;
+  /**
+   * MESSAGE: the `mt` member.
+   */
+  const char *mt;
+  /**
+   * MESSAGE: the `src` member, `""` if absent.
+   */
+  const char *src;
+  /**
+   * MESSAGE: the JSON text; BINARY: the bytes; CLOSED: the reason. Always
+   * followed by a 0 byte.
+   */
+  const uint8_t *data;
+  /**
+   * The length of `data`, without the 0 byte.
+   */
+  size_t len;
+  /**
+   * CLOSED: the close status.
+   */
+  int32_t close_status;
+  /**
+   * CLOSED: the host closed the session.
+   */
+  bool closed_by_host;
+} wsb_appws_service_event;
+
+/**
+ * The app-service event callback (callback mode). Runs on an I/O thread;
+ * never two at once for the same service. It must not block. It may call
+ * any `wsb_` function except `wsb_appws_service_free` on its own service.
+ */
+typedef void (*wsb_appws_service_event_cb)(void *userdata, struct wsb_appws_service *service, const struct wsb_appws_service_event *event);
+
+/**
  * The host's login check (callback authentication mode). Return true to
  * accept `name`/`password`; to refuse, return false and optionally write a
  * reason (NUL-terminated, at most `reason_len` bytes) that the client sees as
@@ -397,11 +650,6 @@ typedef struct wsb_server_config wsb_server_config;
  * returns.
  */
 typedef bool (*wsb_auth_cb)(void *userdata, const char *name, const char *password, char *reason, size_t reason_len);
-
-/**
- * Called exactly once with the userdata when the registration is dropped.
- */
-typedef void (*wsb_userdata_free_cb)(void *userdata);
 
 /**
  * One broker event. Every pointer is borrowed until the callback returns.
@@ -540,11 +788,6 @@ typedef struct wsb_client_event {
 typedef void (*wsb_client_event_cb)(void *userdata, struct wsb_client *client, const struct wsb_client_event *event);
 
 /**
- * A connection id: unique in the process and never reused; 0 is never valid.
- */
-typedef uint64_t wsb_conn_id;
-
-/**
  * One event. Every pointer in it is borrowed: in callback mode only until the
  * callback returns; in queue mode until the next `wsb_server_poll` on the same
  * server (or its free). Fields that do not apply to the type are 0/NULL.
@@ -665,6 +908,513 @@ uint32_t wsb_version_number(void);
  * `buf` must be NULL or point to `len` writable bytes; `needed` NULL or valid.
  */
 wsb_result wsb_last_error(char *buf, size_t len, size_t *needed);
+
+/**
+ * The §5.1 login digest: lowercase hex SHA-256 of
+ * `app:domain:sip:guid:dn[:info]:challenge:password`, with `info` (NULL for
+ * none) taken as the exact JSON text that will be sent. Writes 64 hex
+ * characters and a NUL into `out` (`out_len` ≥ 65, else
+ * `WSB_RESULT_BUFFER_TOO_SMALL` and `""`). For authenticator hosts. Safe to
+ * call from any thread.
+ *
+ * # Safety
+ * Every string must be a valid NUL-terminated string (`info` may be NULL);
+ * `out` must point to `out_len` writable bytes.
+ */
+wsb_result wsb_appws_digest(const char *app, const char *domain, const char *sip, const char *guid, const char *dn, const char *info, const char *challenge, const char *password, char *out, size_t out_len);
+
+/**
+ * The §5.2 session key: lowercase hex SHA-256 of
+ * `innovaphoneAppSessionKey:challenge:password`, 64 characters and a NUL
+ * (`out_len` ≥ 65). Safe to call from any thread.
+ *
+ * # Safety
+ * `challenge` and `password` must be valid NUL-terminated strings; `out` must
+ * point to `out_len` writable bytes.
+ */
+wsb_result wsb_appws_session_key(const char *challenge, const char *password, char *out, size_t out_len);
+
+/**
+ * §5.2 Encrypt with an explicit session key: lowercase hex of RC4 (key
+ * `seed:session_key`) over `data`. `out_len` must be at least
+ * 2·strlen(data)+1, else `WSB_RESULT_BUFFER_TOO_SMALL` and `""`. Safe to call
+ * from any thread.
+ *
+ * # Safety
+ * `session_key`, `seed` and `data` must be valid NUL-terminated strings;
+ * `out` must point to `out_len` writable bytes.
+ */
+wsb_result wsb_appws_encrypt(const char *session_key, const char *seed, const char *data, char *out, size_t out_len);
+
+/**
+ * §5.2 Decrypt with an explicit session key: the bytes behind `hex` (either
+ * case), NUL-terminated. `out_len` must be at least strlen(hex)/2+1, else
+ * `WSB_RESULT_BUFFER_TOO_SMALL`; odd length or non-hex gives
+ * `WSB_RESULT_INVALID_ARGUMENT`; both write `""`. The result may hold NULs
+ * of its own. Safe to call from any thread.
+ *
+ * # Safety
+ * As for `wsb_appws_encrypt`.
+ */
+wsb_result wsb_appws_decrypt(const char *session_key, const char *seed, const char *hex, char *out, size_t out_len);
+
+/**
+ * §5.2 Hash with an explicit session key: lowercase hex SHA-256 of the exact
+ * bytes of `seed:session_key:data`, 64 characters and a NUL (`out_len` ≥ 65,
+ * else `WSB_RESULT_BUFFER_TOO_SMALL` and `""`). Safe to call from any thread.
+ *
+ * # Safety
+ * As for `wsb_appws_encrypt`.
+ */
+wsb_result wsb_appws_hash(const char *session_key, const char *seed, const char *data, char *out, size_t out_len);
+
+/**
+ * Creates an AppWebsocket client configuration for `url` (`ws://` or
+ * `wss://`) and `app`. With `password` set, the client logs in with the JS
+ * library's identity (`sip` = `app`, `domain` `""`, `guid` 32 zeros, `dn`
+ * `Admin`, no `info`; change it with `wsb_appws_client_config_set_identity`);
+ * with `password` NULL it runs in authenticator mode (CHALLENGE event, then
+ * `wsb_appws_client_authenticate`). Defaults: automatic flow control, no
+ * send results, no keep-alive, 10 s connect timeout, system root
+ * certificates, 16 MiB messages. Returns NULL if `url` or `app` is NULL or
+ * not UTF-8. The caller owns the result and must call
+ * `wsb_appws_client_config_free` once.
+ *
+ * # Safety
+ * `url` and `app` must be NULL or NUL-terminated strings; `password` too.
+ */
+struct wsb_appws_client_config *wsb_appws_client_config_new(const char *url, const char *app, const char *password);
+
+/**
+ * Frees a configuration; NULL is a no-op. A client keeps its own copy.
+ *
+ * # Safety
+ * `cfg` must be NULL or a pointer from `wsb_appws_client_config_new`, freed once.
+ */
+void wsb_appws_client_config_free(struct wsb_appws_client_config *cfg);
+
+/**
+ * Password mode: sets the login identity (`info`: NULL for none, else JSON
+ * text, signed and sent in `JSON.stringify` form). `WSB_RESULT_INVALID_STATE`
+ * in authenticator mode, `WSB_RESULT_INVALID_ARGUMENT` when `info` is not
+ * JSON.
+ *
+ * # Safety
+ * `cfg` must be valid; the strings NUL-terminated (`info` may be NULL).
+ */
+wsb_result wsb_appws_client_config_set_identity(struct wsb_appws_client_config *cfg, const char *domain, const char *sip, const char *guid, const char *dn, const char *info);
+
+/**
+ * Manual flow control when true (the `MessageComplete` model): after each
+ * MESSAGE nothing more is delivered (and the socket is not read) until
+ * `wsb_appws_client_message_complete`. Default false: a message completes
+ * when its callback returns or when it is polled.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_appws_client_config_set_manual_complete(struct wsb_appws_client_config *cfg, bool manual);
+
+/**
+ * Reports a SENT event for each message the host sends, once it is written
+ * to the socket. Default false.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_appws_client_config_set_send_results(struct wsb_appws_client_config *cfg, bool enable);
+
+/**
+ * Sends `{"mt":"KeepAlive"}` after `ms` milliseconds without sending (the JS
+ * library uses 60,000); 0 turns it off. Default off.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_appws_client_config_set_keep_alive_ms(struct wsb_appws_client_config *cfg, uint32_t ms);
+
+/**
+ * Sets the time allowed for TCP connect, TLS and upgrade (ms, > 0). Default
+ * 10,000.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_appws_client_config_set_connect_timeout_ms(struct wsb_appws_client_config *cfg, uint32_t ms);
+
+/**
+ * Trusts the CA certificates in this PEM file, besides the system roots
+ * (checked by `wsb_appws_client_new`).
+ *
+ * # Safety
+ * `cfg` must be valid; `path` a NUL-terminated string.
+ */
+wsb_result wsb_appws_client_config_set_ca_file(struct wsb_appws_client_config *cfg, const char *path);
+
+/**
+ * Accepts any server certificate when true. For development only. Default
+ * false.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_appws_client_config_set_insecure(struct wsb_appws_client_config *cfg, bool insecure);
+
+/**
+ * Creates an AppWebsocket client and starts connecting and logging in, in
+ * the background (it never blocks on the network). With `cb` set, events go
+ * to `cb(userdata, client, event)` on the client's thread (callback mode);
+ * with `cb` NULL they wait for `wsb_appws_client_poll` (queue mode).
+ * `userdata_free` (may be NULL) is called exactly once with `userdata` when
+ * the client is freed, or before this function returns if it fails.
+ *
+ * Returns `WSB_RESULT_INVALID_ARGUMENT` for a bad URL, an unreadable CA
+ * file or `info` that is not JSON (`wsb_last_error` says which). Connection
+ * failures come later, as a CLOSED event with `error` set. On success the
+ * caller owns `*out` and must call `wsb_appws_client_free` once.
+ *
+ * # Safety
+ * `cfg` must be a valid configuration; `out` a valid pointer; `cb` and
+ * `userdata_free` valid functions or NULL.
+ */
+wsb_result wsb_appws_client_new(const struct wsb_appws_client_config *cfg, wsb_appws_client_event_cb cb, void *userdata, wsb_userdata_free_cb userdata_free, struct wsb_appws_client **out);
+
+/**
+ * Closes the connection (1000) if open, stops the client's thread, then
+ * calls `userdata_free`. No callback runs once this has begun (so a client
+ * freed while open reports no CLOSED). NULL is a no-op; an unknown or freed
+ * pointer gives `WSB_RESULT_NOT_FOUND`; from the client's own callback
+ * `WSB_RESULT_REENTRANT`.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_appws_client_new`.
+ */
+wsb_result wsb_appws_client_free(struct wsb_appws_client *client);
+
+/**
+ * Sends one JSON message (NUL-terminated; checked to be one JSON value,
+ * else `WSB_RESULT_INVALID_ARGUMENT`). Returns `WSB_RESULT_OK` once queued,
+ * `WSB_RESULT_BACKPRESSURE` when queued above the soft limit,
+ * `WSB_RESULT_NOT_CONNECTED` before CONNECTED or after CLOSED. Safe to call
+ * from any thread; never blocks.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_appws_client_new`; `json` a
+ * NUL-terminated string.
+ */
+wsb_result wsb_appws_client_send(struct wsb_appws_client *client, const char *json);
+
+/**
+ * Sends one text message as given (`data`/`len`, valid UTF-8, else
+ * `WSB_RESULT_INVALID_UTF8`), without a JSON check (MessageSendText). Same
+ * results as `wsb_appws_client_send`. Safe to call from any thread.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_appws_client_new`; `data`
+ * must point to `len` readable bytes (NULL allowed when `len` is 0).
+ */
+wsb_result wsb_appws_client_send_text(struct wsb_appws_client *client, const uint8_t *data, size_t len);
+
+/**
+ * Manual flow control: the host is done with the last MESSAGE; the next may
+ * be delivered. Harmless in automatic mode. Safe to call from any thread.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_appws_client_new`.
+ */
+wsb_result wsb_appws_client_message_complete(struct wsb_appws_client *client);
+
+/**
+ * Authenticator mode: answers the CHALLENGE with the login identity, the
+ * digest (see `wsb_appws_digest`) and the session key (see
+ * `wsb_appws_session_key`), and sends the `AppLogin`. `info` is NULL or JSON
+ * text, sent as given. `WSB_RESULT_INVALID_STATE` when no challenge is
+ * waiting, `WSB_RESULT_INVALID_ARGUMENT` when `info` is not JSON. Safe to
+ * call from any thread.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_appws_client_new`; the
+ * strings NUL-terminated (`info` may be NULL).
+ */
+wsb_result wsb_appws_client_authenticate(struct wsb_appws_client *client, const char *domain, const char *sip, const char *guid, const char *dn, const char *info, const char *digest, const char *session_key);
+
+/**
+ * §5.2 Encrypt with this client's session key (after CONNECTED, else
+ * `WSB_RESULT_NOT_CONNECTED`): lowercase hex, NUL-terminated; `out_len` must
+ * be at least 2·strlen(data)+1, else `WSB_RESULT_BUFFER_TOO_SMALL`. Every
+ * failure writes `""` when `out_len` ≥ 1. Safe to call from any thread.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_appws_client_new`; `seed` and
+ * `data` NUL-terminated; `out` must point to `out_len` writable bytes.
+ */
+wsb_result wsb_appws_client_encrypt(struct wsb_appws_client *client, const char *seed, const char *data, char *out, size_t out_len);
+
+/**
+ * §5.2 Decrypt with this client's session key: the bytes behind `hex`,
+ * NUL-terminated (they may hold NULs of their own); `out_len` must be at
+ * least strlen(hex)/2+1. Odd length or non-hex gives
+ * `WSB_RESULT_INVALID_ARGUMENT`. Every failure writes `""` when `out_len` ≥ 1.
+ * Safe to call from any thread.
+ *
+ * # Safety
+ * As for `wsb_appws_client_encrypt`.
+ */
+wsb_result wsb_appws_client_decrypt(struct wsb_appws_client *client, const char *seed, const char *hex, char *out, size_t out_len);
+
+/**
+ * §5.2 Hash with this client's session key: 64 lowercase hex characters and
+ * a NUL (`out_len` ≥ 65). Every failure writes `""` when `out_len` ≥ 1. Safe
+ * to call from any thread.
+ *
+ * # Safety
+ * As for `wsb_appws_client_encrypt`.
+ */
+wsb_result wsb_appws_client_hash(struct wsb_appws_client *client, const char *seed, const char *data, char *out, size_t out_len);
+
+/**
+ * Closes with 1000 (also before the WebSocket has opened); CLOSED follows.
+ * `WSB_RESULT_NOT_CONNECTED` once CLOSED has been reported. Safe to call
+ * from any thread; never blocks.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_appws_client_new`.
+ */
+wsb_result wsb_appws_client_close(struct wsb_appws_client *client);
+
+/**
+ * True from CONNECTED until the end or `wsb_appws_client_close`. Safe to
+ * call from any thread.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_appws_client_new`.
+ */
+bool wsb_appws_client_is_connected(const struct wsb_appws_client *client);
+
+/**
+ * Queue mode: waits up to `timeout_ms` (negative = forever, 0 = just check)
+ * for the next event and fills `*out`. `WSB_RESULT_TIMEOUT` when none came,
+ * `WSB_RESULT_INTERRUPTED` after `wsb_appws_client_interrupt`,
+ * `WSB_RESULT_SHUT_DOWN` after CLOSED has been polled,
+ * `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
+ * valid until the next poll on this client: poll from one thread at a time.
+ * In automatic flow control, polling a MESSAGE completes it.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_appws_client_new`; `out` valid.
+ */
+wsb_result wsb_appws_client_poll(struct wsb_appws_client *client, int32_t timeout_ms, struct wsb_appws_client_event *out);
+
+/**
+ * Queue mode: makes the current (or next) `wsb_appws_client_poll` return
+ * `WSB_RESULT_INTERRUPTED`. Safe to call from any thread.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_appws_client_new`.
+ */
+wsb_result wsb_appws_client_interrupt(struct wsb_appws_client *client);
+
+/**
+ * Copies the detail of the last failed call on this client into `buf`
+ * (NUL-terminated; `*needed` gets the size needed, NUL included; too small
+ * gives `WSB_RESULT_BUFFER_TOO_SMALL`). Safe to call from any thread.
+ *
+ * # Safety
+ * `client` must be NULL or a pointer from `wsb_appws_client_new`; `buf` NULL
+ * or `len` writable bytes; `needed` NULL or valid.
+ */
+wsb_result wsb_appws_client_last_error(const struct wsb_appws_client *client, char *buf, size_t len, size_t *needed);
+
+/**
+ * Creates an app-service configuration: 127.0.0.1 on an ephemeral port (see
+ * `wsb_appws_service_port`), no apps (every login fails until
+ * `wsb_appws_service_config_add_app`), 64 KiB messages, automatic flow
+ * control, no echo. Returns NULL only if out of memory. The caller owns the
+ * result and must call `wsb_appws_service_config_free` once.
+ */
+struct wsb_appws_service_config *wsb_appws_service_config_new(void);
+
+/**
+ * Frees a configuration; NULL is a no-op. A service keeps its own copy.
+ *
+ * # Safety
+ * `cfg` must be NULL or a pointer from `wsb_appws_service_config_new`, freed once.
+ */
+void wsb_appws_service_config_free(struct wsb_appws_service_config *cfg);
+
+/**
+ * Sets the listen address, `"IP:PORT"` (port 0 = ephemeral). Default
+ * `"127.0.0.1:0"`.
+ *
+ * # Safety
+ * `cfg` must be valid; `addr` a NUL-terminated string.
+ */
+wsb_result wsb_appws_service_config_set_bind(struct wsb_appws_service_config *cfg, const char *addr);
+
+/**
+ * Accepts logins to `app` with `password` (replacing an earlier password of
+ * the same app).
+ *
+ * # Safety
+ * `cfg` must be valid; `app` and `password` NUL-terminated strings.
+ */
+wsb_result wsb_appws_service_config_add_app(struct wsb_appws_service_config *cfg, const char *app, const char *password);
+
+/**
+ * Also accepts, for any configured app, logins whose `domain` is `domain`
+ * with this password; tried after the app's own password.
+ *
+ * # Safety
+ * `cfg` must be valid; `domain` and `password` NUL-terminated strings.
+ */
+wsb_result wsb_appws_service_config_add_domain_password(struct wsb_appws_service_config *cfg, const char *domain, const char *password);
+
+/**
+ * Manual flow control when true: after each MESSAGE or BINARY of a session,
+ * nothing more of that session is delivered (and it is not read) until
+ * `wsb_appws_service_message_complete`. Default false: a message completes
+ * when its callback returns or when it is polled.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_appws_service_config_set_manual_complete(struct wsb_appws_service_config *cfg, bool manual);
+
+/**
+ * The built-in echo when true: each message comes back with `mt` changed to
+ * `mt`+`Result` (binary unchanged) and is not reported; LOGIN and CLOSED
+ * still are. Default false.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_appws_service_config_set_echo(struct wsb_appws_service_config *cfg, bool echo);
+
+/**
+ * Sets the largest message accepted (bytes, > 0); larger gets close 1009.
+ * Default 65,536.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_appws_service_config_set_max_message_size(struct wsb_appws_service_config *cfg, size_t bytes);
+
+/**
+ * Binds and starts an app service. With `cb` set, events go to
+ * `cb(userdata, service, event)` on an I/O thread (callback mode); with `cb`
+ * NULL they wait for `wsb_appws_service_poll` (queue mode). `userdata_free`
+ * (may be NULL) is called exactly once with `userdata` when the service is
+ * freed, or before this function returns if it fails. Returns
+ * `WSB_RESULT_ADDR_IN_USE` or `WSB_RESULT_IO` when it cannot listen. On
+ * success the caller owns `*out` and must call `wsb_appws_service_free` once.
+ *
+ * # Safety
+ * `cfg` must be a valid configuration; `out` a valid pointer; `cb` and
+ * `userdata_free` valid functions or NULL.
+ */
+wsb_result wsb_appws_service_new(const struct wsb_appws_service_config *cfg, wsb_appws_service_event_cb cb, void *userdata, wsb_userdata_free_cb userdata_free, struct wsb_appws_service **out);
+
+/**
+ * Stops and frees a service: every session gets close 1001, the I/O threads
+ * are joined, then `userdata_free` runs. No callback runs once this has
+ * begun. NULL is a no-op; an unknown or freed pointer gives
+ * `WSB_RESULT_NOT_FOUND`; from the service's own callback
+ * `WSB_RESULT_REENTRANT`.
+ *
+ * # Safety
+ * `service` must be NULL or a pointer from `wsb_appws_service_new`.
+ */
+wsb_result wsb_appws_service_free(struct wsb_appws_service *service);
+
+/**
+ * The port the service listens on, or 0 if `service` is NULL or unknown.
+ * Safe to call from any thread.
+ *
+ * # Safety
+ * `service` must be NULL or a pointer from `wsb_appws_service_new`.
+ */
+uint16_t wsb_appws_service_port(const struct wsb_appws_service *service);
+
+/**
+ * Answers a message: `json` (a JSON object, else
+ * `WSB_RESULT_INVALID_ARGUMENT`) is sent to `conn` with the request's `src`
+ * set (kept in place if `json` has a `src`, else appended); `src` NULL or
+ * `""` adds none, so the MESSAGE event's `src` can be passed as it is.
+ * Numbers keep their text. Same results as `wsb_appws_service_send`. Safe
+ * to call from any thread; never blocks.
+ *
+ * # Safety
+ * `service` must be NULL or a pointer from `wsb_appws_service_new`; `src`
+ * NULL or NUL-terminated; `json` NUL-terminated.
+ */
+wsb_result wsb_appws_service_reply(struct wsb_appws_service *service, wsb_conn_id conn, const char *src, const char *json);
+
+/**
+ * Sends one message to a session as given: text (valid UTF-8, else
+ * `WSB_RESULT_INVALID_UTF8`) or binary. `data` is borrowed only for the
+ * call. Returns `WSB_RESULT_OK` once queued, `WSB_RESULT_BACKPRESSURE` above
+ * the soft limit, `WSB_RESULT_CLOSED` after close, `WSB_RESULT_NOT_FOUND`
+ * for a stale id. Safe to call from any thread; never blocks.
+ *
+ * # Safety
+ * `service` must be NULL or a pointer from `wsb_appws_service_new`; `data`
+ * must point to `len` readable bytes (NULL allowed when `len` is 0).
+ */
+wsb_result wsb_appws_service_send(struct wsb_appws_service *service, wsb_conn_id conn, const uint8_t *data, size_t len, bool is_text);
+
+/**
+ * Closes a session (code ≤ 0, or not allowed on the wire: 1000; reason NULL
+ * or ≤ 123 bytes of UTF-8). CLOSED follows, with `closed_by_host`. Safe to
+ * call from any thread; never blocks.
+ *
+ * # Safety
+ * `service` must be NULL or a pointer from `wsb_appws_service_new`; `reason`
+ * NULL or NUL-terminated.
+ */
+wsb_result wsb_appws_service_close(struct wsb_appws_service *service, wsb_conn_id conn, int32_t code, const char *reason);
+
+/**
+ * Manual flow control: the host is done with `conn`'s last MESSAGE or
+ * BINARY; the next may be delivered. Harmless in automatic mode and for
+ * stale ids. Safe to call from any thread.
+ *
+ * # Safety
+ * `service` must be NULL or a pointer from `wsb_appws_service_new`.
+ */
+wsb_result wsb_appws_service_message_complete(struct wsb_appws_service *service, wsb_conn_id conn);
+
+/**
+ * Queue mode: waits up to `timeout_ms` (negative = forever, 0 = just check)
+ * for the next event and fills `*out`. `WSB_RESULT_TIMEOUT` when none came,
+ * `WSB_RESULT_INTERRUPTED` after `wsb_appws_service_interrupt`,
+ * `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
+ * valid until the next poll on this service: poll from one thread at a time.
+ * In automatic flow control, polling a MESSAGE or BINARY completes it.
+ *
+ * # Safety
+ * `service` must be NULL or a pointer from `wsb_appws_service_new`; `out` valid.
+ */
+wsb_result wsb_appws_service_poll(struct wsb_appws_service *service, int32_t timeout_ms, struct wsb_appws_service_event *out);
+
+/**
+ * Queue mode: makes the current (or next) `wsb_appws_service_poll` return
+ * `WSB_RESULT_INTERRUPTED`. Safe to call from any thread.
+ *
+ * # Safety
+ * `service` must be NULL or a pointer from `wsb_appws_service_new`.
+ */
+wsb_result wsb_appws_service_interrupt(struct wsb_appws_service *service);
+
+/**
+ * Copies the detail of the last failed call on this service into `buf`
+ * (NUL-terminated; `*needed` gets the size needed, NUL included; too small
+ * gives `WSB_RESULT_BUFFER_TOO_SMALL`). Safe to call from any thread.
+ *
+ * # Safety
+ * `service` must be NULL or a pointer from `wsb_appws_service_new`; `buf`
+ * NULL or `len` writable bytes; `needed` NULL or valid.
+ */
+wsb_result wsb_appws_service_last_error(const struct wsb_appws_service *service, char *buf, size_t len, size_t *needed);
 
 /**
  * Creates a broker configuration: the Achex listener on `127.0.0.1:0`, the

@@ -299,6 +299,8 @@ CS_STRUCT_NAMES = {
     "wsb_client_event": ("NativeClientEvent", "internal"),
     "wsb_broker_event": ("NativeBrokerEvent", "internal"),
     "wsb_broker_counts": ("BrokerCounts", "public"),
+    "wsb_appws_client_event": ("NativeAppwsClientEvent", "internal"),
+    "wsb_appws_service_event": ("NativeAppwsServiceEvent", "internal"),
 }
 CS_ENUM_TYPEDEFS = {"wsb_result": "Result"}
 

@@ -292,6 +292,10 @@ impl OwnedClientEvent {
 /// Receives a client's events on its engine thread.
 pub trait ClientHandler: Send + 'static {
     fn on_event(&mut self, client: &ClientHandle, event: ClientEvent<'_>);
+
+    /// Called about every 100 ms on the engine thread (never at the same time
+    /// as `on_event`), for the handler's own timers. Does nothing by default.
+    fn on_tick(&mut self, _client: &ClientHandle) {}
 }
 
 impl<F> ClientHandler for F
@@ -631,6 +635,9 @@ impl Handler for Bridge {
                 message: &message,
             });
             self.ended();
+        }
+        if let Some(u) = self.user.as_mut() {
+            u.on_tick(&self.client);
         }
         let due = {
             let mut st = lock(&self.client.inner.state);

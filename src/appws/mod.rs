@@ -1,11 +1,15 @@
 //! innovaphone AppWebsocket core (PROTOCOLS.md §5, §6.5): the login digest, the
 //! session key, Encrypt/Decrypt/Hash, a `JSON.stringify`-compatible serializer
 //! and the client login state machine. No sockets: the engine carries the
-//! frames, and the app-service endpoint lives in [`crate::dialect::appws`].
+//! frames, and the app-service state machine lives in [`crate::dialect::appws`].
+//! [`AppClient`] and [`AppService`] run them on the engine.
 
 mod client;
 mod crypto;
 mod json;
+mod queue;
+mod service;
+mod session;
 
 pub use client::{message, Authentication, Client, ClientEvent, Credentials, KEEP_ALIVE};
 pub use crypto::{
@@ -13,6 +17,12 @@ pub use crypto::{
     CHALLENGE_DIGITS,
 };
 pub use json::{js_stringify, member_span, Envelope};
+pub use service::{
+    AppService, AppServiceConfig, AppServiceEvent, AppServiceHandle, AppServiceHandler, OwnedAppServiceEvent,
+};
+pub use session::{
+    AppClient, AppClientConfig, AppClientEvent, AppClientHandle, AppClientHandler, AppSendError, OwnedAppClientEvent,
+};
 
 use std::fmt;
 

@@ -65,6 +65,11 @@ pub struct Config {
     /// Serve `wss://` with this TLS configuration (see [`crate::tls`]).
     /// Default `None`: plain `ws://`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Manual flow control for accepted connections: after each message the
+    /// connection delivers nothing more (and is not read) until
+    /// [`ServerHandle::message_complete`](crate::ServerHandle::message_complete).
+    /// Default false.
+    pub manual_complete: bool,
 }
 
 impl Default for Config {
@@ -88,6 +93,7 @@ impl Default for Config {
             path: None,
             event_queue_capacity: 16_384,
             tls: None,
+            manual_complete: false,
         }
     }
 }

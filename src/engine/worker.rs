@@ -542,7 +542,8 @@ impl Worker {
             shut_wr: false,
             close_after_flush: false,
             client: false,
-            manual: false,
+            // Dialled connections take theirs from the dial target instead.
+            manual: self.shared.cfg.manual_complete,
             waiting_complete: false,
             inbuf: Vec::new(),
             out: OutBuf::default(),

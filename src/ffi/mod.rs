@@ -8,6 +8,7 @@
 
 #![allow(non_camel_case_types)]
 
+pub mod appws;
 pub mod broker;
 pub mod client;
 pub mod result;
@@ -35,6 +36,11 @@ thread_local! {
 /// Records the detail of a failure for `wsb_last_error` on this thread.
 pub(crate) fn set_last_error(msg: impl Into<String>) {
     LAST_ERROR.with(|e| *e.borrow_mut() = msg.into());
+}
+
+/// The detail recorded by the last failure on this thread.
+pub(crate) fn last_error_text() -> String {
+    LAST_ERROR.with(|e| e.borrow().clone())
 }
 
 /// Copies `s` into a caller buffer with NUL; reports the size needed.

@@ -56,7 +56,7 @@ fi
 compile_alone "wsbroker.h as C99" c c99 "$WARN" wsbroker.h
 compile_alone "wsbroker.h as C11" c c11 "$WARN" wsbroker.h
 compile_alone "wsbroker.h as C++17" c++ c++17 "$CXXWARN" wsbroker.h
-for h in wsbroker.hpp compat/barracuda_wss.hpp; do
+for h in wsbroker.hpp compat/barracuda_wss.hpp compat/achex_client.hpp compat/appwebsocket_client.hpp; do
     compile_alone "$h as C++17" c++ c++17 "$CXXWARN" "$h"
     compile_alone "$h as C++20" c++ c++20 "$CXXWARN" "$h"
     compile_alone "$h with -fno-exceptions" c++ c++17 "$CXXWARN -fno-exceptions" "$h"
@@ -88,6 +88,7 @@ selfcheck() {
 build hpp_test tests/cpp/hpp_main.cpp tests/cpp/hpp_second.cpp
 build barracuda_chat tests/cpp/barracuda_chat.cpp
 build barracuda_close tests/cpp/barracuda_close.cpp
+build compat_clients tests/cpp/compat_clients.cpp
 
 if [[ -x $OUT/hpp_test ]]; then
     selfcheck "hpp_test unit" "$OUT/hpp_test" unit
@@ -95,6 +96,7 @@ if [[ -x $OUT/hpp_test ]]; then
     run "drive hpp-queue" "$PY" tests/cpp/drive.py hpp-queue "$OUT/hpp_test" queue
 fi
 [[ -x $OUT/barracuda_chat ]] && run "drive barracuda-chat" "$PY" tests/cpp/drive.py barracuda-chat "$OUT/barracuda_chat"
+[[ -x $OUT/compat_clients ]] && selfcheck "achex + appwebsocket shims" "$OUT/compat_clients"
 [[ -x $OUT/barracuda_close ]] && run "drive barracuda-close" "$PY" tests/cpp/drive.py barracuda-close "$OUT/barracuda_close"
 
 echo "$passed passed, $failed failed"

@@ -90,6 +90,61 @@ namespace Wsbroker
         Hub = 3,
     }
 
+    /// <summary><c>wsb_appws_client_event_type</c> values.</summary>
+    public enum AppwsClientEventType : uint
+    {
+        Connected = 1,
+        LoginFailed = 2,
+        Message = 3,
+        Sent = 4,
+        Closed = 5,
+        Challenge = 6,
+    }
+
+    /// <summary><c>wsb_appws_service_event_type</c> values.</summary>
+    public enum AppwsServiceEventType : uint
+    {
+        Login = 1,
+        Message = 2,
+        Binary = 3,
+        Closed = 4,
+    }
+
+    /// <summary>The layout of <c>wsb_appws_client_event</c>.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct NativeAppwsClientEvent
+    {
+        public uint Kind;
+        public IntPtr Json;
+        public UIntPtr Len;
+        public IntPtr Mt;
+        public IntPtr Src;
+        public IntPtr Text;
+        public int CloseStatus;
+        [MarshalAs(UnmanagedType.I1)] public bool ClosedByHost;
+        public uint Error;
+    }
+
+    /// <summary>The layout of <c>wsb_appws_service_event</c>.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct NativeAppwsServiceEvent
+    {
+        public uint Kind;
+        public ulong Conn;
+        public IntPtr App;
+        public IntPtr Domain;
+        public IntPtr Sip;
+        public IntPtr Guid;
+        public IntPtr Dn;
+        public IntPtr Info;
+        public IntPtr Mt;
+        public IntPtr Src;
+        public IntPtr Data;
+        public UIntPtr Len;
+        public int CloseStatus;
+        [MarshalAs(UnmanagedType.I1)] public bool ClosedByHost;
+    }
+
     /// <summary>The layout of <c>wsb_broker_event</c>.</summary>
     [StructLayout(LayoutKind.Sequential)]
     internal struct NativeBrokerEvent
@@ -164,10 +219,16 @@ namespace Wsbroker
     }
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
-    internal delegate bool AuthCb(IntPtr userdata, IntPtr name, IntPtr password, IntPtr reason, UIntPtr reason_len);
+    internal delegate void AppwsClientEventCb(IntPtr userdata, IntPtr client, IntPtr @event);
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void UserdataFreeCb(IntPtr userdata);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate void AppwsServiceEventCb(IntPtr userdata, IntPtr service, IntPtr @event);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate bool AuthCb(IntPtr userdata, IntPtr name, IntPtr password, IntPtr reason, UIntPtr reason_len);
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void BrokerEventCb(IntPtr userdata, IntPtr broker, IntPtr @event);
@@ -177,6 +238,78 @@ namespace Wsbroker
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void ServerEventCb(IntPtr userdata, IntPtr server, IntPtr @event);
+
+    /// <summary>Owns one <c>wsb_appws_client</c>; releasing it calls <c>wsb_appws_client_free</c>.</summary>
+    internal sealed class AppwsClientHandle : SafeHandle
+    {
+        public AppwsClientHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
+
+        protected override bool ReleaseHandle()
+        {
+            Result r = NativeMethods.wsb_appws_client_free(handle);
+            if (r == Result.Reentrant)
+            {
+                // The last reference was released on the object's own I/O thread (a call
+                // made from its callback finished after Dispose): free it from elsewhere.
+                IntPtr h = handle;
+                System.Threading.ThreadPool.QueueUserWorkItem(_ => NativeMethods.wsb_appws_client_free(h));
+                return true;
+            }
+            return r == Result.Ok;
+        }
+    }
+
+    /// <summary>Owns one <c>wsb_appws_client_config</c>; releasing it calls <c>wsb_appws_client_config_free</c>.</summary>
+    internal sealed class AppwsClientConfigHandle : SafeHandle
+    {
+        public AppwsClientConfigHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
+
+        protected override bool ReleaseHandle()
+        {
+            NativeMethods.wsb_appws_client_config_free(handle);
+            return true;
+        }
+    }
+
+    /// <summary>Owns one <c>wsb_appws_service</c>; releasing it calls <c>wsb_appws_service_free</c>.</summary>
+    internal sealed class AppwsServiceHandle : SafeHandle
+    {
+        public AppwsServiceHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
+
+        protected override bool ReleaseHandle()
+        {
+            Result r = NativeMethods.wsb_appws_service_free(handle);
+            if (r == Result.Reentrant)
+            {
+                // The last reference was released on the object's own I/O thread (a call
+                // made from its callback finished after Dispose): free it from elsewhere.
+                IntPtr h = handle;
+                System.Threading.ThreadPool.QueueUserWorkItem(_ => NativeMethods.wsb_appws_service_free(h));
+                return true;
+            }
+            return r == Result.Ok;
+        }
+    }
+
+    /// <summary>Owns one <c>wsb_appws_service_config</c>; releasing it calls <c>wsb_appws_service_config_free</c>.</summary>
+    internal sealed class AppwsServiceConfigHandle : SafeHandle
+    {
+        public AppwsServiceConfigHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
+
+        protected override bool ReleaseHandle()
+        {
+            NativeMethods.wsb_appws_service_config_free(handle);
+            return true;
+        }
+    }
 
     /// <summary>Owns one <c>wsb_broker</c>; releasing it calls <c>wsb_broker_free</c>.</summary>
     internal sealed class BrokerHandle : SafeHandle
@@ -300,6 +433,145 @@ namespace Wsbroker
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_last_error([In, Out] byte[] buf, UIntPtr len, out UIntPtr needed);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_digest(byte[] app, byte[] domain, byte[] sip, byte[] guid, byte[] dn, byte[] info, byte[] challenge, byte[] password, [In, Out] byte[] @out, UIntPtr out_len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_session_key(byte[] challenge, byte[] password, [In, Out] byte[] @out, UIntPtr out_len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_encrypt(byte[] session_key, byte[] seed, byte[] data, [In, Out] byte[] @out, UIntPtr out_len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_decrypt(byte[] session_key, byte[] seed, byte[] hex, [In, Out] byte[] @out, UIntPtr out_len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_hash(byte[] session_key, byte[] seed, byte[] data, [In, Out] byte[] @out, UIntPtr out_len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern AppwsClientConfigHandle wsb_appws_client_config_new(byte[] url, byte[] app, byte[] password);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern void wsb_appws_client_config_free(IntPtr cfg);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_config_set_identity(AppwsClientConfigHandle cfg, byte[] domain, byte[] sip, byte[] guid, byte[] dn, byte[] info);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_config_set_manual_complete(AppwsClientConfigHandle cfg, [MarshalAs(UnmanagedType.I1)] bool manual);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_config_set_send_results(AppwsClientConfigHandle cfg, [MarshalAs(UnmanagedType.I1)] bool enable);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_config_set_keep_alive_ms(AppwsClientConfigHandle cfg, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_config_set_connect_timeout_ms(AppwsClientConfigHandle cfg, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_config_set_ca_file(AppwsClientConfigHandle cfg, byte[] path);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_config_set_insecure(AppwsClientConfigHandle cfg, [MarshalAs(UnmanagedType.I1)] bool insecure);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_new(AppwsClientConfigHandle cfg, AppwsClientEventCb cb, IntPtr userdata, UserdataFreeCb userdata_free, out AppwsClientHandle @out);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_free(IntPtr client);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_send(AppwsClientHandle client, byte[] json);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_send_text(AppwsClientHandle client, IntPtr data, UIntPtr len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_message_complete(AppwsClientHandle client);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_authenticate(AppwsClientHandle client, byte[] domain, byte[] sip, byte[] guid, byte[] dn, byte[] info, byte[] digest, byte[] session_key);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_encrypt(AppwsClientHandle client, byte[] seed, byte[] data, [In, Out] byte[] @out, UIntPtr out_len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_decrypt(AppwsClientHandle client, byte[] seed, byte[] hex, [In, Out] byte[] @out, UIntPtr out_len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_hash(AppwsClientHandle client, byte[] seed, byte[] data, [In, Out] byte[] @out, UIntPtr out_len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_close(AppwsClientHandle client);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        [return: MarshalAs(UnmanagedType.I1)]
+        internal static extern bool wsb_appws_client_is_connected(AppwsClientHandle client);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_poll(AppwsClientHandle client, int timeout_ms, out NativeAppwsClientEvent @out);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_interrupt(AppwsClientHandle client);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_last_error(AppwsClientHandle client, [In, Out] byte[] buf, UIntPtr len, out UIntPtr needed);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern AppwsServiceConfigHandle wsb_appws_service_config_new();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern void wsb_appws_service_config_free(IntPtr cfg);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_service_config_set_bind(AppwsServiceConfigHandle cfg, byte[] addr);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_service_config_add_app(AppwsServiceConfigHandle cfg, byte[] app, byte[] password);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_service_config_add_domain_password(AppwsServiceConfigHandle cfg, byte[] domain, byte[] password);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_service_config_set_manual_complete(AppwsServiceConfigHandle cfg, [MarshalAs(UnmanagedType.I1)] bool manual);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_service_config_set_echo(AppwsServiceConfigHandle cfg, [MarshalAs(UnmanagedType.I1)] bool echo);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_service_config_set_max_message_size(AppwsServiceConfigHandle cfg, UIntPtr bytes);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_service_new(AppwsServiceConfigHandle cfg, AppwsServiceEventCb cb, IntPtr userdata, UserdataFreeCb userdata_free, out AppwsServiceHandle @out);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_service_free(IntPtr service);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern ushort wsb_appws_service_port(AppwsServiceHandle service);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_service_reply(AppwsServiceHandle service, ulong conn, byte[] src, byte[] json);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_service_send(AppwsServiceHandle service, ulong conn, IntPtr data, UIntPtr len, [MarshalAs(UnmanagedType.I1)] bool is_text);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_service_close(AppwsServiceHandle service, ulong conn, int code, byte[] reason);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_service_message_complete(AppwsServiceHandle service, ulong conn);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_service_poll(AppwsServiceHandle service, int timeout_ms, out NativeAppwsServiceEvent @out);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_service_interrupt(AppwsServiceHandle service);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_service_last_error(AppwsServiceHandle service, [In, Out] byte[] buf, UIntPtr len, out UIntPtr needed);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern BrokerConfigHandle wsb_broker_config_new();

@@ -96,13 +96,51 @@ class Target(enum.IntEnum):
     HUB = 3
 
 
+class AppwsClientEventType(enum.IntEnum):
+    """`wsb_appws_client_event_type` values."""
+
+    CONNECTED = 1
+    LOGIN_FAILED = 2
+    MESSAGE = 3
+    SENT = 4
+    CLOSED = 5
+    CHALLENGE = 6
+
+
+class AppwsServiceEventType(enum.IntEnum):
+    """`wsb_appws_service_event_type` values."""
+
+    LOGIN = 1
+    MESSAGE = 2
+    BINARY = 3
+    CLOSED = 4
+
+
 wsb_result = ctypes.c_uint32
 wsb_event_type = ctypes.c_uint32
 wsb_client_event_type = ctypes.c_uint32
 wsb_broker_event_type = ctypes.c_uint32
 wsb_listener = ctypes.c_uint32
 wsb_target = ctypes.c_uint32
+wsb_appws_client_event_type = ctypes.c_uint32
+wsb_appws_service_event_type = ctypes.c_uint32
 wsb_conn_id = ctypes.c_uint64
+
+
+class wsb_appws_client(ctypes.Structure):
+    """Opaque `wsb_appws_client`; only pointers to it exist."""
+
+
+class wsb_appws_client_config(ctypes.Structure):
+    """Opaque `wsb_appws_client_config`; only pointers to it exist."""
+
+
+class wsb_appws_service(ctypes.Structure):
+    """Opaque `wsb_appws_service`; only pointers to it exist."""
+
+
+class wsb_appws_service_config(ctypes.Structure):
+    """Opaque `wsb_appws_service_config`; only pointers to it exist."""
 
 
 class wsb_broker(ctypes.Structure):
@@ -127,6 +165,39 @@ class wsb_server(ctypes.Structure):
 
 class wsb_server_config(ctypes.Structure):
     """Opaque `wsb_server_config`; only pointers to it exist."""
+
+
+class wsb_appws_client_event(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint32),
+        ("json", ctypes.c_char_p),
+        ("len", ctypes.c_size_t),
+        ("mt", ctypes.c_char_p),
+        ("src", ctypes.c_char_p),
+        ("text", ctypes.c_char_p),
+        ("close_status", ctypes.c_int32),
+        ("closed_by_host", ctypes.c_bool),
+        ("error", ctypes.c_uint32),
+    ]
+
+
+class wsb_appws_service_event(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint32),
+        ("conn", wsb_conn_id),
+        ("app", ctypes.c_char_p),
+        ("domain", ctypes.c_char_p),
+        ("sip", ctypes.c_char_p),
+        ("guid", ctypes.c_char_p),
+        ("dn", ctypes.c_char_p),
+        ("info", ctypes.c_char_p),
+        ("mt", ctypes.c_char_p),
+        ("src", ctypes.c_char_p),
+        ("data", ctypes.POINTER(ctypes.c_uint8)),
+        ("len", ctypes.c_size_t),
+        ("close_status", ctypes.c_int32),
+        ("closed_by_host", ctypes.c_bool),
+    ]
 
 
 class wsb_broker_event(ctypes.Structure):
@@ -197,8 +268,10 @@ class wsb_stats(ctypes.Structure):
     ]
 
 
-wsb_auth_cb = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t)
+wsb_appws_client_event_cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(wsb_appws_client), ctypes.POINTER(wsb_appws_client_event))
 wsb_userdata_free_cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+wsb_appws_service_event_cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(wsb_appws_service), ctypes.POINTER(wsb_appws_service_event))
+wsb_auth_cb = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t)
 wsb_broker_event_cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(wsb_broker), ctypes.POINTER(wsb_broker_event))
 wsb_client_event_cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(wsb_client), ctypes.POINTER(wsb_client_event))
 wsb_server_event_cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(wsb_server), ctypes.POINTER(wsb_event))
@@ -208,6 +281,52 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], List[str]]] = {
     "wsb_version": (ctypes.c_char_p, [], []),
     "wsb_version_number": (ctypes.c_uint32, [], []),
     "wsb_last_error": (wsb_result, [ctypes.POINTER(ctypes.c_char), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)], ["buf", "len", "needed"]),
+    "wsb_appws_digest": (wsb_result, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t], ["app", "domain", "sip", "guid", "dn", "info", "challenge", "password", "out", "out_len"]),
+    "wsb_appws_session_key": (wsb_result, [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t], ["challenge", "password", "out", "out_len"]),
+    "wsb_appws_encrypt": (wsb_result, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t], ["session_key", "seed", "data", "out", "out_len"]),
+    "wsb_appws_decrypt": (wsb_result, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t], ["session_key", "seed", "hex", "out", "out_len"]),
+    "wsb_appws_hash": (wsb_result, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t], ["session_key", "seed", "data", "out", "out_len"]),
+    "wsb_appws_client_config_new": (ctypes.POINTER(wsb_appws_client_config), [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p], ["url", "app", "password"]),
+    "wsb_appws_client_config_free": (None, [ctypes.POINTER(wsb_appws_client_config)], ["cfg"]),
+    "wsb_appws_client_config_set_identity": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p], ["cfg", "domain", "sip", "guid", "dn", "info"]),
+    "wsb_appws_client_config_set_manual_complete": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_bool], ["cfg", "manual"]),
+    "wsb_appws_client_config_set_send_results": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_bool], ["cfg", "enable"]),
+    "wsb_appws_client_config_set_keep_alive_ms": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_uint32], ["cfg", "ms"]),
+    "wsb_appws_client_config_set_connect_timeout_ms": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_uint32], ["cfg", "ms"]),
+    "wsb_appws_client_config_set_ca_file": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_char_p], ["cfg", "path"]),
+    "wsb_appws_client_config_set_insecure": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_bool], ["cfg", "insecure"]),
+    "wsb_appws_client_new": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), wsb_appws_client_event_cb, ctypes.c_void_p, wsb_userdata_free_cb, ctypes.POINTER(ctypes.POINTER(wsb_appws_client))], ["cfg", "cb", "userdata", "userdata_free", "out"]),
+    "wsb_appws_client_free": (wsb_result, [ctypes.POINTER(wsb_appws_client)], ["client"]),
+    "wsb_appws_client_send": (wsb_result, [ctypes.POINTER(wsb_appws_client), ctypes.c_char_p], ["client", "json"]),
+    "wsb_appws_client_send_text": (wsb_result, [ctypes.POINTER(wsb_appws_client), ctypes.c_void_p, ctypes.c_size_t], ["client", "data", "len"]),
+    "wsb_appws_client_message_complete": (wsb_result, [ctypes.POINTER(wsb_appws_client)], ["client"]),
+    "wsb_appws_client_authenticate": (wsb_result, [ctypes.POINTER(wsb_appws_client), ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p], ["client", "domain", "sip", "guid", "dn", "info", "digest", "session_key"]),
+    "wsb_appws_client_encrypt": (wsb_result, [ctypes.POINTER(wsb_appws_client), ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t], ["client", "seed", "data", "out", "out_len"]),
+    "wsb_appws_client_decrypt": (wsb_result, [ctypes.POINTER(wsb_appws_client), ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t], ["client", "seed", "hex", "out", "out_len"]),
+    "wsb_appws_client_hash": (wsb_result, [ctypes.POINTER(wsb_appws_client), ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t], ["client", "seed", "data", "out", "out_len"]),
+    "wsb_appws_client_close": (wsb_result, [ctypes.POINTER(wsb_appws_client)], ["client"]),
+    "wsb_appws_client_is_connected": (ctypes.c_bool, [ctypes.POINTER(wsb_appws_client)], ["client"]),
+    "wsb_appws_client_poll": (wsb_result, [ctypes.POINTER(wsb_appws_client), ctypes.c_int32, ctypes.POINTER(wsb_appws_client_event)], ["client", "timeout_ms", "out"]),
+    "wsb_appws_client_interrupt": (wsb_result, [ctypes.POINTER(wsb_appws_client)], ["client"]),
+    "wsb_appws_client_last_error": (wsb_result, [ctypes.POINTER(wsb_appws_client), ctypes.POINTER(ctypes.c_char), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)], ["client", "buf", "len", "needed"]),
+    "wsb_appws_service_config_new": (ctypes.POINTER(wsb_appws_service_config), [], []),
+    "wsb_appws_service_config_free": (None, [ctypes.POINTER(wsb_appws_service_config)], ["cfg"]),
+    "wsb_appws_service_config_set_bind": (wsb_result, [ctypes.POINTER(wsb_appws_service_config), ctypes.c_char_p], ["cfg", "addr"]),
+    "wsb_appws_service_config_add_app": (wsb_result, [ctypes.POINTER(wsb_appws_service_config), ctypes.c_char_p, ctypes.c_char_p], ["cfg", "app", "password"]),
+    "wsb_appws_service_config_add_domain_password": (wsb_result, [ctypes.POINTER(wsb_appws_service_config), ctypes.c_char_p, ctypes.c_char_p], ["cfg", "domain", "password"]),
+    "wsb_appws_service_config_set_manual_complete": (wsb_result, [ctypes.POINTER(wsb_appws_service_config), ctypes.c_bool], ["cfg", "manual"]),
+    "wsb_appws_service_config_set_echo": (wsb_result, [ctypes.POINTER(wsb_appws_service_config), ctypes.c_bool], ["cfg", "echo"]),
+    "wsb_appws_service_config_set_max_message_size": (wsb_result, [ctypes.POINTER(wsb_appws_service_config), ctypes.c_size_t], ["cfg", "bytes"]),
+    "wsb_appws_service_new": (wsb_result, [ctypes.POINTER(wsb_appws_service_config), wsb_appws_service_event_cb, ctypes.c_void_p, wsb_userdata_free_cb, ctypes.POINTER(ctypes.POINTER(wsb_appws_service))], ["cfg", "cb", "userdata", "userdata_free", "out"]),
+    "wsb_appws_service_free": (wsb_result, [ctypes.POINTER(wsb_appws_service)], ["service"]),
+    "wsb_appws_service_port": (ctypes.c_uint16, [ctypes.POINTER(wsb_appws_service)], ["service"]),
+    "wsb_appws_service_reply": (wsb_result, [ctypes.POINTER(wsb_appws_service), wsb_conn_id, ctypes.c_char_p, ctypes.c_char_p], ["service", "conn", "src", "json"]),
+    "wsb_appws_service_send": (wsb_result, [ctypes.POINTER(wsb_appws_service), wsb_conn_id, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_bool], ["service", "conn", "data", "len", "is_text"]),
+    "wsb_appws_service_close": (wsb_result, [ctypes.POINTER(wsb_appws_service), wsb_conn_id, ctypes.c_int32, ctypes.c_char_p], ["service", "conn", "code", "reason"]),
+    "wsb_appws_service_message_complete": (wsb_result, [ctypes.POINTER(wsb_appws_service), wsb_conn_id], ["service", "conn"]),
+    "wsb_appws_service_poll": (wsb_result, [ctypes.POINTER(wsb_appws_service), ctypes.c_int32, ctypes.POINTER(wsb_appws_service_event)], ["service", "timeout_ms", "out"]),
+    "wsb_appws_service_interrupt": (wsb_result, [ctypes.POINTER(wsb_appws_service)], ["service"]),
+    "wsb_appws_service_last_error": (wsb_result, [ctypes.POINTER(wsb_appws_service), ctypes.POINTER(ctypes.c_char), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)], ["service", "buf", "len", "needed"]),
     "wsb_broker_config_new": (ctypes.POINTER(wsb_broker_config), [], []),
     "wsb_broker_config_free": (None, [ctypes.POINTER(wsb_broker_config)], ["cfg"]),
     "wsb_broker_config_set_listener": (wsb_result, [ctypes.POINTER(wsb_broker_config), ctypes.c_uint32, ctypes.c_char_p], ["cfg", "listener", "addr"]),

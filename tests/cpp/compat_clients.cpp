@@ -1,0 +1,260 @@
+// The Achex and innovaphone client shims against real peers in the same process: a wsbroker
+// echo server (achex_client.hpp) and a wsbroker app service (appwebsocket_client.hpp).
+// Self-checking; every wait is bounded. Run under ASan + UBSan by run.sh.
+#include "compat/achex_client.hpp"
+#include "compat/appwebsocket_client.hpp"
+
+#include "test_util.hpp"
+
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// ---- Achex: an echo server; "bye" closes with 4000 ----
+
+void echo_event(void *, wsb_server *s, const wsb_event *ev) {
+    if (ev->kind != WSB_EVENT_TYPE_MESSAGE) {
+        return;
+    }
+    if (ev->is_text && ev->len == 3 && std::memcmp(ev->data, "bye", 3) == 0) {
+        (void)wsb_server_close(s, ev->conn, 4000, "bye");
+        return;
+    }
+    (void)wsb_server_write(s, ev->conn, ev->data, ev->len, ev->is_text);
+}
+
+void achex_test() {
+    wsb_server_config *cfg = wsb_server_config_new();
+    wsb_server *srv = nullptr;
+    CHECK(wsb_server_new(cfg, echo_event, nullptr, nullptr, &srv) == WSB_RESULT_OK);
+    wsb_server_config_free(cfg);
+    int port = wsb_server_port(srv);
+
+    {
+        WS_Client_Connection c(port, "127.0.0.1");
+        CHECK(c.is_connected());
+        CHECK(c.ws_send("one") == 0);
+        CHECK(c.ws_send("two") == 0);
+        CHECK(c.ws_send(std::string("th\0ree", 6)) == 0);
+        std::vector<std::string> got;
+        int retval = 1;
+        for (int i = 0; i < 100 && got.size() < 3; i++) {
+            if (c.ws_incomming_data(100, &retval)) {
+                WS_Frame_Queue q = c.ws_recv();
+                while (!q.empty()) {
+                    got.push_back(q.front());
+                    q.pop();
+                }
+            }
+            CHECK(retval == 0);
+        }
+        CHECK(got.size() == 3);
+        CHECK(got.size() == 3 && got[0] == "one" && got[1] == "two" && got[2] == std::string("th\0ree", 6));
+        CHECK(c.ws_recv().empty());
+        // Nothing queued: false after the timeout, still usable.
+        CHECK(!c.ws_incomming_data(50, retval));
+        CHECK(retval == 0);
+
+        CHECK(c.ws_send("bye") == 0);
+        for (int i = 0; i < 100 && retval == 0; i++) {
+            (void)c.ws_incomming_data(100, retval);
+        }
+        CHECK(retval < 0);
+        CHECK(c.close_status() == 4000);
+        CHECK(c.ws_send("late") < 0);
+    }
+    {
+        WS_Client_Connection c(port, "127.0.0.1");
+        CHECK(c.close() == 0);
+        int retval = 0;
+        for (int i = 0; i < 100 && retval == 0; i++) {
+            (void)c.ws_incomming_data(100, retval);
+        }
+        CHECK(retval < 0);
+    }
+    (void)wsb_server_free(srv);
+    {
+        // Nobody listens any more: the connection fails, and says so.
+        WS_Client_Connection c(port, "127.0.0.1", 3000);
+        int retval = 0;
+        CHECK(!c.ws_incomming_data(10, retval));
+        CHECK(retval < 0);
+        CHECK(!c.is_connected());
+    }
+}
+
+// ---- innovaphone: an app service answering mt+"Result"; "Burst" gets two messages ----
+
+void service_event(void *, wsb_appws_service *s, const wsb_appws_service_event *ev) {
+    if (ev->kind != WSB_APPWS_SERVICE_EVENT_TYPE_MESSAGE) {
+        return;
+    }
+    std::string mt(ev->mt);
+    if (mt == "Burst") {
+        (void)wsb_appws_service_reply(s, ev->conn, ev->src, "{\"mt\":\"B1\"}");
+        (void)wsb_appws_service_reply(s, ev->conn, ev->src, "{\"mt\":\"B2\"}");
+        return;
+    }
+    std::string reply = "{\"mt\":\"" + mt + "Result\"}";
+    (void)wsb_appws_service_reply(s, ev->conn, ev->src, reply.c_str());
+}
+
+struct User : UAppWebsocketClient, UAppWebsocketAuthenticator {
+    std::mutex m;
+    std::condition_variable cv;
+    int connected = 0, sent = 0, closed = 0;
+    std::vector<std::string> messages; // "mt src json"
+    bool complete_each = true;
+    bool delete_on_close = false;
+    const char *password = "demo";
+
+    void note() { cv.notify_all(); }
+    template <class F> bool wait(F done, std::chrono::milliseconds limit = 10s) {
+        std::unique_lock<std::mutex> g(m);
+        return cv.wait_for(g, limit, done);
+    }
+
+    void AppWebsocketClientConnectComplete(IAppWebsocketClient *) override {
+        std::lock_guard<std::mutex> g(m);
+        connected++;
+        note();
+    }
+    void AppWebsocketClientMessage(IAppWebsocketClient *c, const char *msg, word base, const char *mt,
+                                   const char *src) override {
+        CHECK(base == 0);
+        {
+            std::lock_guard<std::mutex> g(m);
+            messages.push_back(std::string(mt) + " " + src + " " + msg);
+            note();
+        }
+        if (complete_each) {
+            c->MessageComplete();
+        }
+    }
+    void AppWebsocketClientSendResult(IAppWebsocketClient *) override {
+        std::lock_guard<std::mutex> g(m);
+        sent++;
+        note();
+    }
+    void AppWebsocketClientClosed(IAppWebsocketClient *c) override {
+        if (delete_on_close) {
+            delete c;
+        }
+        std::lock_guard<std::mutex> g(m);
+        closed++;
+        note();
+    }
+    void AppWebsocketAuthenticatorChallenge(IAppWebsocketClient *c, const char *challenge) override {
+        char digest[65], key[65];
+        CHECK(wsb_appws_digest("demo", "d.com", "bob", "g", "Bob", "{\"cn\":\"Bob\"}", challenge, password, digest,
+                               sizeof digest) == WSB_RESULT_OK);
+        CHECK(wsb_appws_session_key(challenge, password, key, sizeof key) == WSB_RESULT_OK);
+        CHECK(c->Authenticate("d.com", "bob", "g", "Bob", "{\"cn\":\"Bob\"}", digest, key));
+    }
+};
+
+void appws_test() {
+    wsb_appws_service_config *cfg = wsb_appws_service_config_new();
+    CHECK(wsb_appws_service_config_add_app(cfg, "demo", "demo") == WSB_RESULT_OK);
+    wsb_appws_service *svc = nullptr;
+    CHECK(wsb_appws_service_new(cfg, service_event, nullptr, nullptr, &svc) == WSB_RESULT_OK);
+    wsb_appws_service_config_free(cfg);
+    std::string uri = "ws://127.0.0.1:" + std::to_string(wsb_appws_service_port(svc)) + "/";
+    const char *guid = "00000000000000000000000000000000";
+
+    {
+        // Password login, a message and its send result, crypto, Close -> Closed once.
+        User u;
+        IAppWebsocketClient *c = IAppWebsocketClient::Create(nullptr, &u, nullptr, nullptr, nullptr, nullptr);
+        c->Connect(uri.c_str(), "demo", "demo", "", "demo", guid, "Admin");
+        CHECK(u.wait([&] { return u.connected == 1; }));
+        c->MessageSend("{\"mt\":\"Hello\",\"src\":\"a1\"}");
+        CHECK(u.wait([&] { return u.messages.size() == 1 && u.sent == 1; }));
+        CHECK(!u.messages.empty() && u.messages[0] == "HelloResult a1 {\"mt\":\"HelloResult\",\"src\":\"a1\"}");
+
+        char hex[11], back[6], hash[65], small[10];
+        c->Encrypt("seed1", "hello", hex, sizeof hex);
+        CHECK(std::strlen(hex) == 10);
+        c->Decrypt("seed1", hex, back, sizeof back);
+        CHECK(std::strcmp(back, "hello") == 0);
+        c->Hash("seed1", "hello", hash, sizeof hash);
+        CHECK(std::strlen(hash) == 64);
+        std::memset(small, 'x', sizeof small);
+        c->Encrypt("seed1", "hello", small, sizeof small); // the vendor's 2x: one byte short
+        CHECK(small[0] == '\0');
+
+        c->Close();
+        CHECK(u.wait([&] { return u.closed == 1; }));
+        std::this_thread::sleep_for(100ms);
+        CHECK(u.closed == 1 && u.connected == 1);
+        delete c;
+    }
+    {
+        // Manual flow control: the second message waits for MessageComplete.
+        User u;
+        u.complete_each = false;
+        IAppWebsocketClient *c = IAppWebsocketClient::Create(nullptr, &u, nullptr, nullptr, nullptr, nullptr);
+        c->Connect(uri.c_str(), "demo", "demo", "", "demo", guid, "Admin");
+        CHECK(u.wait([&] { return u.connected == 1; }));
+        c->MessageSendText("{\"mt\":\"Burst\",\"src\":\"b\"}");
+        CHECK(u.wait([&] { return u.messages.size() == 1; }));
+        CHECK(!u.wait([&] { return u.messages.size() == 2; }, 300ms));
+        c->MessageComplete();
+        CHECK(u.wait([&] { return u.messages.size() == 2; }));
+        CHECK(u.messages.size() == 2 && u.messages[1].rfind("B2 b ", 0) == 0);
+        c->MessageComplete();
+        // Deleting the client inside Closed.
+        u.delete_on_close = true;
+        c->Close();
+        CHECK(u.wait([&] { return u.closed == 1; }));
+        std::this_thread::sleep_for(300ms); // the release thread finishes
+    }
+    {
+        // A wrong password: Closed once, no ConnectComplete; the client may be reused.
+        User u;
+        IAppWebsocketClient *c = IAppWebsocketClient::Create(nullptr, &u, nullptr, nullptr, nullptr, nullptr);
+        c->Connect(uri.c_str(), "wrong", "demo", "", "demo", guid, "Admin");
+        CHECK(u.wait([&] { return u.closed == 1; }));
+        CHECK(u.connected == 0);
+        char out[65] = "x";
+        c->Hash("s", "d", out, sizeof out);
+        CHECK(out[0] == '\0');
+        // Authenticator mode on the same object.
+        c->Connect(uri.c_str(), "demo", &u);
+        CHECK(u.wait([&] { return u.connected == 1; }));
+        delete c; // no Closed after deletion
+        std::this_thread::sleep_for(100ms);
+        CHECK(u.closed == 1);
+    }
+    {
+        // An authenticator with the wrong password fails like a password login.
+        User u;
+        u.password = "nope";
+        IAppWebsocketClient *c = IAppWebsocketClient::Create(nullptr, &u, nullptr, nullptr, nullptr, nullptr);
+        c->Connect(uri.c_str(), "demo", &u);
+        CHECK(u.wait([&] { return u.closed == 1; }));
+        CHECK(u.connected == 0);
+        // A bad URI: Closed at once.
+        c->Connect("http://x/", "demo", "demo", "", "demo", guid, "Admin");
+        CHECK(u.closed == 2);
+        delete c;
+    }
+    CHECK(wsb_appws_service_free(svc) == WSB_RESULT_OK);
+}
+
+} // namespace
+
+int main() {
+    achex_test();
+    appws_test();
+    std::printf("%s (%d failed checks)\n", test_util::failures == 0 ? "ok" : "FAILED", test_util::failures.load());
+    return test_util::failures == 0 ? 0 : 1;
+}

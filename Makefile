@@ -101,8 +101,10 @@ test-csharp: lib $(CSOUT)/WsbrokerTests.exe
 test: lint test-rust examples test-interop test-cpp test-install test-python test-csharp
 
 bench: examples
+	$(CARGO) build --release --bin wsbroker
 	bash bench/run.sh
 	bash bench/client/run.sh
+	bash bench/broker.sh
 
 clean:
 	$(CARGO) clean

@@ -12,8 +12,10 @@ pub const OP_PONG: u8 = 0xA;
 /// frames can be built once and replayed.
 pub const MASK_KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
-/// Bytes of each message's payload kept for the caller (timestamps live there).
-pub const PREFIX_LEN: usize = 16;
+/// Bytes of each message's payload kept for the caller: timestamps live there,
+/// binary ones in the first 8 bytes, JSON ones (broker scenarios) after a
+/// routing key such as `{"to":"s999","t":`.
+pub const PREFIX_LEN: usize = 64;
 
 pub fn header_len(payload_len: usize) -> usize {
     let base = if payload_len < 126 {
@@ -281,8 +283,8 @@ mod tests {
             let got = collect(&s, chunk);
             assert_eq!(got.len(), 7, "chunk {chunk}");
             assert_eq!(got[0], (OP_TEXT, 5, b"hello".to_vec()));
-            assert_eq!(got[1], (OP_BINARY, 300, vec![5u8; 16]));
-            assert_eq!(got[2], (OP_BINARY, 70_000, vec![7u8; 16]));
+            assert_eq!(got[1], (OP_BINARY, 300, vec![5u8; PREFIX_LEN]));
+            assert_eq!(got[2], (OP_BINARY, 70_000, vec![7u8; PREFIX_LEN]));
             assert_eq!(got[3], (OP_TEXT, 0, vec![]));
             assert_eq!(got[4], (OP_PING, 2, b"pp".to_vec()));
             assert_eq!(got[5], (OP_TEXT, 8, b"frag".to_vec()));

@@ -1,8 +1,10 @@
 //! loadgen: WebSocket load generator for the wsbroker benchmark harness.
 //!
-//! Each subcommand runs one scenario against a ws://127.0.0.1 echo server and
-//! prints exactly one JSON line on stdout; progress goes to stderr.
+//! Each subcommand runs one scenario against a ws://127.0.0.1 echo server (or,
+//! for fanout and direct, an Achex broker) and prints exactly one JSON line on
+//! stdout; progress goes to stderr.
 
+mod broker;
 mod conn;
 mod frame;
 mod json;
@@ -16,6 +18,9 @@ const USAGE: &str = "usage:
   loadgen latency --url URL [--rate 5000] [--conns 100] [--size 32] [--secs 5] [--warmup 1]
   loadgen idle    --url URL --pid PID [--conns 10000] [--batch 100] [--hold 2] [--timeout 120]
   loadgen large   --url URL [--size 1048576] [--conns 1] [--window 1] [--secs 5] [--warmup 1]
+  loadgen fanout  --url URL [--subs 1000] [--size 64] [--rate 100 | --rate 0 --window 8] [--secs 5] [--warmup 1] [--drain 2]
+  loadgen direct  --url URL [--pairs 500] [--size 64] [--window 1] [--secs 5] [--warmup 1] [--drain 2]
+  (fanout and direct speak Achex: logins s0, s1, ... with password x; fanout's group is \"g\")
 common: [--timeout SECS] bounds the connect phase, [--batch N] connects/handshakes in flight";
 
 pub struct Args {
@@ -91,6 +96,8 @@ fn main() -> ExitCode {
         "latency" => scenarios::latency(&args),
         "idle" => scenarios::idle(&args),
         "large" => scenarios::large(&args),
+        "fanout" => broker::fanout(&args),
+        "direct" => broker::direct(&args),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

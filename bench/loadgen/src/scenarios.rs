@@ -8,22 +8,22 @@ use crate::frame::{self, Event};
 use crate::json::Obj;
 use crate::{known, Args};
 
-type Outcome = Result<(String, bool), String>;
+pub(crate) type Outcome = Result<(String, bool), String>;
 
-fn secs(d: f64) -> Duration {
+pub(crate) fn secs(d: f64) -> Duration {
     Duration::from_secs_f64(d.max(0.0))
 }
 
-fn target(args: &Args) -> Result<Target, String> {
+pub(crate) fn target(args: &Args) -> Result<Target, String> {
     parse_url(args.str("url").ok_or("--url is required")?)
 }
 
-fn new_pool() -> Result<Pool, String> {
+pub(crate) fn new_pool() -> Result<Pool, String> {
     Pool::new().map_err(|e| format!("cannot create poller: {e}"))
 }
 
 /// Waits for readiness (bounded by `timeout`) and returns the ready tokens.
-fn poll_ready(pool: &mut Pool, timeout: Duration, ready: &mut Vec<usize>) {
+pub(crate) fn poll_ready(pool: &mut Pool, timeout: Duration, ready: &mut Vec<usize>) {
     ready.clear();
     match pool.poll.poll(&mut pool.events, Some(timeout)) {
         Ok(()) => ready.extend(pool.events.iter().map(|e| e.token().0)),
@@ -36,7 +36,7 @@ fn poll_ready(pool: &mut Pool, timeout: Duration, ready: &mut Vec<usize>) {
     }
 }
 
-fn failures_json(f: &Failures) -> Obj {
+pub(crate) fn failures_json(f: &Failures) -> Obj {
     let mut o = Obj::new();
     o.int("connect", f.connect)
         .int("handshake", f.handshake)
@@ -268,7 +268,7 @@ pub fn large(args: &Args) -> Outcome {
     Ok((o.finish(), open > 0 && r.measured > 0))
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -12,7 +12,7 @@ use wsbroker::appws::{
 };
 use wsbroker::client::{Client, ClientConfig, OwnedClientEvent};
 use wsbroker::dialect::appws::{HostEvent, Service};
-use wsbroker::listener::apply_actions;
+use wsbroker::listeners::apply_actions;
 use wsbroker::{Config, Event, Server, ServerHandle};
 
 const WAIT: Duration = Duration::from_secs(10);

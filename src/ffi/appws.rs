@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use super::handles::{in_callback, is_in_callback, Handles, SendPtr};
+use super::handles::{in_callback, is_in_callback, Failure, Handles, LastError, SendPtr};
 use super::server::{wsb_conn_id, wsb_userdata_free_cb};
 use super::{bytes_arg, guard, set_last_error, str_arg, wsb_result};
 use crate::appws::{
@@ -14,8 +14,6 @@ use crate::appws::{
     AppServiceEvent, AppServiceHandle, Authentication, Credentials, OwnedAppClientEvent, OwnedAppServiceEvent,
 };
 use crate::engine::PollError;
-
-type Failure = (wsb_result, String);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -755,25 +753,7 @@ fn with_app_client(
     c: *const wsb_appws_client,
     f: impl FnOnce(&wsb_appws_client) -> Result<wsb_result, Failure>,
 ) -> wsb_result {
-    guard(wsb_result::Panic, || {
-        if c.is_null() {
-            set_last_error("client is NULL");
-            return wsb_result::NullPointer;
-        }
-        APP_CLIENTS
-            .with(c, |obj| match f(obj) {
-                Ok(r) => r,
-                Err((r, msg)) => {
-                    set_last_error(msg.clone());
-                    *lock(&obj.last_error) = msg;
-                    r
-                }
-            })
-            .unwrap_or_else(|| {
-                set_last_error("unknown client (already freed?)");
-                wsb_result::NotFound
-            })
-    })
+    APP_CLIENTS.call(c, "client", f)
 }
 
 fn sent(r: Result<crate::Sent, AppSendError>) -> Result<wsb_result, Failure> {
@@ -1522,25 +1502,7 @@ fn with_service(
     s: *const wsb_appws_service,
     f: impl FnOnce(&wsb_appws_service) -> Result<wsb_result, Failure>,
 ) -> wsb_result {
-    guard(wsb_result::Panic, || {
-        if s.is_null() {
-            set_last_error("service is NULL");
-            return wsb_result::NullPointer;
-        }
-        APP_SERVICES
-            .with(s, |obj| match f(obj) {
-                Ok(r) => r,
-                Err((r, msg)) => {
-                    set_last_error(msg.clone());
-                    *lock(&obj.last_error) = msg;
-                    r
-                }
-            })
-            .unwrap_or_else(|| {
-                set_last_error("unknown service (already freed?)");
-                wsb_result::NotFound
-            })
-    })
+    APP_SERVICES.call(s, "service", f)
 }
 
 /// The port the service listens on, or 0 if `service` is NULL or unknown.
@@ -1722,4 +1684,16 @@ pub unsafe extern "C" fn wsb_appws_service_last_error(
         // SAFETY: forwarded caller contract.
         Ok(unsafe { super::copy_out(&msg, buf, len, needed) })
     })
+}
+
+impl LastError for wsb_appws_client {
+    fn last_error(&self) -> &Mutex<String> {
+        &self.last_error
+    }
+}
+
+impl LastError for wsb_appws_service {
+    fn last_error(&self) -> &Mutex<String> {
+        &self.last_error
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use super::handles::{in_callback, is_in_callback, Handles, SendPtr};
+use super::handles::{in_callback, is_in_callback, Failure, Handles, LastError, SendPtr};
 use super::server::wsb_userdata_free_cb;
 use super::{bytes_arg, copy_out, guard, set_last_error, str_arg, wsb_result};
 use crate::broker::AuthMode;
@@ -216,20 +216,7 @@ unsafe fn with_cfg(
     cfg: *mut wsb_broker_config,
     f: impl FnOnce(&mut wsb_broker_config) -> Result<(), String>,
 ) -> wsb_result {
-    guard(wsb_result::Panic, || {
-        // SAFETY: per the caller's contract, `cfg` is NULL or valid.
-        let Some(c) = (unsafe { cfg.as_mut() }) else {
-            set_last_error("config is NULL");
-            return wsb_result::NullPointer;
-        };
-        match f(c) {
-            Ok(()) => wsb_result::Ok,
-            Err(e) => {
-                set_last_error(e);
-                wsb_result::InvalidArgument
-            }
-        }
-    })
+    super::with_config(cfg, f)
 }
 
 /// Sets a listener's address, `"IP:PORT"` (port 0 = ephemeral, see
@@ -734,29 +721,8 @@ fn start_others(c: &wsb_broker_config) -> Result<Others, (wsb_result, String)> {
     Ok((wschat, webtalk, appws))
 }
 
-fn with_broker(
-    b: *const wsb_broker,
-    f: impl FnOnce(&wsb_broker) -> Result<wsb_result, (wsb_result, String)>,
-) -> wsb_result {
-    guard(wsb_result::Panic, || {
-        if b.is_null() {
-            set_last_error("broker is NULL");
-            return wsb_result::NullPointer;
-        }
-        BROKERS
-            .with(b, |obj| match f(obj) {
-                Ok(r) => r,
-                Err((r, msg)) => {
-                    set_last_error(msg.clone());
-                    *obj.last_error.lock().unwrap_or_else(|e| e.into_inner()) = msg;
-                    r
-                }
-            })
-            .unwrap_or_else(|| {
-                set_last_error("unknown broker (already freed?)");
-                wsb_result::NotFound
-            })
-    })
+fn with_broker(b: *const wsb_broker, f: impl FnOnce(&wsb_broker) -> Result<wsb_result, Failure>) -> wsb_result {
+    BROKERS.call(b, "broker", f)
 }
 
 fn achex(b: &wsb_broker) -> Result<&AchexListener, (wsb_result, String)> {
@@ -1284,4 +1250,10 @@ pub unsafe extern "C" fn wsb_broker_webtalk_retrieve(
         }
         Ok(wsb_result::Ok)
     })
+}
+
+impl LastError for wsb_broker {
+    fn last_error(&self) -> &Mutex<String> {
+        &self.last_error
+    }
 }

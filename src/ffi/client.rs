@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use super::handles::{in_callback, is_in_callback, Handles, SendPtr};
+use super::handles::{in_callback, is_in_callback, Failure, Handles, LastError, SendPtr};
 use super::server::wsb_userdata_free_cb;
 use super::{bytes_arg, copy_out, guard, set_last_error, str_arg, wsb_result};
 use crate::client::{Client, ClientConfig, ClientEvent, ClientHandle, OwnedClientEvent, Reconnect};
@@ -272,20 +272,7 @@ pub unsafe extern "C" fn wsb_client_config_free(cfg: *mut wsb_client_config) {
 }
 
 unsafe fn with_cfg(cfg: *mut wsb_client_config, f: impl FnOnce(&mut ClientConfig) -> Result<(), String>) -> wsb_result {
-    guard(wsb_result::Panic, || {
-        // SAFETY: per the caller's contract, `cfg` is NULL or valid.
-        let Some(c) = (unsafe { cfg.as_mut() }) else {
-            set_last_error("config is NULL");
-            return wsb_result::NullPointer;
-        };
-        match f(&mut c.cfg) {
-            Ok(()) => wsb_result::Ok,
-            Err(e) => {
-                set_last_error(e);
-                wsb_result::InvalidArgument
-            }
-        }
-    })
+    super::with_config(cfg, |c| f(&mut c.cfg))
 }
 
 /// Adds a request header (name: token characters; value without CR/LF).
@@ -683,29 +670,8 @@ pub unsafe extern "C" fn wsb_client_free(client: *mut wsb_client) -> wsb_result 
     })
 }
 
-fn with_client(
-    c: *const wsb_client,
-    f: impl FnOnce(&wsb_client) -> Result<wsb_result, (wsb_result, String)>,
-) -> wsb_result {
-    guard(wsb_result::Panic, || {
-        if c.is_null() {
-            set_last_error("client is NULL");
-            return wsb_result::NullPointer;
-        }
-        CLIENTS
-            .with(c, |obj| match f(obj) {
-                Ok(r) => r,
-                Err((r, msg)) => {
-                    set_last_error(msg.clone());
-                    *obj.last_error.lock().unwrap_or_else(|e| e.into_inner()) = msg;
-                    r
-                }
-            })
-            .unwrap_or_else(|| {
-                set_last_error("unknown client (already freed?)");
-                wsb_result::NotFound
-            })
-    })
+fn with_client(c: *const wsb_client, f: impl FnOnce(&wsb_client) -> Result<wsb_result, Failure>) -> wsb_result {
+    CLIENTS.call(c, "client", f)
 }
 
 fn send_outcome(r: Result<crate::Sent, crate::SendError>) -> Result<wsb_result, (wsb_result, String)> {
@@ -882,4 +848,10 @@ pub unsafe extern "C" fn wsb_client_last_error(
         // SAFETY: forwarded caller contract.
         Ok(unsafe { copy_out(&msg, buf, len, needed) })
     })
+}
+
+impl LastError for wsb_client {
+    fn last_error(&self) -> &Mutex<String> {
+        &self.last_error
+    }
 }

@@ -6,7 +6,17 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::{guard, set_last_error, wsb_result};
+
+/// A failed call: its result code and the detail for `_last_error`.
+pub(crate) type Failure = (wsb_result, String);
+
+/// Objects that keep the detail of their last failed call.
+pub(crate) trait LastError {
+    fn last_error(&self) -> &Mutex<String>;
+}
 
 pub(crate) struct Handles<T> {
     map: RwLock<HashMap<usize, Arc<T>>>,
@@ -61,6 +71,38 @@ impl<T> Handles<T> {
             return Some(f(unsafe { &*p }));
         }
         self.get(p).map(|o| f(&o))
+    }
+}
+
+impl<T: LastError> Handles<T> {
+    /// The body of every `wsb_<object>_*` call: NULL and unknown pointers
+    /// become results, panics become `WSB_RESULT_PANIC`, and a failure is
+    /// recorded both for `wsb_last_error` (this thread) and for the object's
+    /// own `_last_error`. `what` names the object in messages.
+    pub(crate) fn call(
+        &self,
+        p: *const T,
+        what: &str,
+        f: impl FnOnce(&T) -> Result<wsb_result, Failure>,
+    ) -> wsb_result {
+        guard(wsb_result::Panic, || {
+            if p.is_null() {
+                set_last_error(format!("{what} is NULL"));
+                return wsb_result::NullPointer;
+            }
+            self.with(p, |obj| match f(obj) {
+                Ok(r) => r,
+                Err((r, msg)) => {
+                    set_last_error(msg.clone());
+                    *obj.last_error().lock().unwrap_or_else(|e| e.into_inner()) = msg;
+                    r
+                }
+            })
+            .unwrap_or_else(|| {
+                set_last_error(format!("unknown {what} (already freed?)"));
+                wsb_result::NotFound
+            })
+        })
     }
 }
 

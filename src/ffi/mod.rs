@@ -43,6 +43,29 @@ pub(crate) fn last_error_text() -> String {
     LAST_ERROR.with(|e| e.borrow().clone())
 }
 
+/// The body of every configuration setter: NULL gives
+/// `WSB_RESULT_NULL_POINTER`, a refused value `WSB_RESULT_INVALID_ARGUMENT`
+/// with its reason for `wsb_last_error`.
+///
+/// # Safety
+/// `cfg` must be NULL or point to a live `C` that no other thread uses.
+pub(crate) unsafe fn with_config<C>(cfg: *mut C, f: impl FnOnce(&mut C) -> Result<(), String>) -> wsb_result {
+    guard(wsb_result::Panic, || {
+        // SAFETY: per the caller's contract.
+        let Some(c) = (unsafe { cfg.as_mut() }) else {
+            set_last_error("config is NULL");
+            return wsb_result::NullPointer;
+        };
+        match f(c) {
+            Ok(()) => wsb_result::Ok,
+            Err(e) => {
+                set_last_error(e);
+                wsb_result::InvalidArgument
+            }
+        }
+    })
+}
+
 /// Copies `s` into a caller buffer with NUL; reports the size needed.
 ///
 /// # Safety

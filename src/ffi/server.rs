@@ -6,7 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use super::handles::{in_callback, is_in_callback, Handles, SendPtr};
+use super::handles::{in_callback, is_in_callback, Failure, Handles, LastError, SendPtr};
 use super::{bytes_arg, copy_out, guard, set_last_error, str_arg, wsb_result};
 use crate::engine::PollError;
 use crate::{Config, ConnId, Event, EventQueue, OverflowPolicy, OwnedEvent, Server, ServerHandle};
@@ -335,23 +335,7 @@ pub unsafe extern "C" fn wsb_server_config_free(cfg: *mut wsb_server_config) {
 
 /// Applies `f` to the configuration behind `cfg`.
 unsafe fn with_cfg(cfg: *mut wsb_server_config, f: impl FnOnce(&mut Config) -> Result<(), String>) -> wsb_result {
-    guard(
-        wsb_result::Panic,
-        AssertUnwindSafe(|| {
-            // SAFETY: per the caller's contract, `cfg` is NULL or valid.
-            let Some(c) = (unsafe { cfg.as_mut() }) else {
-                set_last_error("config is NULL");
-                return wsb_result::NullPointer;
-            };
-            match f(&mut c.cfg) {
-                Ok(()) => wsb_result::Ok,
-                Err(e) => {
-                    set_last_error(e);
-                    wsb_result::InvalidArgument
-                }
-            }
-        }),
-    )
+    super::with_config(cfg, |c| f(&mut c.cfg))
 }
 
 /// Sets the listen address, `"IP:PORT"` (`"0.0.0.0:8080"`, `"[::1]:0"`; port 0 =
@@ -836,32 +820,8 @@ pub unsafe extern "C" fn wsb_server_free(server: *mut wsb_server) -> wsb_result 
 
 /// Runs `f` on the live server behind `s`, recording failures for
 /// `wsb_server_last_error`.
-fn with_server(
-    s: *const wsb_server,
-    f: impl FnOnce(&wsb_server) -> Result<wsb_result, (wsb_result, String)>,
-) -> wsb_result {
-    guard(
-        wsb_result::Panic,
-        AssertUnwindSafe(|| {
-            if s.is_null() {
-                set_last_error("server is NULL");
-                return wsb_result::NullPointer;
-            }
-            SERVERS
-                .with(s, |obj| match f(obj) {
-                    Ok(r) => r,
-                    Err((r, msg)) => {
-                        set_last_error(msg.clone());
-                        *obj.last_error.lock().unwrap_or_else(|e| e.into_inner()) = msg;
-                        r
-                    }
-                })
-                .unwrap_or_else(|| {
-                    set_last_error("unknown server (already freed?)");
-                    wsb_result::NotFound
-                })
-        }),
-    )
+fn with_server(s: *const wsb_server, f: impl FnOnce(&wsb_server) -> Result<wsb_result, Failure>) -> wsb_result {
+    SERVERS.call(s, "server", f)
 }
 
 fn send_result(conn: ConnId, r: Result<crate::Sent, crate::SendError>) -> Result<wsb_result, (wsb_result, String)> {
@@ -1084,4 +1044,10 @@ pub unsafe extern "C" fn wsb_server_last_error(
         // SAFETY: forwarded caller contract.
         Ok(unsafe { copy_out(&msg, buf, len, needed) })
     })
+}
+
+impl LastError for wsb_server {
+    fn last_error(&self) -> &Mutex<String> {
+        &self.last_error
+    }
 }

@@ -1,5 +1,6 @@
-// Wsbroker: the C# binding of libwsbroker (server API). The P/Invoke declarations, enums, structs
-// and SafeHandles are generated into Native.g.cs; this file is the friendly layer over them.
+// Wsbroker: the C# binding of libwsbroker (shared parts and the server; Client.cs has the
+// client). The P/Invoke declarations, enums, structs and SafeHandles are generated into
+// Native.g.cs; this file is the friendly layer over them.
 //
 // C# 7 at most (it must build with mono's mcs as well as with dotnet).
 using System;

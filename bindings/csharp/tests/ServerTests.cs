@@ -1,6 +1,6 @@
 // Tests of the C# binding, run under mono: each drives a server through the binding with a real
-// WebSocket client (System.Net.WebSockets.ClientWebSocket). Prints "N passed, M failed"; the exit
-// code is non-zero when any test fails.
+// WebSocket client (System.Net.WebSockets.ClientWebSocket); ClientTests.cs drives the Client.
+// Prints "N passed, M failed"; the exit code is non-zero when any test fails.
 using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
@@ -11,7 +11,7 @@ using System.Threading;
 using System.Threading.Tasks;
 using Wsbroker;
 
-static class ServerTests
+static partial class ServerTests
 {
     const int TimeoutMs = 10000;
 
@@ -34,6 +34,7 @@ static class ServerTests
             T("backpressure is a return value, Drained follows", Backpressure),
             T("Dispose is idempotent; use after it throws", DisposeTwice),
         };
+        tests.AddRange(ClientTestList());
         int passed = 0, failed = 0;
         foreach (var t in tests)
         {

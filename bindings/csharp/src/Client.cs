@@ -1,0 +1,584 @@
+// Wsbroker.Client: the C# binding of the wsb_client API (the friendly layer over Native.g.cs).
+// C# 7 at most (it must build with mono's mcs as well as with dotnet).
+using System;
+using System.Collections.Generic;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Threading;
+
+namespace Wsbroker
+{
+    /// <summary><c>wsb_client_event_type</c> values. Written by hand until include/wsbroker.h exports the
+    /// enum (then Native.g.cs declares it and this copy goes); a test checks the values.</summary>
+    public enum ClientEventType : uint
+    {
+        Connected = 1,
+        Message = 2,
+        Pong = 3,
+        Sent = 4,
+        Drain = 5,
+        Closed = 6,
+        Error = 7,
+        Reconnecting = 8,
+    }
+
+    /// <summary>A connection attempt failed before it opened (an Error event). <see cref="WsbException.Code"/>
+    /// says why (ConnectionRefused, CertificateInvalid, HandshakeFailed, ConnectTimeout, ...),
+    /// <see cref="WsbException.Detail"/> is the library's message.</summary>
+    public class ConnectException : WsbException
+    {
+        public ConnectException(Result code, string detail) : base(code, detail, "connect") { }
+    }
+
+    /// <summary>Automatic reconnection: delays start at <see cref="InitialMs"/> and double up to
+    /// <see cref="MaxMs"/> (±20 % jitter), at most <see cref="MaxAttempts"/> in a row (0: no limit).</summary>
+    public sealed class ReconnectOptions
+    {
+        public uint InitialMs = 500;
+        public uint MaxMs = 30000;
+        public uint MaxAttempts;
+    }
+
+    /// <summary>Client settings; null keeps the library default (10 s connect timeout, system roots,
+    /// proxy from the environment, no reconnection, automatic flow control, no Sent events, 16 MiB
+    /// messages, 30 s pings). <see cref="Proxy"/> "" disables proxies, the environment's included.</summary>
+    public sealed class ClientOptions
+    {
+        public List<KeyValuePair<string, string>> Headers = new List<KeyValuePair<string, string>>();
+        public List<string> Subprotocols = new List<string>();
+        public uint? ConnectTimeoutMs;
+        /// <summary>Also trust the CA certificates in this PEM file.</summary>
+        public string CaFile;
+        public bool? SystemRoots;
+        /// <summary>Client certificate chain and key (PEM files), both or neither.</summary>
+        public string ClientCertChain;
+        public string ClientCertKey;
+        /// <summary>Accept any server certificate. For development only.</summary>
+        public bool? Insecure;
+        /// <summary><c>http://[user:password@]host:port</c>, tunnelled with CONNECT.</summary>
+        public string Proxy;
+        public ReconnectOptions Reconnect;
+        /// <summary>Hold each further message until <see cref="Client.MessageComplete"/>.</summary>
+        public bool? ManualComplete;
+        /// <summary>Report a Sent event for each message once written.</summary>
+        public bool? SendResults;
+        public ulong? MaxMessageSize;
+        public uint? PingIntervalMs;
+
+        internal ClientConfigHandle Build(string url)
+        {
+            if (url == null)
+            {
+                throw new ArgumentNullException("url");
+            }
+            ClientConfigHandle cfg = NativeMethods.wsb_client_config_new(Utf8.ToNative(url));
+            if (cfg.IsInvalid)
+            {
+                throw new WsbException(Result.InvalidArgument, "the URL is not valid UTF-8", "wsb_client_config_new");
+            }
+            try
+            {
+                foreach (var h in Headers)
+                    Library.Check(NativeMethods.wsb_client_config_add_header(cfg, Utf8.ToNative(h.Key ?? ""), Utf8.ToNative(h.Value ?? "")), "wsb_client_config_add_header");
+                foreach (string p in Subprotocols)
+                    Library.Check(NativeMethods.wsb_client_config_add_subprotocol(cfg, Utf8.ToNative(p ?? "")), "wsb_client_config_add_subprotocol");
+                if (ConnectTimeoutMs.HasValue)
+                    Library.Check(NativeMethods.wsb_client_config_set_connect_timeout_ms(cfg, ConnectTimeoutMs.Value), "wsb_client_config_set_connect_timeout_ms");
+                if (CaFile != null)
+                    Library.Check(NativeMethods.wsb_client_config_set_ca_file(cfg, Utf8.ToNative(CaFile)), "wsb_client_config_set_ca_file");
+                if (SystemRoots.HasValue)
+                    Library.Check(NativeMethods.wsb_client_config_set_system_roots(cfg, SystemRoots.Value), "wsb_client_config_set_system_roots");
+                if (ClientCertChain != null || ClientCertKey != null)
+                    Library.Check(NativeMethods.wsb_client_config_set_client_cert(cfg, Utf8.ToNative(ClientCertChain ?? ""), Utf8.ToNative(ClientCertKey ?? "")), "wsb_client_config_set_client_cert");
+                if (Insecure.HasValue)
+                    Library.Check(NativeMethods.wsb_client_config_set_insecure(cfg, Insecure.Value), "wsb_client_config_set_insecure");
+                if (Proxy != null)
+                    Library.Check(NativeMethods.wsb_client_config_set_proxy(cfg, Utf8.ToNative(Proxy)), "wsb_client_config_set_proxy");
+                if (Reconnect != null)
+                    Library.Check(NativeMethods.wsb_client_config_set_reconnect(cfg, true, Reconnect.InitialMs, Reconnect.MaxMs, Reconnect.MaxAttempts), "wsb_client_config_set_reconnect");
+                if (ManualComplete.HasValue)
+                    Library.Check(NativeMethods.wsb_client_config_set_manual_complete(cfg, ManualComplete.Value), "wsb_client_config_set_manual_complete");
+                if (SendResults.HasValue)
+                    Library.Check(NativeMethods.wsb_client_config_set_send_results(cfg, SendResults.Value), "wsb_client_config_set_send_results");
+                if (MaxMessageSize.HasValue)
+                    Library.Check(NativeMethods.wsb_client_config_set_max_message_size(cfg, new UIntPtr(MaxMessageSize.Value)), "wsb_client_config_set_max_message_size");
+                if (PingIntervalMs.HasValue)
+                    Library.Check(NativeMethods.wsb_client_config_set_ping_interval_ms(cfg, PingIntervalMs.Value), "wsb_client_config_set_ping_interval_ms");
+            }
+            catch
+            {
+                cfg.Dispose();
+                throw;
+            }
+            return cfg;
+        }
+    }
+
+    /// <summary>One client event, copied out of the library (valid as long as you keep it).</summary>
+    /// <remarks><see cref="Data"/> is the message, pong payload, close reason or error message. For
+    /// Closed, <see cref="CloseStatus"/> is the server's code, 0 for a close frame without one, the
+    /// code wsbroker sent when it failed the connection, the host's own code when
+    /// <see cref="ClosedByHost"/>, or -1 when the transport dropped. <see cref="Error"/> is set on
+    /// Error, <see cref="Attempt"/> and <see cref="DelayMs"/> on Reconnecting, <see cref="Protocol"/>
+    /// on Connected.</remarks>
+    public sealed class ClientEvent : EventArgs
+    {
+        public ClientEventType Type { get; private set; }
+        public byte[] Data { get; private set; }
+        public bool IsText { get; private set; }
+        public int CloseStatus { get; private set; }
+        public bool ClosedByHost { get; private set; }
+        public Result Error { get; private set; }
+        public uint Attempt { get; private set; }
+        public uint DelayMs { get; private set; }
+        public string Protocol { get; private set; }
+
+        /// <summary><see cref="Data"/> decoded as UTF-8 (text messages, reasons, error messages).</summary>
+        public string Text { get { return Encoding.UTF8.GetString(Data); } }
+
+        /// <summary>For an Error event, the <see cref="ConnectException"/> it stands for; else null.</summary>
+        public ConnectException ToException()
+        {
+            return Type == ClientEventType.Error ? new ConnectException(Error, Text) : null;
+        }
+
+        internal static ClientEvent FromNative(ref NativeClientEvent ev)
+        {
+            int len = checked((int)ev.Len.ToUInt64());
+            var data = new byte[len];
+            if (len > 0)
+            {
+                Marshal.Copy(ev.Data, data, 0, len);
+            }
+            return new ClientEvent
+            {
+                Type = (ClientEventType)ev.Kind,
+                Data = data,
+                IsText = ev.IsText,
+                CloseStatus = ev.CloseStatus,
+                ClosedByHost = ev.ClosedByHost,
+                Error = (Result)ev.Error,
+                Attempt = ev.Attempt,
+                DelayMs = ev.DelayMs,
+                Protocol = Utf8.FromNative(ev.Protocol),
+            };
+        }
+    }
+
+    /// <summary>A WebSocket client (<c>wsb_client</c>) for a <c>ws://</c> or <c>wss://</c> URL.</summary>
+    /// <remarks>
+    /// It starts connecting in the background at once and never blocks on the network. Created with a
+    /// constructor it runs in callback mode: events are raised as C# events on the client's engine
+    /// thread (handlers must not block; they may call anything but Dispose). An exception a handler
+    /// throws is kept and rethrown by the next call on this client from another thread, or by
+    /// <see cref="Dispose"/>. Created with <see cref="CreatePolled"/> it runs in queue mode: call
+    /// <see cref="Poll"/> or iterate <see cref="Events"/>. A failed attempt is an Error event;
+    /// <see cref="WaitConnected"/> turns it into a thrown <see cref="ConnectException"/>. Send, Ping,
+    /// Disconnect, MessageComplete, IsConnected and Interrupt are safe from any thread.
+    /// </remarks>
+    public sealed class Client : IDisposable
+    {
+        // Static so the GC never collects a delegate the library still holds.
+        static readonly ClientEventCb s_onEvent = OnNativeEvent;
+        static readonly UserdataFreeCb s_freeUserdata = FreeUserdata;
+        static int s_liveRegistrations;
+
+        readonly ClientHandle _handle;
+        readonly PendingErrors _pending;
+        readonly bool _polled;
+        readonly bool _reconnects;
+        readonly object _state = new object();
+        ClientEvent _outcome; // the latest Connected, Error or Closed
+        int _disposed;
+
+        /// <summary>Every event.</summary>
+        public event EventHandler<ClientEvent> EventReceived;
+        public event EventHandler<ClientEvent> Connected;
+        public event EventHandler<ClientEvent> MessageReceived;
+        public event EventHandler<ClientEvent> PongReceived;
+        public event EventHandler<ClientEvent> Sent;
+        public event EventHandler<ClientEvent> Drained;
+        public event EventHandler<ClientEvent> Closed;
+        /// <summary>A connection attempt failed (<see cref="ClientEvent.Error"/> says why).</summary>
+        public event EventHandler<ClientEvent> ConnectFailed;
+        public event EventHandler<ClientEvent> Reconnecting;
+
+        /// <summary>Starts a client in callback mode; <paramref name="subscribe"/> runs before it starts
+        /// connecting, so handlers attached there see every event.</summary>
+        public Client(string url, ClientOptions options = null, Action<Client> subscribe = null)
+            : this(url, options, false, subscribe) { }
+
+        /// <summary>Starts a client in queue mode: events wait for <see cref="Poll"/>.</summary>
+        public static Client CreatePolled(string url, ClientOptions options = null)
+        {
+            return new Client(url, options, true, null);
+        }
+
+        Client(string url, ClientOptions options, bool polled, Action<Client> subscribe)
+        {
+            Library.EnsureCompatible();
+            Url = url;
+            _polled = polled;
+            options = options ?? new ClientOptions();
+            _reconnects = options.Reconnect != null;
+            if (subscribe != null)
+            {
+                subscribe(this);
+            }
+            ClientHandle handle;
+            Result r;
+            using (ClientConfigHandle cfg = options.Build(url))
+            {
+                if (polled)
+                {
+                    r = NativeMethods.wsb_client_new(cfg, null, IntPtr.Zero, null, out handle);
+                }
+                else
+                {
+                    _pending = new PendingErrors();
+                    var gc = GCHandle.Alloc(new Dispatcher(this, _pending));
+                    Interlocked.Increment(ref s_liveRegistrations);
+                    // On failure the library has already called FreeUserdata, releasing gc.
+                    r = NativeMethods.wsb_client_new(cfg, s_onEvent, GCHandle.ToIntPtr(gc), s_freeUserdata, out handle);
+                }
+            }
+            Library.Check(r, "wsb_client_new");
+            _handle = handle;
+        }
+
+        /// <summary>Registrations the library still holds (for tests of userdata_free).</summary>
+        internal static int LiveRegistrations { get { return Volatile.Read(ref s_liveRegistrations); } }
+
+        /// <summary>The URL given at creation.</summary>
+        public string Url { get; private set; }
+
+        /// <summary>True in queue mode.</summary>
+        public bool IsPolled { get { return _polled; } }
+
+        /// <summary>A weak link, so an undisposed client can still be collected (its SafeHandle
+        /// finalizer then frees the native client, which releases this).</summary>
+        sealed class Dispatcher
+        {
+            readonly WeakReference<Client> _client;
+            public readonly PendingErrors Pending;
+
+            public Dispatcher(Client c, PendingErrors pending)
+            {
+                _client = new WeakReference<Client>(c);
+                Pending = pending;
+            }
+
+            public void Dispatch(IntPtr evPtr)
+            {
+                Client c;
+                if (!_client.TryGetTarget(out c))
+                {
+                    return;
+                }
+                var native = (NativeClientEvent)Marshal.PtrToStructure(evPtr, typeof(NativeClientEvent));
+                ClientEvent ev = ClientEvent.FromNative(ref native);
+                c.Note(ev);
+                c.Raise(ev);
+            }
+        }
+
+        static void OnNativeEvent(IntPtr userdata, IntPtr client, IntPtr ev)
+        {
+            Dispatcher d = null;
+            PendingErrors.Enter();
+            try
+            {
+                d = (Dispatcher)GCHandle.FromIntPtr(userdata).Target;
+                d.Dispatch(ev);
+            }
+            catch (Exception e)
+            {
+                if (d != null)
+                {
+                    d.Pending.Add(e);
+                }
+            }
+            finally
+            {
+                PendingErrors.Leave();
+            }
+        }
+
+        static void FreeUserdata(IntPtr userdata)
+        {
+            GCHandle.FromIntPtr(userdata).Free();
+            Interlocked.Decrement(ref s_liveRegistrations);
+        }
+
+        void Note(ClientEvent ev)
+        {
+            if (ev.Type == ClientEventType.Connected || ev.Type == ClientEventType.Error || ev.Type == ClientEventType.Closed)
+            {
+                lock (_state)
+                {
+                    _outcome = ev;
+                    Monitor.PulseAll(_state);
+                }
+            }
+        }
+
+        /// <summary>True when nothing can follow: the connection ended and reconnection is off.</summary>
+        bool IsFinal(ClientEvent ev)
+        {
+            return !_reconnects && ev != null && (ev.Type == ClientEventType.Closed || ev.Type == ClientEventType.Error);
+        }
+
+        void Raise(ClientEvent ev)
+        {
+            EventHandler<ClientEvent> all = EventReceived;
+            if (all != null)
+            {
+                all(this, ev);
+            }
+            EventHandler<ClientEvent> h;
+            switch (ev.Type)
+            {
+                case ClientEventType.Connected: h = Connected; break;
+                case ClientEventType.Message: h = MessageReceived; break;
+                case ClientEventType.Pong: h = PongReceived; break;
+                case ClientEventType.Sent: h = Sent; break;
+                case ClientEventType.Drain: h = Drained; break;
+                case ClientEventType.Closed: h = Closed; break;
+                case ClientEventType.Error: h = ConnectFailed; break;
+                case ClientEventType.Reconnecting: h = Reconnecting; break;
+                default: h = null; break;
+            }
+            if (h != null)
+            {
+                h(this, ev);
+            }
+        }
+
+        ClientHandle Live()
+        {
+            if (_pending != null)
+            {
+                _pending.ThrowIfAny();
+            }
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                throw new ObjectDisposedException("Wsbroker.Client");
+            }
+            return _handle;
+        }
+
+        /// <summary>True between Connected and the end of that connection.</summary>
+        public bool IsConnected { get { return NativeMethods.wsb_client_is_connected(Live()); } }
+
+        /// <summary>Waits until the connection opens and returns the subprotocol the server chose ("" if
+        /// none); at once when already connected. Throws <see cref="ConnectException"/> when the attempt
+        /// fails, <see cref="WsbException"/> (NotConnected) when the connection ended for good, and
+        /// <see cref="TimeoutException"/> after <paramref name="timeoutMs"/> (negative: no limit). In
+        /// queue mode the events polled on the way (Error, Reconnecting) are consumed.</summary>
+        public string WaitConnected(int timeoutMs = -1)
+        {
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            Func<int> left = () => timeoutMs < 0 ? -1 : (int)Math.Max(0, timeoutMs - sw.ElapsedMilliseconds);
+            lock (_state)
+            {
+                if (_outcome != null && _outcome.Type == ClientEventType.Connected && IsConnected)
+                {
+                    return _outcome.Protocol;
+                }
+            }
+            if (_polled)
+            {
+                while (true)
+                {
+                    ClientEvent ev = Poll(left());
+                    if (ev == null)
+                    {
+                        throw new TimeoutException("not connected to " + Url + " within " + timeoutMs + " ms");
+                    }
+                    if (ev.Type == ClientEventType.Connected) return ev.Protocol;
+                    if (ev.Type == ClientEventType.Error) throw ev.ToException();
+                    if (IsFinal(ev)) throw Ended(ev);
+                }
+            }
+            lock (_state)
+            {
+                while (true)
+                {
+                    Live();
+                    ClientEvent o = _outcome;
+                    if (o != null && o.Type == ClientEventType.Connected && IsConnected) return o.Protocol;
+                    if (o != null && o.Type == ClientEventType.Error) throw o.ToException();
+                    if (IsFinal(o)) throw Ended(o);
+                    int wait = left();
+                    if (wait == 0)
+                    {
+                        throw new TimeoutException("not connected to " + Url + " within " + timeoutMs + " ms");
+                    }
+                    // Bounded so a Dispose from another thread is noticed.
+                    Monitor.Wait(_state, wait < 0 ? 250 : Math.Min(wait, 250));
+                }
+            }
+        }
+
+        static WsbException Ended(ClientEvent ev)
+        {
+            return new WsbException(Result.NotConnected, "the connection ended (status " + ev.CloseStatus + ") and reconnection is off", "connect");
+        }
+
+        /// <summary>Queues a text message. Returns Ok, or Backpressure when queued above the soft limit
+        /// (a Drained event follows); throws <see cref="WsbException"/> otherwise (NotConnected before
+        /// Connected or after Closed, InvalidUtf8, ...).</summary>
+        public Result Send(string text)
+        {
+            byte[] b = Encoding.UTF8.GetBytes(text ?? "");
+            return Send(b, 0, b.Length, true);
+        }
+
+        /// <summary>Queues a binary message (see <see cref="Send(string)"/>).</summary>
+        public Result Send(byte[] data)
+        {
+            return Send(data, 0, data == null ? 0 : data.Length, false);
+        }
+
+        /// <summary>Queues <paramref name="count"/> bytes of <paramref name="data"/> from
+        /// <paramref name="offset"/>, as text (must be UTF-8) or binary.</summary>
+        public unsafe Result Send(byte[] data, int offset, int count, bool isText)
+        {
+            int len = data == null ? 0 : data.Length;
+            if (offset < 0 || count < 0 || offset > len - count)
+            {
+                throw new ArgumentOutOfRangeException("offset/count", "outside the array");
+            }
+            ClientHandle h = Live();
+            fixed (byte* p = data)
+            {
+                IntPtr ptr = count == 0 ? IntPtr.Zero : (IntPtr)(p + offset);
+                return SendResult(NativeMethods.wsb_client_send(h, ptr, (UIntPtr)(uint)count, isText), "wsb_client_send");
+            }
+        }
+
+        /// <summary>Sends a ping (payload at most 125 bytes); a PongReceived event follows.</summary>
+        public unsafe Result Ping(byte[] payload = null)
+        {
+            int count = payload == null ? 0 : payload.Length;
+            ClientHandle h = Live();
+            fixed (byte* p = payload)
+            {
+                IntPtr ptr = count == 0 ? IntPtr.Zero : (IntPtr)p;
+                return SendResult(NativeMethods.wsb_client_ping(h, ptr, (UIntPtr)(uint)count), "wsb_client_ping");
+            }
+        }
+
+        /// <summary>Starts the closing handshake (reason at most 123 UTF-8 bytes) and stops any
+        /// reconnection; a Closed event follows. Throws NotConnected without an open connection.</summary>
+        public void Disconnect(int code = 1000, string reason = null)
+        {
+            Library.Check(NativeMethods.wsb_client_close(Live(), code, Utf8.ToNative(reason)), "wsb_client_close");
+        }
+
+        /// <summary>Manual flow control: done with the last message, the next may be delivered.</summary>
+        public void MessageComplete()
+        {
+            Library.Check(NativeMethods.wsb_client_message_complete(Live()), "wsb_client_message_complete");
+        }
+
+        /// <summary>Queue mode: the next event, waiting up to <paramref name="timeoutMs"/> (negative:
+        /// forever); null when the time ran out. Throws <see cref="WsbException"/> with
+        /// <c>Result.Interrupted</c> after <see cref="Interrupt"/>. Poll from one thread at a time. In
+        /// automatic flow control, polling a message completes it.</summary>
+        public ClientEvent Poll(int timeoutMs)
+        {
+            NativeClientEvent ev;
+            Result r = NativeMethods.wsb_client_poll(Live(), timeoutMs, out ev);
+            if (r == Result.Timeout)
+            {
+                return null;
+            }
+            Library.Check(r, "wsb_client_poll");
+            ClientEvent e = ClientEvent.FromNative(ref ev);
+            Note(e);
+            return e;
+        }
+
+        /// <summary>Queue mode: events until none comes for <paramref name="idleTimeoutMs"/> (negative:
+        /// no limit), until <see cref="Interrupt"/> or Dispose from another thread, or after the final
+        /// event (Closed or Error while reconnection is off: nothing can follow it).</summary>
+        public IEnumerable<ClientEvent> Events(int idleTimeoutMs = -1)
+        {
+            while (true)
+            {
+                ClientEvent ev;
+                try
+                {
+                    bool over;
+                    lock (_state)
+                    {
+                        over = Volatile.Read(ref _disposed) != 0 || IsFinal(_outcome);
+                    }
+                    if (over)
+                    {
+                        yield break;
+                    }
+                    ev = Poll(idleTimeoutMs);
+                }
+                catch (WsbException e)
+                {
+                    if (e.Code == Result.Interrupted || Volatile.Read(ref _disposed) != 0)
+                    {
+                        yield break;
+                    }
+                    throw;
+                }
+                catch (ObjectDisposedException)
+                {
+                    yield break;
+                }
+                if (ev == null)
+                {
+                    yield break;
+                }
+                yield return ev;
+            }
+        }
+
+        /// <summary>Makes the current (or next) Poll throw Interrupted; Events ends. Queue mode only.</summary>
+        public void Interrupt()
+        {
+            Library.Check(NativeMethods.wsb_client_interrupt(Live()), "wsb_client_interrupt");
+        }
+
+        /// <summary>Closes the connection (1000) if open, stops the client's thread and frees it; then
+        /// rethrows an exception a handler left behind. Idempotent. Not allowed from the client's own
+        /// handlers. To close the connection but keep the client, use <see cref="Disconnect"/>.</summary>
+        public void Dispose()
+        {
+            if (PendingErrors.InCallback)
+            {
+                throw new WsbException(Result.Reentrant, "Dispose called from a client event handler", "wsb_client_free");
+            }
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                if (_polled)
+                {
+                    // A thread blocked in Poll holds a reference on the handle: wake it so the free
+                    // (deferred by the SafeHandle until that reference is released) happens now.
+                    NativeMethods.wsb_client_interrupt(_handle);
+                }
+                _handle.Dispose();
+                lock (_state)
+                {
+                    Monitor.PulseAll(_state);
+                }
+            }
+            if (_pending != null)
+            {
+                _pending.ThrowIfAny();
+            }
+        }
+
+        static Result SendResult(Result r, string function)
+        {
+            return r == Result.Backpressure ? r : Library.Check(r, function);
+        }
+    }
+}

@@ -601,17 +601,16 @@ class Server : public detail::ServerOps<Server> {
 
 // ---- client ------------------------------------------------------------------------------------
 
-// The wsb_client_event_type values (src/ffi/client.rs). Spelled out because the header does not
-// export that enum yet; tests/cpp checks them against the library's behaviour.
+// The wsb_client_event_type values.
 enum class ClientEventType : uint32_t {
-    Connected = 1,
-    Message = 2,
-    Pong = 3,
-    Sent = 4,
-    Drain = 5,
-    Closed = 6,
-    Error = 7,
-    Reconnecting = 8,
+    Connected = WSB_CLIENT_EVENT_TYPE_CONNECTED,
+    Message = WSB_CLIENT_EVENT_TYPE_MESSAGE,
+    Pong = WSB_CLIENT_EVENT_TYPE_PONG,
+    Sent = WSB_CLIENT_EVENT_TYPE_SENT,
+    Drain = WSB_CLIENT_EVENT_TYPE_DRAIN,
+    Closed = WSB_CLIENT_EVENT_TYPE_CLOSED,
+    Error = WSB_CLIENT_EVENT_TYPE_ERROR,
+    Reconnecting = WSB_CLIENT_EVENT_TYPE_RECONNECTING,
 };
 
 // One client event; every view is borrowed (see the lifetimes at the top of this file). Fields

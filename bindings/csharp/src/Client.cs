@@ -8,20 +8,6 @@ using System.Threading;
 
 namespace Wsbroker
 {
-    /// <summary><c>wsb_client_event_type</c> values. Written by hand until include/wsbroker.h exports the
-    /// enum (then Native.g.cs declares it and this copy goes); a test checks the values.</summary>
-    public enum ClientEventType : uint
-    {
-        Connected = 1,
-        Message = 2,
-        Pong = 3,
-        Sent = 4,
-        Drain = 5,
-        Closed = 6,
-        Error = 7,
-        Reconnecting = 8,
-    }
-
     /// <summary>A connection attempt failed before it opened (an Error event). <see cref="WsbException.Code"/>
     /// says why (ConnectionRefused, CertificateInvalid, HandshakeFailed, ConnectTimeout, ...),
     /// <see cref="WsbException.Detail"/> is the library's message.</summary>

@@ -944,6 +944,16 @@ impl Worker {
                         format!("connection to {host} failed: {e}")
                     },
                 ),
+                // Over TLS 1.3 a server checks the client's certificate after
+                // the client already finished its handshake, and one that
+                // refuses it may just close: say so rather than blame HTTP.
+                None if self.silent_tls_close(slot) => (
+                    ConnectError::Tls,
+                    format!(
+                        "{host} closed the TLS connection without answering the upgrade: \
+                         it may require a client certificate, or have refused the one sent"
+                    ),
+                ),
                 None => (
                     ConnectError::Handshake,
                     format!("{host} closed the connection before the upgrade completed"),
@@ -958,6 +968,14 @@ impl Worker {
             }
         }
         self.teardown(slot);
+    }
+
+    /// A TLS connection that closed before a single byte of the upgrade
+    /// response arrived.
+    fn silent_tls_close(&self, slot: usize) -> bool {
+        self.io.borrow_mut().conn(slot).is_some_and(|c| {
+            c.tls.is_some() && c.phase == Phase::Upgrading && c.dial.as_ref().is_some_and(|d| d.buf.is_empty())
+        })
     }
 
     fn dial_host(&self, slot: usize) -> String {

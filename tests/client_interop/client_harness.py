@@ -262,10 +262,14 @@ class ConnectError:
 class Peer(LineProcess):
     """peer.py: a Python websockets server on loopback."""
 
-    def __init__(self, port: int = 0, cert: Path | None = None, key: Path | None = None) -> None:
+    def __init__(
+        self, port: int = 0, cert: Path | None = None, key: Path | None = None, client_ca: Path | None = None
+    ) -> None:
         cmd = [sys.executable, str(HERE / "peer.py"), "--port", str(port)]
         if cert:
             cmd += ["--cert", str(cert), "--key", str(key)]
+        if client_ca:
+            cmd += ["--client-ca", str(client_ca)]
         super().__init__(cmd)
         _, m = self.wait_line(r"listening on 127\.0\.0\.1:(\d+)", 30)
         self.port = int(m.group(1))
@@ -296,6 +300,7 @@ class Pki:
     wrong_name: tuple[Path, Path]  # only wrong.example
     expired: tuple[Path, Path]  # right names, expired in 2020
     untrusted: tuple[Path, Path]  # right names, from a CA the client does not know
+    client: tuple[Path, Path]  # a client certificate (clientAuth) from the main CA
 
 
 def make_pki(d: Path) -> Pki:
@@ -326,7 +331,7 @@ def make_pki(d: Path) -> Pki:
         )
         return cadir
 
-    def leaf(cadir: Path, name: str, sans: str, start: str, end: str) -> tuple[Path, Path]:
+    def leaf(cadir: Path, name: str, sans: str, start: str, end: str, usage: str = "serverAuth") -> tuple[Path, Path]:
         key, csr, pem = d / f"{name}.key", d / f"{name}.csr", d / f"{name}.pem"
         _openssl(
             "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
@@ -336,7 +341,7 @@ def make_pki(d: Path) -> Pki:
         ext = d / f"{name}.ext"
         ext.write_text(
             "[leaf]\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n"
-            f"extendedKeyUsage = serverAuth\nsubjectAltName = {sans}\n"
+            f"extendedKeyUsage = {usage}\nsubjectAltName = {sans}\n"
         )
         _openssl(
             "ca", "-batch", "-notext", "-config", str(cadir / "ca.cnf"), "-in", str(csr), "-out", str(pem),
@@ -357,6 +362,7 @@ def make_pki(d: Path) -> Pki:
         wrong_name=leaf(main, "wrong-name", "DNS:wrong.example", start, end),
         expired=leaf(main, "expired", right, "20200101000000Z", "20200201000000Z"),
         untrusted=leaf(other, "untrusted", right, start, end),
+        client=leaf(main, "client", "DNS:client.example", start, end, usage="clientAuth"),
     )
 
 

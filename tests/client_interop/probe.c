@@ -68,7 +68,7 @@ static void print_preview(const uint8_t *p, size_t n) {
 
 static void die_usage(const char *argv0) {
     fprintf(stderr,
-            "usage: %s [--ca FILE] [--no-system-roots] [--insecure] [--timeout-ms N] [--proxy URL]\n"
+            "usage: %s [--ca FILE] [--no-system-roots] [--client-cert CERT KEY] [--insecure] [--timeout-ms N] [--proxy URL]\n"
             "          [--reconnect INITIAL_MS MAX_MS ATTEMPTS] [--max-message N] [--ping-ms N]\n"
             "          [--header NAME VALUE] [--protocol P] [--send-results] [--manual] URL\n",
             argv0);
@@ -169,6 +169,9 @@ int main(int argc, char **argv) {
             check(o, wsb_client_config_set_ca_file(cfg, argv[++i]));
         } else if (strcmp(o, "--no-system-roots") == 0) {
             check(o, wsb_client_config_set_system_roots(cfg, false));
+        } else if (strcmp(o, "--client-cert") == 0 && left >= 2) {
+            check(o, wsb_client_config_set_client_cert(cfg, argv[i + 1], argv[i + 2]));
+            i += 2;
         } else if (strcmp(o, "--insecure") == 0) {
             check(o, wsb_client_config_set_insecure(cfg, true));
         } else if (strcmp(o, "--timeout-ms") == 0 && left >= 1) {

@@ -186,3 +186,24 @@ def test_each_failure_has_its_own_code():
         "PROXY_FAILED",
     ]
     assert len({RESULT[n] for n in names}) == len(names)
+
+
+def test_client_certificate_when_the_server_requires_one(probe_exe, processes, peer, pki):
+    """Mutual TLS: with its certificate the client gets in; without, the
+    server's refusal is a TLS failure with the reason in the message."""
+    p = peer(cert=pki.good[0], key=pki.good[1], client_ca=pki.ca)
+    url = p.url("/echo", scheme="wss", host="localhost")
+    ca = ["--ca", str(pki.ca), "--no-system-roots"]
+    probe = Probe(probe_exe, [*ca, "--client-cert", str(pki.client[0]), str(pki.client[1]), url])
+    processes.append(probe)
+    assert probe.connected() == "-"
+    assert probe.command("text mutual") == RESULT["OK"]
+    _, m = probe.message()
+    assert m.text and m.length == len("mutual")
+    probe.finish()
+
+    without = Probe(probe_exe, [*ca, url])
+    processes.append(without)
+    err = without.error()
+    assert err.code == "TLS_FAILED", err
+    assert "certificate" in err.message.lower(), err

@@ -1192,16 +1192,18 @@ impl Worker {
         Ok(more)
     }
 
-    /// Capacity for a partial frame: the whole frame when its header is
-    /// there (it was checked against the limits), so it is read in place.
+    /// Capacity for a partial frame: room for the rest of the frame (read in
+    /// place, so a large message is copied once), but never more than twice
+    /// what has arrived plus 64 KiB: memory follows the bytes a peer actually
+    /// sends, not the length it announces.
     fn partial_hint(&self, partial: &[u8]) -> usize {
-        match frame::parse_header(partial) {
+        let whole = match frame::parse_header(partial) {
             Ok(Some(h)) => {
                 (h.header_len as u64 + h.payload_len + 1).min(self.shared.cfg.max_frame_size as u64 + 16) as usize
             }
             _ => 64,
-        }
-        .max(partial.len() + 1)
+        };
+        whole.min(partial.len() * 2 + (64 << 10)).max(partial.len() + 1)
     }
 
     fn keep_partial(&self, slot: usize, buf: Vec<u8>) {

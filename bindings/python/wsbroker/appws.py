@@ -287,6 +287,8 @@ class AppWebsocketClient(Owned):
             raise LoginFailed(Result.INVALID_STATE, ev.text, "login")
         if ev.error:
             raise ConnectError(ev.error, ev.text, "connect")
+        if ev.type == AppwsClientEventType.CONNECTED:  # logged in, but disconnect() came since
+            raise WsbError(Result.NOT_CONNECTED, "the connection is closing", "connect")
         raise WsbError(Result.NOT_CONNECTED, f"closed before login (status {ev.close_status}: {ev.text})", "connect")
 
     @property

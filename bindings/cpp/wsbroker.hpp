@@ -1,6 +1,8 @@
 // wsbroker.hpp: header-only C++17 binding of the wsbroker C API (include/wsbroker.h).
 //
-// One move-only RAII class per C handle (`ServerConfig`, `Server`, `ClientConfig`, `Client`),
+// One move-only RAII class per C handle (`ServerConfig`, `Server`, `ClientConfig`, `Client`,
+// `AppWebsocketClientConfig`, `AppWebsocketClient`, `AppServiceConfig`, `AppService`,
+// `BrokerConfig`, `Broker`),
 // each holding a std::unique_ptr with a deleter that calls the matching `wsb_*_free`. Fallible
 // calls return `wsb::Result`, a [[nodiscard]] value. Exceptions are optional:
 //   * `Server::try_create` and `Client::try_create` never throw a wsbroker error; `create`
@@ -1056,6 +1058,1331 @@ class Client : public detail::ClientOps<Client> {
 #endif
 
     std::unique_ptr<wsb_client, detail::ClientDeleter> c_;
+};
+
+// ---- AppWebsocket (PROTOCOLS.md §5) -------------------------------------------------------------
+
+namespace detail {
+
+// A NUL-terminated copy of a view, refused (false) when it holds a NUL itself.
+inline bool cstr(std::string_view s, std::string &out) {
+    if (has_nul(s)) {
+        return false;
+    }
+    out.assign(s.data(), s.size());
+    return true;
+}
+
+// Reads a string through a `(char *buf, size_t len, size_t *needed)` call that reports the size it
+// needs (NUL included) with BufferTooSmall.
+template <class F> std::string read_sized(F &&call) {
+    size_t needed = 0;
+    char small[256];
+    if (call(small, sizeof small, &needed) == WSB_RESULT_OK) {
+        return small;
+    }
+    std::string buf(needed, '\0');
+    if (needed == 0 || call(buf.data(), buf.size(), &needed) != WSB_RESULT_OK) {
+        return {};
+    }
+    buf.resize(needed - 1);
+    return buf;
+}
+
+// Runs a crypto call into a buffer of `size` bytes and keeps the first `keep` bytes.
+template <class F> Result crypto_out(size_t size, size_t keep, std::string &out, F &&call) {
+    std::string buf(size, '\0');
+    Result r(call(buf.data(), buf.size()));
+    if (r.ok()) {
+        buf.resize(keep);
+        out = std::move(buf);
+    }
+    return r;
+}
+
+} // namespace detail
+
+// The connection-free §5.1/§5.2 crypto. Each returns InvalidArgument for a string holding a NUL.
+namespace appws {
+
+// The §5.1 login digest (64 lowercase hex characters); `info` is the exact JSON text sent, or
+// std::nullopt for none.
+[[nodiscard]] inline Result digest(std::string_view app, std::string_view domain, std::string_view sip,
+                                   std::string_view guid, std::string_view dn, std::optional<std::string_view> info,
+                                   std::string_view challenge, std::string_view password, std::string &out) {
+    std::string a, d, s, g, n, i, c, p;
+    if (!detail::cstr(app, a) || !detail::cstr(domain, d) || !detail::cstr(sip, s) || !detail::cstr(guid, g) ||
+        !detail::cstr(dn, n) || (info && !detail::cstr(*info, i)) || !detail::cstr(challenge, c) ||
+        !detail::cstr(password, p)) {
+        return Code::InvalidArgument;
+    }
+    return detail::crypto_out(65, 64, out, [&](char *buf, size_t len) {
+        return wsb_appws_digest(a.c_str(), d.c_str(), s.c_str(), g.c_str(), n.c_str(), info ? i.c_str() : nullptr,
+                                c.c_str(), p.c_str(), buf, len);
+    });
+}
+
+// The §5.2 session key (64 lowercase hex characters).
+[[nodiscard]] inline Result session_key(std::string_view challenge, std::string_view password, std::string &out) {
+    std::string c, p;
+    if (!detail::cstr(challenge, c) || !detail::cstr(password, p)) {
+        return Code::InvalidArgument;
+    }
+    return detail::crypto_out(65, 64, out,
+                              [&](char *buf, size_t len) { return wsb_appws_session_key(c.c_str(), p.c_str(), buf, len); });
+}
+
+// §5.2 Encrypt: lowercase hex of RC4 (key `seed:session_key`) over `data`.
+[[nodiscard]] inline Result encrypt(std::string_view session_key, std::string_view seed, std::string_view data,
+                                    std::string &out) {
+    std::string k, s, d;
+    if (!detail::cstr(session_key, k) || !detail::cstr(seed, s) || !detail::cstr(data, d)) {
+        return Code::InvalidArgument;
+    }
+    return detail::crypto_out(2 * d.size() + 1, 2 * d.size(), out, [&](char *buf, size_t len) {
+        return wsb_appws_encrypt(k.c_str(), s.c_str(), d.c_str(), buf, len);
+    });
+}
+
+// §5.2 Decrypt: the raw bytes behind `hex` (either case); odd length or non-hex: InvalidArgument.
+[[nodiscard]] inline Result decrypt(std::string_view session_key, std::string_view seed, std::string_view hex,
+                                    std::string &out) {
+    std::string k, s, h;
+    if (!detail::cstr(session_key, k) || !detail::cstr(seed, s) || !detail::cstr(hex, h)) {
+        return Code::InvalidArgument;
+    }
+    return detail::crypto_out(h.size() / 2 + 1, h.size() / 2, out, [&](char *buf, size_t len) {
+        return wsb_appws_decrypt(k.c_str(), s.c_str(), h.c_str(), buf, len);
+    });
+}
+
+// §5.2 Hash: lowercase hex SHA-256 of `seed:session_key:data`.
+[[nodiscard]] inline Result hash(std::string_view session_key, std::string_view seed, std::string_view data,
+                                 std::string &out) {
+    std::string k, s, d;
+    if (!detail::cstr(session_key, k) || !detail::cstr(seed, s) || !detail::cstr(data, d)) {
+        return Code::InvalidArgument;
+    }
+    return detail::crypto_out(65, 64, out, [&](char *buf, size_t len) {
+        return wsb_appws_hash(k.c_str(), s.c_str(), d.c_str(), buf, len);
+    });
+}
+
+} // namespace appws
+
+// The wsb_appws_client_event_type values.
+enum class AppWebsocketClientEventType : uint32_t {
+    Connected = WSB_APPWS_CLIENT_EVENT_TYPE_CONNECTED,
+    LoginFailed = WSB_APPWS_CLIENT_EVENT_TYPE_LOGIN_FAILED,
+    Message = WSB_APPWS_CLIENT_EVENT_TYPE_MESSAGE,
+    Sent = WSB_APPWS_CLIENT_EVENT_TYPE_SENT,
+    Closed = WSB_APPWS_CLIENT_EVENT_TYPE_CLOSED,
+    Challenge = WSB_APPWS_CLIENT_EVENT_TYPE_CHALLENGE,
+};
+
+// One AppWebsocket client event; every view is borrowed (as for ClientEvent).
+struct AppWebsocketClientEvent {
+    AppWebsocketClientEventType type = AppWebsocketClientEventType::Connected;
+    // Message: the JSON text (json.data()[json.size()] is 0), its `mt` and `src` ("" if absent).
+    std::string_view json;
+    std::string_view mt;
+    std::string_view src;
+    // LoginFailed: the reason; Closed: the close reason or error message; Challenge: the challenge.
+    std::string_view text;
+    // Closed: the server's code, 0 without one, the host's code when closed_by_host, -1 when the
+    // transport dropped or never connected.
+    int32_t close_status = 0;
+    bool closed_by_host = false;
+    // Closed: why the connection never opened (ConnectionRefused, ...), else Ok.
+    Result error;
+
+    static AppWebsocketClientEvent from_c(const wsb_appws_client_event &e) noexcept {
+        AppWebsocketClientEvent ev;
+        ev.type = static_cast<AppWebsocketClientEventType>(e.kind);
+        if (e.json != nullptr) {
+            ev.json = std::string_view(e.json, e.len);
+        }
+        ev.mt = view(e.mt);
+        ev.src = view(e.src);
+        ev.text = view(e.text);
+        ev.close_status = e.close_status;
+        ev.closed_by_host = e.closed_by_host;
+        ev.error = Result(static_cast<wsb_result>(e.error));
+        return ev;
+    }
+
+  private:
+    static std::string_view view(const char *s) noexcept { return s != nullptr ? std::string_view(s) : std::string_view(); }
+};
+
+// A login identity (password mode: AppWebsocketClientConfig::identity; authenticator mode:
+// AppWebsocketClientRef::authenticate). `info` is JSON text, or std::nullopt for none.
+struct AppWebsocketIdentity {
+    std::string domain;
+    std::string sip;
+    std::string guid = "00000000000000000000000000000000";
+    std::string dn = "Admin";
+    std::optional<std::string> info;
+};
+
+namespace detail {
+
+struct AppwsClientConfigDeleter {
+    void operator()(wsb_appws_client_config *c) const noexcept { wsb_appws_client_config_free(c); }
+};
+struct AppwsClientDeleter {
+    void operator()(wsb_appws_client *c) const noexcept { (void)wsb_appws_client_free(c); }
+};
+
+inline bool identity_cstr(const AppWebsocketIdentity &id) noexcept {
+    return !has_nul(id.domain) && !has_nul(id.sip) && !has_nul(id.guid) && !has_nul(id.dn) &&
+           !(id.info && has_nul(*id.info));
+}
+
+// The calls shared by the owning AppWebsocketClient and the borrowed AppWebsocketClientRef.
+template <class Derived> class AppwsClientOps {
+  public:
+    // Sends one JSON message (must be JSON, else InvalidArgument). Ok or Backpressure mean
+    // queued; NotConnected before Connected or after Closed.
+    Result send(std::string_view json) const {
+        std::string j;
+        if (!cstr(json, j)) {
+            return Code::InvalidArgument;
+        }
+        return Result(wsb_appws_client_send(raw(), j.c_str()));
+    }
+    // One text frame without a JSON check (MessageSendText); must be UTF-8.
+    Result send_text(std::string_view text) const noexcept {
+        return Result(wsb_appws_client_send_text(raw(), reinterpret_cast<const uint8_t *>(text.data()), text.size()));
+    }
+    // Manual flow control: done with the last Message; the next may be delivered.
+    Result message_complete() const noexcept { return Result(wsb_appws_client_message_complete(raw())); }
+    // Authenticator mode: answers the Challenge with a digest and session key computed elsewhere.
+    Result authenticate(const AppWebsocketIdentity &id, std::string_view digest, std::string_view session_key) const {
+        std::string d, k;
+        if (!identity_cstr(id) || !cstr(digest, d) || !cstr(session_key, k)) {
+            return Code::InvalidArgument;
+        }
+        return Result(wsb_appws_client_authenticate(raw(), id.domain.c_str(), id.sip.c_str(), id.guid.c_str(),
+                                                    id.dn.c_str(), id.info ? id.info->c_str() : nullptr, d.c_str(),
+                                                    k.c_str()));
+    }
+    // §5.2 with this login's session key (after Connected, else NotConnected).
+    Result encrypt(std::string_view seed, std::string_view data, std::string &out) const {
+        std::string s, d;
+        if (!cstr(seed, s) || !cstr(data, d)) {
+            return Code::InvalidArgument;
+        }
+        return crypto_out(2 * d.size() + 1, 2 * d.size(), out, [&](char *buf, size_t len) {
+            return wsb_appws_client_encrypt(raw(), s.c_str(), d.c_str(), buf, len);
+        });
+    }
+    Result decrypt(std::string_view seed, std::string_view hex, std::string &out) const {
+        std::string s, h;
+        if (!cstr(seed, s) || !cstr(hex, h)) {
+            return Code::InvalidArgument;
+        }
+        return crypto_out(h.size() / 2 + 1, h.size() / 2, out, [&](char *buf, size_t len) {
+            return wsb_appws_client_decrypt(raw(), s.c_str(), h.c_str(), buf, len);
+        });
+    }
+    Result hash(std::string_view seed, std::string_view data, std::string &out) const {
+        std::string s, d;
+        if (!cstr(seed, s) || !cstr(data, d)) {
+            return Code::InvalidArgument;
+        }
+        return crypto_out(65, 64, out, [&](char *buf, size_t len) {
+            return wsb_appws_client_hash(raw(), s.c_str(), d.c_str(), buf, len);
+        });
+    }
+    // Closes the connection (1000); Closed follows. NotConnected once Closed was reported.
+    Result close() const noexcept { return Result(wsb_appws_client_close(raw())); }
+    // True from Connected until the end or close().
+    bool is_connected() const noexcept { return wsb_appws_client_is_connected(raw()); }
+    // The detail of the last failed call on this client ("" if none).
+    std::string last_error() const {
+        return read_sized([this](char *b, size_t n, size_t *need) { return wsb_appws_client_last_error(raw(), b, n, need); });
+    }
+
+  private:
+    wsb_appws_client *raw() const noexcept { return static_cast<const Derived *>(this)->get(); }
+};
+
+} // namespace detail
+
+// AppWebsocket client settings for `url` and `app`. With a password the client logs in by itself
+// (the JS library's identity unless identity() is set); without one (std::nullopt) it runs in
+// authenticator mode. Setters chain; the first failure sticks (status(), error_detail()).
+class AppWebsocketClientConfig {
+  public:
+    AppWebsocketClientConfig(const std::string &url, const std::string &app, std::optional<std::string> password) {
+        if (detail::has_nul(url) || detail::has_nul(app) || (password && detail::has_nul(*password))) {
+            status_ = Code::InvalidArgument;
+            detail_ = "url/app/password: embedded NUL";
+            return;
+        }
+        cfg_.reset(wsb_appws_client_config_new(url.c_str(), app.c_str(), password ? password->c_str() : nullptr));
+        if (!cfg_) {
+            status_ = Code::InvalidArgument;
+            detail_ = "url/app: not UTF-8";
+        }
+    }
+
+    // Password mode only (InvalidState in authenticator mode); `info` must be JSON.
+    AppWebsocketClientConfig &identity(const AppWebsocketIdentity &id) {
+        if (!status_.ok()) {
+            return *this;
+        }
+        if (!detail::identity_cstr(id)) {
+            return fail("identity: embedded NUL");
+        }
+        return apply(wsb_appws_client_config_set_identity(cfg_.get(), id.domain.c_str(), id.sip.c_str(), id.guid.c_str(),
+                                                          id.dn.c_str(), id.info ? id.info->c_str() : nullptr),
+                     "identity");
+    }
+    AppWebsocketClientConfig &manual_complete(bool manual) {
+        return apply(wsb_appws_client_config_set_manual_complete(cfg_.get(), manual), "manual_complete");
+    }
+    AppWebsocketClientConfig &send_results(bool enable) {
+        return apply(wsb_appws_client_config_set_send_results(cfg_.get(), enable), "send_results");
+    }
+    // Sends {"mt":"KeepAlive"} after this long without sending; 0 turns it off.
+    AppWebsocketClientConfig &keep_alive(std::chrono::milliseconds t) {
+        return ms(wsb_appws_client_config_set_keep_alive_ms, t, "keep_alive");
+    }
+    AppWebsocketClientConfig &connect_timeout(std::chrono::milliseconds t) {
+        return ms(wsb_appws_client_config_set_connect_timeout_ms, t, "connect_timeout");
+    }
+    AppWebsocketClientConfig &ca_file(const std::string &path) {
+        if (!status_.ok()) {
+            return *this;
+        }
+        if (detail::has_nul(path)) {
+            return fail("ca_file: embedded NUL");
+        }
+        return apply(wsb_appws_client_config_set_ca_file(cfg_.get(), path.c_str()), "ca_file");
+    }
+    // Accept any server certificate. For development only.
+    AppWebsocketClientConfig &insecure(bool enable) {
+        return apply(wsb_appws_client_config_set_insecure(cfg_.get(), enable), "insecure");
+    }
+
+    Result status() const noexcept { return status_; }
+    const std::string &error_detail() const noexcept { return detail_; }
+    const wsb_appws_client_config *get() const noexcept { return cfg_.get(); }
+
+  private:
+    AppWebsocketClientConfig &fail(const char *detail) {
+        status_ = Code::InvalidArgument;
+        detail_ = detail;
+        return *this;
+    }
+    AppWebsocketClientConfig &apply(wsb_result r, const char *what) {
+        if (status_.ok() && r != WSB_RESULT_OK) {
+            status_ = Result(r);
+            detail_ = std::string(what) + ": " + wsb::last_error();
+        }
+        return *this;
+    }
+    AppWebsocketClientConfig &ms(wsb_result (*set)(wsb_appws_client_config *, uint32_t), std::chrono::milliseconds t,
+                                 const char *what) {
+        if (!status_.ok()) {
+            return *this;
+        }
+        uint32_t v = 0;
+        if (!detail::ms_u32(t, v)) {
+            return fail("negative duration");
+        }
+        return apply(set(cfg_.get(), v), what);
+    }
+
+    std::unique_ptr<wsb_appws_client_config, detail::AppwsClientConfigDeleter> cfg_;
+    Result status_;
+    std::string detail_;
+};
+
+// A borrowed AppWebsocket client pointer, as handlers receive it.
+class AppWebsocketClientRef : public detail::AppwsClientOps<AppWebsocketClientRef> {
+  public:
+    explicit AppWebsocketClientRef(wsb_appws_client *c) noexcept : c_(c) {}
+    wsb_appws_client *get() const noexcept { return c_; }
+
+  private:
+    wsb_appws_client *c_;
+};
+
+class AppWebsocketClient;
+
+// Callback-mode handlers. An exception a handler throws goes to on_exception if set; otherwise
+// the connection is closed (as by close()).
+class AppWebsocketClientHandlers {
+  public:
+    using Handler = std::function<void(AppWebsocketClientRef, const AppWebsocketClientEvent &)>;
+    using ExceptionHandler = std::function<void(AppWebsocketClientRef, const AppWebsocketClientEvent &, std::exception_ptr)>;
+
+    AppWebsocketClientHandlers &on_connected(Handler h) { return set(connected_, std::move(h)); }
+    AppWebsocketClientHandlers &on_login_failed(Handler h) { return set(login_failed_, std::move(h)); }
+    AppWebsocketClientHandlers &on_message(Handler h) { return set(message_, std::move(h)); }
+    AppWebsocketClientHandlers &on_sent(Handler h) { return set(sent_, std::move(h)); }
+    AppWebsocketClientHandlers &on_closed(Handler h) { return set(closed_, std::move(h)); }
+    AppWebsocketClientHandlers &on_challenge(Handler h) { return set(challenge_, std::move(h)); }
+    AppWebsocketClientHandlers &on_exception(ExceptionHandler h) {
+        exception_ = std::move(h);
+        return *this;
+    }
+
+  private:
+    friend class AppWebsocketClient;
+
+    AppWebsocketClientHandlers &set(Handler &slot, Handler h) {
+        slot = std::move(h);
+        return *this;
+    }
+
+    const Handler *pick(AppWebsocketClientEventType t) const noexcept {
+        switch (t) {
+        case AppWebsocketClientEventType::Connected: return &connected_;
+        case AppWebsocketClientEventType::LoginFailed: return &login_failed_;
+        case AppWebsocketClientEventType::Message: return &message_;
+        case AppWebsocketClientEventType::Sent: return &sent_;
+        case AppWebsocketClientEventType::Closed: return &closed_;
+        case AppWebsocketClientEventType::Challenge: return &challenge_;
+        }
+        return nullptr;
+    }
+
+    static void trampoline(void *userdata, wsb_appws_client *client, const wsb_appws_client_event *event) noexcept {
+        if (userdata == nullptr || event == nullptr) {
+            return;
+        }
+        const auto &self = *static_cast<const AppWebsocketClientHandlers *>(userdata);
+        const AppWebsocketClientEvent ev = AppWebsocketClientEvent::from_c(*event);
+        const Handler *h = self.pick(ev.type);
+        if (h == nullptr || !*h) {
+            return;
+        }
+#if WSB_HPP_CATCH_HANDLERS
+        try {
+            (*h)(AppWebsocketClientRef(client), ev);
+        } catch (...) {
+            if (self.exception_) {
+                try {
+                    self.exception_(AppWebsocketClientRef(client), ev, std::current_exception());
+                } catch (...) {
+                    // Nothing may cross into C.
+                }
+            } else if (wsb_appws_client_is_connected(client)) {
+                (void)wsb_appws_client_close(client);
+            }
+        }
+#else
+        (*h)(AppWebsocketClientRef(client), ev);
+#endif
+    }
+
+    static void release(void *userdata) noexcept { delete static_cast<AppWebsocketClientHandlers *>(userdata); }
+
+    Handler connected_, login_failed_, message_, sent_, closed_, challenge_;
+    ExceptionHandler exception_;
+};
+
+// An AppWebsocket client (wsb_appws_client): connects and logs in in the background on creation;
+// Closed comes exactly once and ends it. Move-only; destruction closes and joins its thread (not
+// from its own handlers: shutdown() then returns Reentrant).
+class AppWebsocketClient : public detail::AppwsClientOps<AppWebsocketClient> {
+  public:
+    AppWebsocketClient() noexcept = default;
+
+    static Result try_create(const AppWebsocketClientConfig &config, AppWebsocketClientHandlers handlers,
+                             AppWebsocketClient &out) {
+        if (Result pre = precheck(config); !pre.ok()) {
+            return pre;
+        }
+        auto *box = new AppWebsocketClientHandlers(std::move(handlers));
+        wsb_appws_client *c = nullptr;
+        // wsb_appws_client_new owns box from here: it calls release() on failure too.
+        Result r(wsb_appws_client_new(config.get(), &AppWebsocketClientHandlers::trampoline, box,
+                                      &AppWebsocketClientHandlers::release, &c));
+        if (r.ok()) {
+            out.c_.reset(c);
+        }
+        return r;
+    }
+    // Queue mode: events wait for poll().
+    static Result try_create(const AppWebsocketClientConfig &config, AppWebsocketClient &out) {
+        if (Result pre = precheck(config); !pre.ok()) {
+            return pre;
+        }
+        wsb_appws_client *c = nullptr;
+        Result r(wsb_appws_client_new(config.get(), nullptr, nullptr, nullptr, &c));
+        if (r.ok()) {
+            out.c_.reset(c);
+        }
+        return r;
+    }
+
+#if !defined(WSB_NO_EXCEPTIONS)
+    static AppWebsocketClient create(const AppWebsocketClientConfig &config, AppWebsocketClientHandlers handlers) {
+        AppWebsocketClient c;
+        check(c.try_create(config, std::move(handlers), c), config.error_detail());
+        return c;
+    }
+    static AppWebsocketClient create(const AppWebsocketClientConfig &config) {
+        AppWebsocketClient c;
+        check(try_create(config, c), config.error_detail());
+        return c;
+    }
+#endif
+
+    // Queue mode, as Client::poll; ShutDown after Closed has been polled.
+    Result poll(std::chrono::milliseconds timeout, AppWebsocketClientEvent &out) const noexcept {
+        wsb_appws_client_event raw{};
+        Result r(wsb_appws_client_poll(get(), detail::ms_i32(timeout), &raw));
+        if (r.ok()) {
+            out = AppWebsocketClientEvent::from_c(raw);
+        }
+        return r;
+    }
+    std::optional<AppWebsocketClientEvent> poll(std::chrono::milliseconds timeout) const noexcept {
+        AppWebsocketClientEvent ev;
+        if (!poll(timeout, ev).ok()) {
+            return std::nullopt;
+        }
+        return ev;
+    }
+    Result interrupt() const noexcept { return Result(wsb_appws_client_interrupt(get())); }
+
+    // Closes and frees the client now; on Reentrant it is kept and still owned.
+    Result shutdown() noexcept {
+        Result r(wsb_appws_client_free(c_.get()));
+        if (r.code() != Code::Reentrant) {
+            (void)c_.release();
+        }
+        return r;
+    }
+
+    explicit operator bool() const noexcept { return c_ != nullptr; }
+    wsb_appws_client *get() const noexcept { return c_.get(); }
+    AppWebsocketClientRef ref() const noexcept { return AppWebsocketClientRef(c_.get()); }
+    wsb_appws_client *release() noexcept { return c_.release(); }
+
+  private:
+    static Result precheck(const AppWebsocketClientConfig &config) noexcept {
+        if (!config.status().ok()) {
+            return config.status();
+        }
+        return version_matches() ? Result(Code::Ok) : Result(Code::InvalidState);
+    }
+#if !defined(WSB_NO_EXCEPTIONS)
+    static void check(Result r, const std::string &config_detail) {
+        if (!r.ok()) {
+            throw Error(r, "wsb::AppWebsocketClient::create", config_detail.empty() ? wsb::last_error() : config_detail);
+        }
+    }
+#endif
+
+    std::unique_ptr<wsb_appws_client, detail::AppwsClientDeleter> c_;
+};
+
+// ---- app service -------------------------------------------------------------------------------
+
+enum class AppServiceEventType : uint32_t {
+    Login = WSB_APPWS_SERVICE_EVENT_TYPE_LOGIN,
+    Message = WSB_APPWS_SERVICE_EVENT_TYPE_MESSAGE,
+    Binary = WSB_APPWS_SERVICE_EVENT_TYPE_BINARY,
+    Closed = WSB_APPWS_SERVICE_EVENT_TYPE_CLOSED,
+};
+
+// One app-service event; every view is borrowed (as for Event).
+struct AppServiceEvent {
+    AppServiceEventType type = AppServiceEventType::Login;
+    ConnId conn = 0;
+    // Login: the app and the login's identity; `info` is JSON text ("" when it had none).
+    std::string_view app, domain, sip, guid, dn, info;
+    // Message: its `mt` and `src` ("" if absent).
+    std::string_view mt, src;
+    // Message: the JSON text; Binary: the bytes; Closed: the reason. data.data()[data.size()] is 0.
+    std::string_view data;
+    int32_t close_status = 0;
+    bool closed_by_host = false;
+
+    static AppServiceEvent from_c(const wsb_appws_service_event &e) noexcept {
+        AppServiceEvent ev;
+        ev.type = static_cast<AppServiceEventType>(e.kind);
+        ev.conn = e.conn;
+        ev.app = view(e.app);
+        ev.domain = view(e.domain);
+        ev.sip = view(e.sip);
+        ev.guid = view(e.guid);
+        ev.dn = view(e.dn);
+        ev.info = view(e.info);
+        ev.mt = view(e.mt);
+        ev.src = view(e.src);
+        if (e.data != nullptr) {
+            ev.data = std::string_view(reinterpret_cast<const char *>(e.data), e.len);
+        }
+        ev.close_status = e.close_status;
+        ev.closed_by_host = e.closed_by_host;
+        return ev;
+    }
+
+  private:
+    static std::string_view view(const char *s) noexcept { return s != nullptr ? std::string_view(s) : std::string_view(); }
+};
+
+namespace detail {
+
+struct AppServiceConfigDeleter {
+    void operator()(wsb_appws_service_config *c) const noexcept { wsb_appws_service_config_free(c); }
+};
+struct AppServiceDeleter {
+    void operator()(wsb_appws_service *s) const noexcept { (void)wsb_appws_service_free(s); }
+};
+
+template <class Derived> class AppServiceOps {
+  public:
+    // Answers a request: `json` goes to `conn` with `src` set ("" leaves it out). Ok or
+    // Backpressure mean queued; Closed, NotFound, InvalidArgument (not JSON).
+    Result reply(ConnId conn, std::string_view src, std::string_view json) const {
+        std::string s, j;
+        if (!cstr(src, s) || !cstr(json, j)) {
+            return Code::InvalidArgument;
+        }
+        return Result(wsb_appws_service_reply(raw(), conn, s.c_str(), j.c_str()));
+    }
+    // One frame, text (UTF-8) or binary; data is copied.
+    Result send(ConnId conn, std::string_view data, bool is_text) const noexcept {
+        return Result(wsb_appws_service_send(raw(), conn, reinterpret_cast<const uint8_t *>(data.data()), data.size(), is_text));
+    }
+    Result close(ConnId conn, int32_t code = 1000, std::string_view reason = {}) const {
+        std::string r;
+        if (!cstr(reason, r)) {
+            return Code::InvalidArgument;
+        }
+        return Result(wsb_appws_service_close(raw(), conn, code, r.c_str()));
+    }
+    Result message_complete(ConnId conn) const noexcept { return Result(wsb_appws_service_message_complete(raw(), conn)); }
+    uint16_t port() const noexcept { return wsb_appws_service_port(raw()); }
+    std::string last_error() const {
+        return read_sized([this](char *b, size_t n, size_t *need) { return wsb_appws_service_last_error(raw(), b, n, need); });
+    }
+
+  private:
+    wsb_appws_service *raw() const noexcept { return static_cast<const Derived *>(this)->get(); }
+};
+
+} // namespace detail
+
+// App-service settings. Defaults: 127.0.0.1:0, no apps (every login fails), 64 KiB messages,
+// automatic flow control, no echo. Setters chain; the first failure sticks.
+class AppServiceConfig {
+  public:
+    AppServiceConfig() : cfg_(wsb_appws_service_config_new()) {
+        if (!cfg_) {
+            status_ = Code::NullPointer;
+            detail_ = "wsb_appws_service_config_new: out of memory";
+        }
+    }
+    AppServiceConfig &bind(const std::string &addr) {
+        return str1(addr, "bind", [&](const char *a) { return wsb_appws_service_config_set_bind(cfg_.get(), a); });
+    }
+    AppServiceConfig &app(const std::string &name, const std::string &password) {
+        return str2(name, password, "app", wsb_appws_service_config_add_app);
+    }
+    // A password accepted for any app from logins with this `domain`.
+    AppServiceConfig &domain_password(const std::string &domain, const std::string &password) {
+        return str2(domain, password, "domain_password", wsb_appws_service_config_add_domain_password);
+    }
+    AppServiceConfig &manual_complete(bool manual) {
+        return apply(wsb_appws_service_config_set_manual_complete(cfg_.get(), manual), "manual_complete");
+    }
+    // The built-in echo: each message comes back with mt+"Result" and is not reported.
+    AppServiceConfig &echo(bool on) { return apply(wsb_appws_service_config_set_echo(cfg_.get(), on), "echo"); }
+    AppServiceConfig &max_message_size(size_t bytes) {
+        return apply(wsb_appws_service_config_set_max_message_size(cfg_.get(), bytes), "max_message_size");
+    }
+
+    Result status() const noexcept { return status_; }
+    const std::string &error_detail() const noexcept { return detail_; }
+    const wsb_appws_service_config *get() const noexcept { return cfg_.get(); }
+
+  private:
+    AppServiceConfig &apply(wsb_result r, const char *what) {
+        if (status_.ok() && r != WSB_RESULT_OK) {
+            status_ = Result(r);
+            detail_ = std::string(what) + ": " + wsb::last_error();
+        }
+        return *this;
+    }
+    template <class F> AppServiceConfig &str1(const std::string &s, const char *what, F &&set) {
+        if (!status_.ok()) {
+            return *this;
+        }
+        if (detail::has_nul(s)) {
+            status_ = Code::InvalidArgument;
+            detail_ = std::string(what) + ": embedded NUL";
+            return *this;
+        }
+        return apply(set(s.c_str()), what);
+    }
+    AppServiceConfig &str2(const std::string &a, const std::string &b, const char *what,
+                           wsb_result (*set)(wsb_appws_service_config *, const char *, const char *)) {
+        if (!status_.ok()) {
+            return *this;
+        }
+        if (detail::has_nul(a) || detail::has_nul(b)) {
+            status_ = Code::InvalidArgument;
+            detail_ = std::string(what) + ": embedded NUL";
+            return *this;
+        }
+        return apply(set(cfg_.get(), a.c_str(), b.c_str()), what);
+    }
+
+    std::unique_ptr<wsb_appws_service_config, detail::AppServiceConfigDeleter> cfg_;
+    Result status_;
+    std::string detail_;
+};
+
+class AppServiceRef : public detail::AppServiceOps<AppServiceRef> {
+  public:
+    explicit AppServiceRef(wsb_appws_service *s) noexcept : s_(s) {}
+    wsb_appws_service *get() const noexcept { return s_; }
+
+  private:
+    wsb_appws_service *s_;
+};
+
+class AppService;
+
+// Callback-mode handlers. An exception a handler throws goes to on_exception if set; otherwise
+// the event's session is closed with 1011 "internal error".
+class AppServiceHandlers {
+  public:
+    using Handler = std::function<void(AppServiceRef, const AppServiceEvent &)>;
+    using ExceptionHandler = std::function<void(AppServiceRef, const AppServiceEvent &, std::exception_ptr)>;
+
+    AppServiceHandlers &on_login(Handler h) { return set(login_, std::move(h)); }
+    AppServiceHandlers &on_message(Handler h) { return set(message_, std::move(h)); }
+    AppServiceHandlers &on_binary(Handler h) { return set(binary_, std::move(h)); }
+    AppServiceHandlers &on_closed(Handler h) { return set(closed_, std::move(h)); }
+    AppServiceHandlers &on_exception(ExceptionHandler h) {
+        exception_ = std::move(h);
+        return *this;
+    }
+
+  private:
+    friend class AppService;
+
+    AppServiceHandlers &set(Handler &slot, Handler h) {
+        slot = std::move(h);
+        return *this;
+    }
+    const Handler *pick(AppServiceEventType t) const noexcept {
+        switch (t) {
+        case AppServiceEventType::Login: return &login_;
+        case AppServiceEventType::Message: return &message_;
+        case AppServiceEventType::Binary: return &binary_;
+        case AppServiceEventType::Closed: return &closed_;
+        }
+        return nullptr;
+    }
+
+    static void trampoline(void *userdata, wsb_appws_service *service, const wsb_appws_service_event *event) noexcept {
+        if (userdata == nullptr || event == nullptr) {
+            return;
+        }
+        const auto &self = *static_cast<const AppServiceHandlers *>(userdata);
+        const AppServiceEvent ev = AppServiceEvent::from_c(*event);
+        const Handler *h = self.pick(ev.type);
+        if (h == nullptr || !*h) {
+            return;
+        }
+#if WSB_HPP_CATCH_HANDLERS
+        try {
+            (*h)(AppServiceRef(service), ev);
+        } catch (...) {
+            if (self.exception_) {
+                try {
+                    self.exception_(AppServiceRef(service), ev, std::current_exception());
+                } catch (...) {
+                    // Nothing may cross into C.
+                }
+            } else if (ev.type != AppServiceEventType::Closed) {
+                (void)wsb_appws_service_close(service, ev.conn, 1011, "internal error");
+            }
+        }
+#else
+        (*h)(AppServiceRef(service), ev);
+#endif
+    }
+
+    static void release(void *userdata) noexcept { delete static_cast<AppServiceHandlers *>(userdata); }
+
+    Handler login_, message_, binary_, closed_;
+    ExceptionHandler exception_;
+};
+
+// A running app service (wsb_appws_service): listens on creation, runs the challenge and login
+// itself, reports sessions. Move-only; destruction stops it (not from its own handlers).
+class AppService : public detail::AppServiceOps<AppService> {
+  public:
+    AppService() noexcept = default;
+
+    static Result try_create(const AppServiceConfig &config, AppServiceHandlers handlers, AppService &out) {
+        if (Result pre = precheck(config); !pre.ok()) {
+            return pre;
+        }
+        auto *box = new AppServiceHandlers(std::move(handlers));
+        wsb_appws_service *s = nullptr;
+        // wsb_appws_service_new owns box from here: it calls release() on failure too.
+        Result r(wsb_appws_service_new(config.get(), &AppServiceHandlers::trampoline, box, &AppServiceHandlers::release, &s));
+        if (r.ok()) {
+            out.s_.reset(s);
+        }
+        return r;
+    }
+    static Result try_create(const AppServiceConfig &config, AppService &out) {
+        if (Result pre = precheck(config); !pre.ok()) {
+            return pre;
+        }
+        wsb_appws_service *s = nullptr;
+        Result r(wsb_appws_service_new(config.get(), nullptr, nullptr, nullptr, &s));
+        if (r.ok()) {
+            out.s_.reset(s);
+        }
+        return r;
+    }
+
+#if !defined(WSB_NO_EXCEPTIONS)
+    static AppService create(const AppServiceConfig &config, AppServiceHandlers handlers) {
+        AppService s;
+        check(try_create(config, std::move(handlers), s), config.error_detail());
+        return s;
+    }
+    static AppService create(const AppServiceConfig &config) {
+        AppService s;
+        check(try_create(config, s), config.error_detail());
+        return s;
+    }
+#endif
+
+    Result poll(std::chrono::milliseconds timeout, AppServiceEvent &out) const noexcept {
+        wsb_appws_service_event raw{};
+        Result r(wsb_appws_service_poll(get(), detail::ms_i32(timeout), &raw));
+        if (r.ok()) {
+            out = AppServiceEvent::from_c(raw);
+        }
+        return r;
+    }
+    std::optional<AppServiceEvent> poll(std::chrono::milliseconds timeout) const noexcept {
+        AppServiceEvent ev;
+        if (!poll(timeout, ev).ok()) {
+            return std::nullopt;
+        }
+        return ev;
+    }
+    Result interrupt() const noexcept { return Result(wsb_appws_service_interrupt(get())); }
+
+    Result shutdown() noexcept {
+        Result r(wsb_appws_service_free(s_.get()));
+        if (r.code() != Code::Reentrant) {
+            (void)s_.release();
+        }
+        return r;
+    }
+
+    explicit operator bool() const noexcept { return s_ != nullptr; }
+    wsb_appws_service *get() const noexcept { return s_.get(); }
+    AppServiceRef ref() const noexcept { return AppServiceRef(s_.get()); }
+    wsb_appws_service *release() noexcept { return s_.release(); }
+
+  private:
+    static Result precheck(const AppServiceConfig &config) noexcept {
+        if (!config.status().ok()) {
+            return config.status();
+        }
+        return version_matches() ? Result(Code::Ok) : Result(Code::InvalidState);
+    }
+#if !defined(WSB_NO_EXCEPTIONS)
+    static void check(Result r, const std::string &config_detail) {
+        if (!r.ok()) {
+            throw Error(r, "wsb::AppService::create", config_detail.empty() ? wsb::last_error() : config_detail);
+        }
+    }
+#endif
+
+    std::unique_ptr<wsb_appws_service, detail::AppServiceDeleter> s_;
+};
+
+// ---- broker ------------------------------------------------------------------------------------
+
+enum class Listener : uint32_t {
+    Achex = WSB_LISTENER_ACHEX,
+    Wschat = WSB_LISTENER_WSCHAT,
+    Webtalk = WSB_LISTENER_WEBTALK,
+    WebtalkAdmin = WSB_LISTENER_WEBTALK_ADMIN,
+    Appws = WSB_LISTENER_APPWS,
+};
+
+enum class Target : uint32_t {
+    Name = WSB_TARGET_NAME,
+    Group = WSB_TARGET_GROUP,
+    Hub = WSB_TARGET_HUB,
+};
+
+enum class BrokerEventType : uint32_t {
+    ServiceMessage = WSB_BROKER_EVENT_TYPE_SERVICE_MESSAGE,
+    Login = WSB_BROKER_EVENT_TYPE_LOGIN,
+    Logout = WSB_BROKER_EVENT_TYPE_LOGOUT,
+    Join = WSB_BROKER_EVENT_TYPE_JOIN,
+    Leave = WSB_BROKER_EVENT_TYPE_LEAVE,
+};
+
+using BrokerCounts = wsb_broker_counts;
+
+// One broker event; every view is borrowed until the handler returns.
+struct BrokerEvent {
+    BrokerEventType type = BrokerEventType::ServiceMessage;
+    // ServiceMessage: the receiving service's SID.
+    uint64_t service = 0;
+    // The sender's (ServiceMessage) or the session's Achex SID and name.
+    uint64_t sid = 0;
+    std::string_view name;
+    // Join/Leave: the group or hub.
+    std::string_view place;
+    bool is_hub = false;
+    // Login: a service login.
+    bool is_service = false;
+    // ServiceMessage: the stamped JSON (data.data()[data.size()] is 0).
+    std::string_view data;
+
+    static BrokerEvent from_c(const wsb_broker_event &e) noexcept {
+        BrokerEvent ev;
+        ev.type = static_cast<BrokerEventType>(e.kind);
+        ev.service = e.service;
+        ev.sid = e.sid;
+        ev.name = e.name != nullptr ? std::string_view(e.name) : std::string_view();
+        ev.place = e.place != nullptr ? std::string_view(e.place) : std::string_view();
+        ev.is_hub = e.is_hub;
+        ev.is_service = e.is_service;
+        if (e.data != nullptr) {
+            ev.data = std::string_view(reinterpret_cast<const char *>(e.data), e.len);
+        }
+        return ev;
+    }
+};
+
+namespace detail {
+
+struct BrokerConfigDeleter {
+    void operator()(wsb_broker_config *c) const noexcept { wsb_broker_config_free(c); }
+};
+struct BrokerDeleter {
+    void operator()(wsb_broker *b) const noexcept { (void)wsb_broker_free(b); }
+};
+
+inline const uint8_t *bytes(std::string_view s) noexcept { return reinterpret_cast<const uint8_t *>(s.data()); }
+
+// Every broker call: safe from any thread, inside the event handler included.
+template <class Derived> class BrokerOps {
+  public:
+    // The port a listener serves on; 0 when it is off.
+    uint16_t port(Listener l = Listener::Achex) const noexcept { return wsb_broker_port(raw(), static_cast<uint32_t>(l)); }
+    // An in-process service under an exclusive Achex name (InvalidState: name in use).
+    Result register_service(std::string_view name, uint64_t &sid) const {
+        std::string n;
+        if (!cstr(name, n)) {
+            return Code::InvalidArgument;
+        }
+        return Result(wsb_broker_register_service(raw(), n.c_str(), &sid));
+    }
+    Result unregister_service(uint64_t service) const noexcept { return Result(wsb_broker_unregister_service(raw(), service)); }
+    // A JSON object from `service` to a name, group or hub (NotFound: unknown name).
+    Result send(uint64_t service, Target kind, std::string_view target, std::string_view json) const {
+        std::string t;
+        if (!cstr(target, t)) {
+            return Code::InvalidArgument;
+        }
+        return Result(wsb_broker_send(raw(), service, static_cast<uint32_t>(kind), t.c_str(), bytes(json), json.size()));
+    }
+    Result send_to_session(uint64_t service, uint64_t sid, std::string_view json) const noexcept {
+        return Result(wsb_broker_send_to_session(raw(), service, sid, bytes(json), json.size()));
+    }
+    Result join(uint64_t service, std::string_view place, bool is_hub = false) const {
+        std::string p;
+        if (!cstr(place, p)) {
+            return Code::InvalidArgument;
+        }
+        return Result(wsb_broker_join(raw(), service, is_hub, p.c_str()));
+    }
+    Result leave(uint64_t service, std::string_view place, bool is_hub = false) const {
+        std::string p;
+        if (!cstr(place, p)) {
+            return Code::InvalidArgument;
+        }
+        return Result(wsb_broker_leave(raw(), service, is_hub, p.c_str()));
+    }
+    // Login/Logout/Join/Leave events on or off (default off).
+    Result set_events(bool on) const noexcept { return Result(wsb_broker_set_events(raw(), on)); }
+    std::optional<BrokerCounts> stats() const noexcept {
+        BrokerCounts c{};
+        if (wsb_broker_stats(raw(), &c) != WSB_RESULT_OK) {
+            return std::nullopt;
+        }
+        return c;
+    }
+    std::string last_error() const {
+        return read_sized([this](char *b, size_t n, size_t *need) { return wsb_broker_last_error(raw(), b, n, need); });
+    }
+
+    // webtalk [newuser]: the browser logs in with "<user>!<salt>".
+    Result webtalk_create_user(uint64_t &user, std::string &salt) const {
+        char buf[32] = {};
+        Result r(wsb_broker_webtalk_create_user(raw(), &user, buf, sizeof buf));
+        if (r.ok()) {
+            salt = buf;
+        }
+        return r;
+    }
+    Result webtalk_kill_user(uint64_t user) const noexcept { return Result(wsb_broker_webtalk_kill_user(raw(), user)); }
+    // One frame (text, or binary when not UTF-8); queued while offline (WouldOverflow when full).
+    Result webtalk_whisper(uint64_t user, std::string_view message) const noexcept {
+        return Result(wsb_broker_webtalk_whisper(raw(), user, bytes(message), message.size()));
+    }
+    Result webtalk_create_channel(uint64_t &channel) const noexcept {
+        return Result(wsb_broker_webtalk_create_channel(raw(), &channel));
+    }
+    Result webtalk_kill_channel(uint64_t channel) const noexcept {
+        return Result(wsb_broker_webtalk_kill_channel(raw(), channel));
+    }
+    Result webtalk_shout(uint64_t channel, std::string_view message) const noexcept {
+        return Result(wsb_broker_webtalk_shout(raw(), channel, bytes(message), message.size()));
+    }
+    Result webtalk_join(uint64_t channel, uint64_t user) const noexcept {
+        return Result(wsb_broker_webtalk_join(raw(), channel, user));
+    }
+    Result webtalk_leave(uint64_t channel, uint64_t user) const noexcept {
+        return Result(wsb_broker_webtalk_leave(raw(), channel, user));
+    }
+    Result webtalk_store(std::string_view key, std::string_view value) const {
+        std::string k;
+        if (!cstr(key, k)) {
+            return Code::InvalidArgument;
+        }
+        return Result(wsb_broker_webtalk_store(raw(), k.c_str(), bytes(value), value.size()));
+    }
+    Result webtalk_clear(std::string_view key) const {
+        std::string k;
+        if (!cstr(key, k)) {
+            return Code::InvalidArgument;
+        }
+        return Result(wsb_broker_webtalk_clear(raw(), k.c_str()));
+    }
+    // NotFound when nothing is stored under `key`.
+    Result webtalk_retrieve(std::string_view key, std::string &out) const {
+        std::string k;
+        if (!cstr(key, k)) {
+            return Code::InvalidArgument;
+        }
+        size_t needed = 0;
+        std::string buf(256, '\0');
+        for (int attempt = 0; attempt < 4; ++attempt) { // the value may grow between two calls
+            Result r(wsb_broker_webtalk_retrieve(raw(), k.c_str(), buf.data(), buf.size(), &needed));
+            if (r.ok()) {
+                buf.resize(needed > 0 ? needed - 1 : 0);
+                out = std::move(buf);
+                return r;
+            }
+            if (r.code() != Code::BufferTooSmall) {
+                return r;
+            }
+            buf.assign(needed > buf.size() ? needed : buf.size() * 2, '\0');
+        }
+        return Code::BufferTooSmall;
+    }
+
+  private:
+    wsb_broker *raw() const noexcept { return static_cast<const Derived *>(this)->get(); }
+};
+
+} // namespace detail
+
+// Decides a user login: return true to accept; to refuse, return false and optionally set
+// `reason` (the client sees {"auth":"failed","error":reason}). Runs on an I/O thread; must not
+// block. An exception refuses the login.
+using AuthHandler = std::function<bool(std::string_view name, std::string_view password, std::string &reason)>;
+
+// Broker settings: Achex on 127.0.0.1:0, the other listeners off, open login. Setters chain; the
+// first failure sticks.
+class BrokerConfig {
+  public:
+    BrokerConfig() : cfg_(wsb_broker_config_new()) {
+        if (!cfg_) {
+            status_ = Code::NullPointer;
+            detail_ = "wsb_broker_config_new: out of memory";
+        }
+    }
+    // "IP:PORT" (port 0: ephemeral) or "off".
+    BrokerConfig &listener(Listener l, const std::string &addr) {
+        if (!status_.ok()) {
+            return *this;
+        }
+        if (detail::has_nul(addr)) {
+            return fail("listener: embedded NUL");
+        }
+        return apply(wsb_broker_config_set_listener(cfg_.get(), static_cast<uint32_t>(l), addr.c_str()), "listener");
+    }
+    BrokerConfig &achex_quiet(bool quiet) { return apply(wsb_broker_config_set_achex_quiet(cfg_.get(), quiet), "achex_quiet"); }
+    BrokerConfig &service_credentials(const std::string &name, const std::string &password) {
+        return pair(name, password, "service_credentials", wsb_broker_config_add_service_credentials);
+    }
+    // Once any is added, logins are checked against this table only.
+    BrokerConfig &credentials(const std::string &name, const std::string &password) {
+        return pair(name, password, "credentials", wsb_broker_config_add_credentials);
+    }
+    // The first one replaces the default demo/demo app.
+    BrokerConfig &appws_app(const std::string &name, const std::string &password) {
+        return pair(name, password, "appws_app", wsb_broker_config_add_appws_app);
+    }
+    // std::nullopt removes the requirement.
+    BrokerConfig &webtalk_admin_secret(const std::optional<std::string> &secret) {
+        if (!status_.ok()) {
+            return *this;
+        }
+        if (secret && detail::has_nul(*secret)) {
+            return fail("webtalk_admin_secret: embedded NUL");
+        }
+        return apply(wsb_broker_config_set_webtalk_admin_secret(cfg_.get(), secret ? secret->c_str() : nullptr),
+                     "webtalk_admin_secret");
+    }
+    // Lets `check` decide every user login (over a credentials table); an empty one restores open mode.
+    BrokerConfig &auth(AuthHandler check) {
+        if (!status_.ok()) {
+            return *this;
+        }
+        if (!check) {
+            return apply(wsb_broker_config_set_auth_callback(cfg_.get(), nullptr, nullptr, nullptr), "auth");
+        }
+        // The library owns the box from here (release runs when neither config nor broker needs it).
+        auto *box = new AuthHandler(std::move(check));
+        return apply(wsb_broker_config_set_auth_callback(cfg_.get(), &auth_trampoline, box, &auth_release), "auth");
+    }
+
+    Result status() const noexcept { return status_; }
+    const std::string &error_detail() const noexcept { return detail_; }
+    const wsb_broker_config *get() const noexcept { return cfg_.get(); }
+
+  private:
+    static bool auth_trampoline(void *userdata, const char *name, const char *password, char *reason,
+                                size_t reason_len) noexcept {
+        if (userdata == nullptr || name == nullptr || password == nullptr) {
+            return false;
+        }
+        std::string why;
+        bool ok = false;
+#if WSB_HPP_CATCH_HANDLERS
+        try {
+            ok = (*static_cast<const AuthHandler *>(userdata))(name, password, why);
+        } catch (...) {
+            return false;
+        }
+#else
+        ok = (*static_cast<const AuthHandler *>(userdata))(name, password, why);
+#endif
+        if (!ok && !why.empty() && reason != nullptr && reason_len > 0) {
+            size_t n = why.size() < reason_len - 1 ? why.size() : reason_len - 1;
+            // Never cut a UTF-8 sequence in two: back off over continuation bytes.
+            while (n > 0 && n < why.size() && (static_cast<unsigned char>(why[n]) & 0xC0U) == 0x80U) {
+                --n;
+            }
+            why.copy(reason, n);
+            reason[n] = '\0';
+        }
+        return ok;
+    }
+    static void auth_release(void *userdata) noexcept { delete static_cast<AuthHandler *>(userdata); }
+
+    BrokerConfig &fail(const char *detail) {
+        status_ = Code::InvalidArgument;
+        detail_ = detail;
+        return *this;
+    }
+    BrokerConfig &apply(wsb_result r, const char *what) {
+        if (status_.ok() && r != WSB_RESULT_OK) {
+            status_ = Result(r);
+            detail_ = std::string(what) + ": " + wsb::last_error();
+        }
+        return *this;
+    }
+    BrokerConfig &pair(const std::string &a, const std::string &b, const char *what,
+                       wsb_result (*set)(wsb_broker_config *, const char *, const char *)) {
+        if (!status_.ok()) {
+            return *this;
+        }
+        if (detail::has_nul(a) || detail::has_nul(b)) {
+            return fail("embedded NUL");
+        }
+        return apply(set(cfg_.get(), a.c_str(), b.c_str()), what);
+    }
+
+    std::unique_ptr<wsb_broker_config, detail::BrokerConfigDeleter> cfg_;
+    Result status_;
+    std::string detail_;
+};
+
+class BrokerRef : public detail::BrokerOps<BrokerRef> {
+  public:
+    explicit BrokerRef(wsb_broker *b) noexcept : b_(b) {}
+    wsb_broker *get() const noexcept { return b_; }
+
+  private:
+    wsb_broker *b_;
+};
+
+class Broker;
+
+// Event handlers. An exception a handler throws goes to on_exception if set; otherwise it is
+// dropped (a broker event has no connection of the host's to close).
+class BrokerHandlers {
+  public:
+    using Handler = std::function<void(BrokerRef, const BrokerEvent &)>;
+    using ExceptionHandler = std::function<void(BrokerRef, const BrokerEvent &, std::exception_ptr)>;
+
+    BrokerHandlers &on_service_message(Handler h) { return set(message_, std::move(h)); }
+    BrokerHandlers &on_login(Handler h) { return set(login_, std::move(h)); }
+    BrokerHandlers &on_logout(Handler h) { return set(logout_, std::move(h)); }
+    BrokerHandlers &on_join(Handler h) { return set(join_, std::move(h)); }
+    BrokerHandlers &on_leave(Handler h) { return set(leave_, std::move(h)); }
+    BrokerHandlers &on_exception(ExceptionHandler h) {
+        exception_ = std::move(h);
+        return *this;
+    }
+
+  private:
+    friend class Broker;
+
+    BrokerHandlers &set(Handler &slot, Handler h) {
+        slot = std::move(h);
+        return *this;
+    }
+    const Handler *pick(BrokerEventType t) const noexcept {
+        switch (t) {
+        case BrokerEventType::ServiceMessage: return &message_;
+        case BrokerEventType::Login: return &login_;
+        case BrokerEventType::Logout: return &logout_;
+        case BrokerEventType::Join: return &join_;
+        case BrokerEventType::Leave: return &leave_;
+        }
+        return nullptr;
+    }
+
+    static void trampoline(void *userdata, wsb_broker *broker, const wsb_broker_event *event) noexcept {
+        if (userdata == nullptr || event == nullptr) {
+            return;
+        }
+        const auto &self = *static_cast<const BrokerHandlers *>(userdata);
+        const BrokerEvent ev = BrokerEvent::from_c(*event);
+        const Handler *h = self.pick(ev.type);
+        if (h == nullptr || !*h) {
+            return;
+        }
+#if WSB_HPP_CATCH_HANDLERS
+        try {
+            (*h)(BrokerRef(broker), ev);
+        } catch (...) {
+            if (self.exception_) {
+                try {
+                    self.exception_(BrokerRef(broker), ev, std::current_exception());
+                } catch (...) {
+                    // Nothing may cross into C.
+                }
+            }
+        }
+#else
+        (*h)(BrokerRef(broker), ev);
+#endif
+    }
+
+    static void release(void *userdata) noexcept { delete static_cast<BrokerHandlers *>(userdata); }
+
+    Handler message_, login_, logout_, join_, leave_;
+    ExceptionHandler exception_;
+};
+
+// A running broker (wsb_broker): its listeners serve from creation. Move-only; destruction stops
+// every listener (close 1001). Not from its own handlers: shutdown() then returns Reentrant.
+class Broker : public detail::BrokerOps<Broker> {
+  public:
+    Broker() noexcept = default;
+
+    static Result try_create(const BrokerConfig &config, BrokerHandlers handlers, Broker &out) {
+        if (Result pre = precheck(config); !pre.ok()) {
+            return pre;
+        }
+        auto *box = new BrokerHandlers(std::move(handlers));
+        wsb_broker *b = nullptr;
+        // wsb_broker_new owns box from here: it calls release() on failure too.
+        Result r(wsb_broker_new(config.get(), &BrokerHandlers::trampoline, box, &BrokerHandlers::release, &b));
+        if (r.ok()) {
+            out.b_.reset(b);
+        }
+        return r;
+    }
+    // Without handlers: in-process services receive nothing.
+    static Result try_create(const BrokerConfig &config, Broker &out) {
+        if (Result pre = precheck(config); !pre.ok()) {
+            return pre;
+        }
+        wsb_broker *b = nullptr;
+        Result r(wsb_broker_new(config.get(), nullptr, nullptr, nullptr, &b));
+        if (r.ok()) {
+            out.b_.reset(b);
+        }
+        return r;
+    }
+
+#if !defined(WSB_NO_EXCEPTIONS)
+    static Broker create(const BrokerConfig &config, BrokerHandlers handlers) {
+        Broker b;
+        check(try_create(config, std::move(handlers), b), config.error_detail());
+        return b;
+    }
+    static Broker create(const BrokerConfig &config) {
+        Broker b;
+        check(try_create(config, b), config.error_detail());
+        return b;
+    }
+#endif
+
+    Result shutdown() noexcept {
+        Result r(wsb_broker_free(b_.get()));
+        if (r.code() != Code::Reentrant) {
+            (void)b_.release();
+        }
+        return r;
+    }
+
+    explicit operator bool() const noexcept { return b_ != nullptr; }
+    wsb_broker *get() const noexcept { return b_.get(); }
+    BrokerRef ref() const noexcept { return BrokerRef(b_.get()); }
+    wsb_broker *release() noexcept { return b_.release(); }
+
+  private:
+    static Result precheck(const BrokerConfig &config) noexcept {
+        if (!config.status().ok()) {
+            return config.status();
+        }
+        return version_matches() ? Result(Code::Ok) : Result(Code::InvalidState);
+    }
+#if !defined(WSB_NO_EXCEPTIONS)
+    static void check(Result r, const std::string &config_detail) {
+        if (!r.ok()) {
+            throw Error(r, "wsb::Broker::create", config_detail.empty() ? wsb::last_error() : config_detail);
+        }
+    }
+#endif
+
+    std::unique_ptr<wsb_broker, detail::BrokerDeleter> b_;
 };
 
 } // namespace wsb

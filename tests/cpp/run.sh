@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # C++ binding tests: every header compiles alone, wsbroker.hpp links from two translation
 # units, and the test programs run under AddressSanitizer + UBSan against real WebSocket
-# clients (drive.py) or, for wsb::Client, a real WebSocket server (client_peer.py). Ends with "N passed, M failed"; exits 1 if anything failed.
+# clients (drive.py) or, for wsb::Client, a real WebSocket server (client_peer.py); the
+# AppWebsocket client, app service and broker test each other and wsb::Client (hpp_appws_broker). Ends with "N passed, M failed"; exits 1 if anything failed.
 #
 # Environment: WSB_LIBDIR (default target/release, holding libwsbroker.a), WSB_BUILD_DIR
 # (default build/cpp), PY (default .venv/bin/python), CC, CXX. Run from the repository root.
@@ -87,6 +88,7 @@ selfcheck() {
 # One binary from two translation units that both include every C++ header.
 build hpp_test tests/cpp/hpp_main.cpp tests/cpp/hpp_second.cpp
 build hpp_client tests/cpp/hpp_client.cpp
+build hpp_appws_broker tests/cpp/hpp_appws_broker.cpp
 build barracuda_chat tests/cpp/barracuda_chat.cpp
 build barracuda_close tests/cpp/barracuda_close.cpp
 build compat_clients tests/cpp/compat_clients.cpp
@@ -97,6 +99,7 @@ if [[ -x $OUT/hpp_test ]]; then
     run "drive hpp-queue" "$PY" tests/cpp/drive.py hpp-queue "$OUT/hpp_test" queue
 fi
 [[ -x $OUT/hpp_client ]] && run "hpp_client against websockets" "$PY" tests/cpp/client_peer.py "$OUT/hpp_client"
+[[ -x $OUT/hpp_appws_broker ]] && selfcheck "AppWebsocketClient + AppService + Broker" "$OUT/hpp_appws_broker"
 [[ -x $OUT/barracuda_chat ]] && run "drive barracuda-chat" "$PY" tests/cpp/drive.py barracuda-chat "$OUT/barracuda_chat"
 [[ -x $OUT/compat_clients ]] && selfcheck "achex + appwebsocket shims" "$OUT/compat_clients"
 [[ -x $OUT/barracuda_close ]] && run "drive barracuda-close" "$PY" tests/cpp/drive.py barracuda-close "$OUT/barracuda_close"

@@ -35,6 +35,7 @@ static partial class ServerTests
             T("Dispose is idempotent; use after it throws", DisposeTwice),
         };
         tests.AddRange(ClientTestList());
+        tests.AddRange(AppwsBrokerTestList());
         int passed = 0, failed = 0;
         foreach (var t in tests)
         {

@@ -668,7 +668,8 @@ typedef struct wsb_broker_event {
    */
   uint64_t sid;
   /**
-   * The sender's or the session's name (NUL-terminated).
+   * The sender's or the session's name (NUL-terminated; `""` for a session
+   * without one, e.g. one leaving because it disconnected).
    */
   const char *name;
   /**

@@ -53,7 +53,7 @@ unsafe extern "C" fn record(_: *mut c_void, broker: *mut wsb_broker, ev: *const 
         }
         2 => format!("login {} {} {}", ev.sid, s(ev.name), ev.is_service),
         3 => format!("logout {} {}", ev.sid, s(ev.name)),
-        4 => format!("join {} {} {}", ev.sid, s(ev.place), ev.is_hub),
+        4 => format!("join {} {} {} {}", ev.sid, s(ev.name), s(ev.place), ev.is_hub),
         5 => format!("leave {} {} {}", ev.sid, s(ev.place), ev.is_hub),
         k => format!("unknown {k}"),
     };
@@ -176,8 +176,8 @@ fn services_send_everywhere_and_hear_everything() {
         ev.iter().any(|e| e.starts_with("msg 2 alice {\"to\":\"svc\",\"x\":1")),
         "{ev:?}"
     );
-    assert!(ev.contains(&"join 2 room false".to_owned()), "{ev:?}");
-    assert!(ev.contains(&"join 2 T1 true".to_owned()), "{ev:?}");
+    assert!(ev.contains(&"join 2 alice room false".to_owned()), "{ev:?}");
+    assert!(ev.contains(&"join 2 alice T1 true".to_owned()), "{ev:?}");
     assert!(ev.contains(&"logout 2 alice".to_owned()), "{ev:?}");
     unsafe {
         assert_eq!(wsb_broker_free(b), wsb_result::Ok);

@@ -131,7 +131,8 @@ pub struct wsb_broker_event {
     pub service: u64,
     /// The sender's (SERVICE_MESSAGE) or the session's Achex SID.
     pub sid: u64,
-    /// The sender's or the session's name (NUL-terminated).
+    /// The sender's or the session's name (NUL-terminated; `""` for a session
+    /// without one, e.g. one leaving because it disconnected).
     pub name: *const c_char,
     /// JOIN/LEAVE: the group or hub (NUL-terminated); `""` otherwise.
     pub place: *const c_char,
@@ -432,6 +433,8 @@ struct EventSink {
     userdata: SendPtr,
     free: wsb_userdata_free_cb,
     broker: usize,
+    /// To look up the name of a session that joins or leaves.
+    owner: std::sync::Weak<wsb_broker>,
 }
 
 impl Drop for EventSink {
@@ -444,6 +447,19 @@ impl Drop for EventSink {
 }
 
 impl EventSink {
+    /// The session's current name, `""` if it has none (or is gone). The sink
+    /// runs with no listener lock held, so the dialect can be asked.
+    fn name_of(&self, session: u64) -> String {
+        self.owner
+            .upgrade()
+            .and_then(|b| {
+                b.achex
+                    .as_ref()
+                    .and_then(|l| l.inspect(|d| d.name_of(session).map(str::to_owned)))
+            })
+            .unwrap_or_default()
+    }
+
     fn deliver(&self, item: HostItem) {
         let empty = c"".as_ptr();
         let mut ev = wsb_broker_event {
@@ -495,18 +511,28 @@ impl EventSink {
                     name = cs(&n);
                     place = CString::default();
                 }
-                AchexEvent::Join { sid, kind, name: p, .. } => {
+                AchexEvent::Join {
+                    session,
+                    sid,
+                    kind,
+                    name: p,
+                } => {
                     ev.kind = wsb_broker_event_type::Join as u32;
                     ev.sid = sid;
                     ev.is_hub = kind == Membership::Hub;
-                    name = CString::default();
+                    name = cs(&self.name_of(session));
                     place = cs(&p);
                 }
-                AchexEvent::Leave { sid, kind, name: p, .. } => {
+                AchexEvent::Leave {
+                    session,
+                    sid,
+                    kind,
+                    name: p,
+                } => {
                     ev.kind = wsb_broker_event_type::Leave as u32;
                     ev.sid = sid;
                     ev.is_hub = kind == Membership::Hub;
-                    name = CString::default();
+                    name = cs(&self.name_of(session));
                     place = cs(&p);
                 }
             },
@@ -547,6 +573,7 @@ pub unsafe extern "C" fn wsb_broker_new(
             userdata: ud,
             free: userdata_free,
             broker: 0,
+            owner: std::sync::Weak::new(),
         });
         let release = |sink: Option<EventSink>| {
             if sink.is_none() {
@@ -624,6 +651,7 @@ pub unsafe extern "C" fn wsb_broker_new(
         match (sink, &obj.achex) {
             (Some(mut sink), Some(l)) => {
                 sink.broker = p as usize;
+                sink.owner = Arc::downgrade(&obj);
                 l.set_host_sink(Some(Box::new(move |item| sink.deliver(item))));
             }
             (sink, _) => release(sink),

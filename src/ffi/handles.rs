@@ -109,10 +109,14 @@ impl<T: LastError> Handles<T> {
 /// Marks `p` as the object whose callback runs on this thread, for the
 /// duration of `f`.
 pub(crate) fn in_callback<R>(p: usize, f: impl FnOnce() -> R) -> R {
-    let prev = IN_CALLBACK.with(|c| c.replace(p));
-    let r = f();
-    IN_CALLBACK.with(|c| c.set(prev));
-    r
+    // One thread-local lookup for both the set and the reset: in a shared
+    // library each lookup is a call.
+    IN_CALLBACK.with(|c| {
+        let prev = c.replace(p);
+        let r = f();
+        c.set(prev);
+        r
+    })
 }
 
 /// True when `p`'s callback is running on this thread.

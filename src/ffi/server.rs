@@ -3,7 +3,7 @@
 
 use std::ffi::{c_char, c_void, CString};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::handles::{in_callback, is_in_callback, Failure, Handles, LastError, SendPtr};
@@ -217,23 +217,43 @@ struct CHandler {
     cb: unsafe extern "C" fn(*mut c_void, *mut wsb_server, *const wsb_event),
     userdata: SendPtr,
     userdata_free: wsb_userdata_free_cb,
-    server: usize,
+    /// The `wsb_server*` handed to the callback, known once the server object
+    /// exists (before any client can connect).
+    server: Arc<OnceLock<usize>>,
+}
+
+impl CHandler {
+    fn call(&self, ev: &wsb_event) {
+        let server = self.server.get().copied().unwrap_or(0);
+        in_callback(server, || {
+            // SAFETY: the host registered `cb` for exactly this call shape; every
+            // pointer in `ev` outlives the call.
+            unsafe { (self.cb)(self.userdata.0, server as *mut wsb_server, ev) }
+        });
+    }
 }
 
 impl crate::Handler for CHandler {
     fn on_event(&mut self, _s: &ServerHandle, e: Event<'_>) {
         let mut ev = empty_event();
-        let mut small = [0u8; 128];
-        let strings: [CString; 3];
-        let reason: CString;
         match e {
+            // The hot path first: nothing to allocate or copy.
+            Event::Message { conn, data, text } => {
+                // The engine guarantees a 0 byte right after `data`.
+                ev.kind = wsb_event_type::Message as u32;
+                ev.conn = conn;
+                ev.data = if data.is_empty() { EMPTY.as_ptr() } else { data.as_ptr() };
+                ev.len = data.len();
+                ev.is_text = text;
+                self.call(&ev);
+            }
             Event::Open {
                 conn,
                 remote,
                 path,
                 protocol,
             } => {
-                strings = [
+                let strings = [
                     cstring(&remote.to_string()),
                     cstring(path),
                     cstring(protocol.unwrap_or("")),
@@ -243,54 +263,47 @@ impl crate::Handler for CHandler {
                 ev.remote_addr = strings[0].as_ptr();
                 ev.path = strings[1].as_ptr();
                 ev.protocol = strings[2].as_ptr();
-            }
-            Event::Message { conn, data, text } => {
-                // The engine guarantees a 0 byte right after `data`.
-                ev.kind = wsb_event_type::Message as u32;
-                ev.conn = conn;
-                ev.data = if data.is_empty() { EMPTY.as_ptr() } else { data.as_ptr() };
-                ev.len = data.len();
-                ev.is_text = text;
+                self.call(&ev);
             }
             Event::Ping { conn, data } | Event::Pong { conn, data } => {
+                // Control payloads are not NUL-terminated by the engine: copy
+                // (at most 125 bytes) to add one.
+                let mut small = [0u8; 126];
+                let n = data.len().min(125);
+                small[..n].copy_from_slice(&data[..n]);
                 ev.kind = if matches!(e, Event::Ping { .. }) {
                     wsb_event_type::Ping as u32
                 } else {
                     wsb_event_type::Pong as u32
                 };
                 ev.conn = conn;
-                let n = data.len().min(125);
-                small[..n].copy_from_slice(&data[..n]);
                 ev.data = small.as_ptr();
                 ev.len = n;
+                self.call(&ev);
             }
             Event::Drain { conn } => {
                 ev.kind = wsb_event_type::Drain as u32;
                 ev.conn = conn;
+                self.call(&ev);
             }
             Event::Close {
                 conn,
                 status,
-                reason: r,
+                reason,
                 by_host,
             } => {
-                reason = cstring(r);
+                let reason = cstring(reason);
                 ev.kind = wsb_event_type::Close as u32;
                 ev.conn = conn;
                 ev.close_status = status;
                 ev.closed_by_host = by_host;
                 ev.data = reason.as_ptr() as *const u8;
                 ev.len = reason.as_bytes().len();
+                self.call(&ev);
             }
             // Client-role events never reach a server.
-            Event::Sent { .. } | Event::ConnectFailed { .. } => return,
+            Event::Sent { .. } | Event::ConnectFailed { .. } => {}
         }
-        let (cb, ud, server) = (self.cb, self.userdata.0, self.server as *mut wsb_server);
-        in_callback(self.server, || {
-            // SAFETY: the host registered `cb` for exactly this call shape; every
-            // pointer in `ev` outlives the call.
-            unsafe { cb(ud, server, &ev) }
-        });
     }
 }
 
@@ -685,18 +698,16 @@ fn start(
     match cb {
         Some(cb) => {
             // The handler needs the object's address, known only once the
-            // server exists; the gate hands it over before the first event.
-            let (tx, rx) = std::sync::mpsc::channel::<usize>();
-            let gated = GatedHandler {
-                rx: Some(rx),
-                inner: CHandler {
-                    cb,
-                    userdata: ud,
-                    userdata_free,
-                    server: 0,
-                },
+            // server exists; events cannot come before a client connects, and
+            // the cell is filled before this function returns.
+            let cell = Arc::new(OnceLock::new());
+            let handler = CHandler {
+                cb,
+                userdata: ud,
+                userdata_free,
+                server: cell.clone(),
             };
-            let server = Server::start(config, gated).map_err(io_err)?;
+            let server = Server::start(config, handler).map_err(io_err)?;
             let obj = Arc::new(wsb_server {
                 handle: server.handle().clone(),
                 server: Mutex::new(Some(server)),
@@ -705,7 +716,7 @@ fn start(
                 last_error: Mutex::new(String::new()),
             });
             let p = SERVERS.add(obj);
-            let _ = tx.send(p as usize);
+            let _ = cell.set(p as usize);
             Ok(p)
         }
         None => {
@@ -738,21 +749,6 @@ fn start(
                 .push((p as usize, holder));
             Ok(p)
         }
-    }
-}
-
-/// Holds the callback handler until the server's address is known.
-struct GatedHandler {
-    rx: Option<std::sync::mpsc::Receiver<usize>>,
-    inner: CHandler,
-}
-
-impl crate::Handler for GatedHandler {
-    fn on_event(&mut self, s: &ServerHandle, e: Event<'_>) {
-        if let Some(rx) = self.rx.take() {
-            self.inner.server = rx.recv().unwrap_or(0);
-        }
-        self.inner.on_event(s, e)
     }
 }
 

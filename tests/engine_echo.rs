@@ -75,3 +75,47 @@ fn host_close_reaches_the_client() {
         m => panic!("{m:?}"),
     }
 }
+
+#[test]
+fn pings_keep_a_live_peer_and_the_idle_timeout_drops_a_dead_one() {
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, i32, String)>();
+    let cfg = Config {
+        ping_interval: Duration::from_millis(200),
+        idle_timeout: Duration::from_millis(700),
+        ..Config::default()
+    };
+    let s = Server::start(cfg, move |_s: &ServerHandle, e: Event<'_>| {
+        if let Event::Close {
+            conn, status, reason, ..
+        } = e
+        {
+            let _ = tx.send((conn, status, reason.to_owned()));
+        }
+    })
+    .unwrap();
+    // The live peer reads, so tungstenite answers every ping with a pong.
+    let mut live = connect(&s);
+    live.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    // The dead peer completes the handshake and then never reads nor answers.
+    let _dead = connect(&s);
+    let t0 = std::time::Instant::now();
+    let mut pings = 0;
+    while t0.elapsed() < Duration::from_millis(1500) {
+        match live.read() {
+            Ok(Message::Ping(_)) => pings += 1,
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("the live peer was dropped: {e}"),
+        }
+    }
+    assert!(pings >= 3, "a ping every 200 ms of silence, got {pings}");
+    let (_, status, reason) = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the dead peer is dropped");
+    assert_eq!((status, reason.as_str()), (-1, "idle timeout"));
+    assert!(rx.try_recv().is_err(), "only the dead peer was dropped");
+    assert_eq!(s.handle().stats().connections_open, 1);
+}

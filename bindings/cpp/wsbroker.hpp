@@ -240,6 +240,72 @@ template <class F> std::string read_sized(F &&call) {
     return buf;
 }
 
+// The setter chain every *Config class builds on: the first failure sticks (status(),
+// error_detail()) and later setters are not applied, so the first failure is the one reported.
+// C is the C config type, Deleter frees it.
+template <class Derived, class C, class Deleter> class ConfigBase {
+  public:
+    // Ok, or the first failed setter's result.
+    Result status() const noexcept { return status_; }
+    // "<setter>: <detail>" for the first failure, "" while status() is Ok.
+    const std::string &error_detail() const noexcept { return detail_; }
+    const C *get() const noexcept { return cfg_.get(); }
+
+  protected:
+    ConfigBase() = default;
+    explicit ConfigBase(C *cfg) : cfg_(cfg) {}
+
+    // A failure found before asking the library: InvalidArgument with this exact detail.
+    Derived &fail(std::string detail) {
+        status_ = Code::InvalidArgument;
+        detail_ = std::move(detail);
+        return self();
+    }
+    Derived &apply(wsb_result r, const char *what) {
+        if (status_.ok() && r != WSB_RESULT_OK) {
+            status_ = Result(r);
+            detail_ = std::string(what) + ": " + wsb::last_error();
+        }
+        return self();
+    }
+    Derived &str(wsb_result (*set)(C *, const char *), const std::string &s, const char *what) {
+        if (!status_.ok()) {
+            return self();
+        }
+        if (has_nul(s)) {
+            return fail(std::string(what) + ": embedded NUL");
+        }
+        return apply(set(cfg_.get(), s.c_str()), what);
+    }
+    Derived &str2(wsb_result (*set)(C *, const char *, const char *), const std::string &a, const std::string &b,
+                  const char *what) {
+        if (!status_.ok()) {
+            return self();
+        }
+        if (has_nul(a) || has_nul(b)) {
+            return fail(std::string(what) + ": embedded NUL");
+        }
+        return apply(set(cfg_.get(), a.c_str(), b.c_str()), what);
+    }
+    Derived &ms(wsb_result (*set)(C *, uint32_t), std::chrono::milliseconds t, const char *what) {
+        if (!status_.ok()) {
+            return self();
+        }
+        uint32_t v = 0;
+        if (!ms_u32(t, v)) {
+            return fail(std::string(what) + ": negative duration");
+        }
+        return apply(set(cfg_.get(), v), what);
+    }
+
+    std::unique_ptr<C, Deleter> cfg_;
+    Result status_;
+    std::string detail_;
+
+  private:
+    Derived &self() noexcept { return static_cast<Derived &>(*this); }
+};
+
 // The callback-mode handler table every *Handlers class builds on: Derived holds one Handler per
 // event type and provides `pick` (the slot for a type, nullptr for a type newer than this header)
 // and `unhandled` (what an escaped exception does when no on_exception is set). `trampoline` and
@@ -488,9 +554,9 @@ template <class Derived> class ServerOps {
 
 // Server settings (wsb_server_config). Setters chain; the first failure sticks and is what
 // `status()` and `Server::try_create` return, with `error_detail()` from wsb_last_error.
-class ServerConfig {
+class ServerConfig : public detail::ConfigBase<ServerConfig, wsb_server_config, detail::ConfigDeleter> {
   public:
-    ServerConfig() : cfg_(wsb_server_config_new()) {
+    ServerConfig() : ConfigBase(wsb_server_config_new()) {
         if (!cfg_) {
             status_ = Code::NullPointer;
             detail_ = "wsb_server_config_new: out of memory";
@@ -540,50 +606,6 @@ class ServerConfig {
     ServerConfig &event_queue_capacity(uint32_t n) {
         return apply(wsb_server_config_set_event_queue_capacity(cfg_.get(), n), "event_queue_capacity");
     }
-
-    // Ok, or the first failed setter's result.
-    Result status() const noexcept { return status_; }
-    // "<setter>: <detail>" for the first failure, "" while status() is Ok.
-    const std::string &error_detail() const noexcept { return detail_; }
-    const wsb_server_config *get() const noexcept { return cfg_.get(); }
-
-  private:
-    ServerConfig &apply(wsb_result r, const char *what) {
-        // After a failure (or without a config) later setters are not applied: the first
-        // failure is the useful one.
-        if (status_.ok() && r != WSB_RESULT_OK) {
-            status_ = Result(r);
-            detail_ = std::string(what) + ": " + wsb::last_error();
-        }
-        return *this;
-    }
-    ServerConfig &str(wsb_result (*set)(wsb_server_config *, const char *), const std::string &s, const char *what) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        if (detail::has_nul(s)) {
-            status_ = Code::InvalidArgument;
-            detail_ = std::string(what) + ": embedded NUL";
-            return *this;
-        }
-        return apply(set(cfg_.get(), s.c_str()), what);
-    }
-    ServerConfig &ms(wsb_result (*set)(wsb_server_config *, uint32_t), std::chrono::milliseconds t, const char *what) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        uint32_t v = 0;
-        if (!detail::ms_u32(t, v)) {
-            status_ = Code::InvalidArgument;
-            detail_ = std::string(what) + ": negative duration";
-            return *this;
-        }
-        return apply(set(cfg_.get(), v), what);
-    }
-
-    std::unique_ptr<wsb_server_config, detail::ConfigDeleter> cfg_;
-    Result status_;
-    std::string detail_;
 };
 
 // A borrowed server pointer, as handlers receive it. Cheap to copy; valid while the Server
@@ -769,29 +791,21 @@ template <class Derived> class ClientOps {
 // sticks and is what `status()` and `Client::try_create` return, with `error_detail()`. Defaults:
 // 10 s connect timeout, system roots, proxy from the environment (never for loopback), no
 // reconnection, automatic flow control, no Sent events, 16 MiB messages, 30 s pings.
-class ClientConfig {
+class ClientConfig : public detail::ConfigBase<ClientConfig, wsb_client_config, detail::ClientConfigDeleter> {
   public:
     explicit ClientConfig(const std::string &url) {
         if (detail::has_nul(url)) {
-            status_ = Code::InvalidArgument;
-            detail_ = "url: embedded NUL";
+            fail("url: embedded NUL");
             return;
         }
         cfg_.reset(wsb_client_config_new(url.c_str()));
         if (!cfg_) {
-            status_ = Code::InvalidArgument;
-            detail_ = "url: not UTF-8";
+            fail("url: not UTF-8");
         }
     }
 
     ClientConfig &header(const std::string &name, const std::string &value) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        if (detail::has_nul(name) || detail::has_nul(value)) {
-            return fail("header: embedded NUL");
-        }
-        return apply(wsb_client_config_add_header(cfg_.get(), name.c_str(), value.c_str()), "header");
+        return str2(wsb_client_config_add_header, name, value, "header");
     }
     // Offered in the order added.
     ClientConfig &subprotocol(const std::string &p) { return str(wsb_client_config_add_subprotocol, p, "subprotocol"); }
@@ -804,13 +818,7 @@ class ClientConfig {
         return apply(wsb_client_config_set_system_roots(cfg_.get(), enable), "system_roots");
     }
     ClientConfig &client_cert(const std::string &chain_pem, const std::string &key_pem) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        if (detail::has_nul(chain_pem) || detail::has_nul(key_pem)) {
-            return fail("client_cert: embedded NUL");
-        }
-        return apply(wsb_client_config_set_client_cert(cfg_.get(), chain_pem.c_str(), key_pem.c_str()), "client_cert");
+        return str2(wsb_client_config_set_client_cert, chain_pem, key_pem, "client_cert");
     }
     // Accept any server certificate. For development only.
     ClientConfig &insecure(bool enable) { return apply(wsb_client_config_set_insecure(cfg_.get(), enable), "insecure"); }
@@ -845,51 +853,6 @@ class ClientConfig {
     ClientConfig &ping_interval(std::chrono::milliseconds t) {
         return ms(wsb_client_config_set_ping_interval_ms, t, "ping_interval");
     }
-
-    Result status() const noexcept { return status_; }
-    const std::string &error_detail() const noexcept { return detail_; }
-    const wsb_client_config *get() const noexcept { return cfg_.get(); }
-
-  private:
-    ClientConfig &fail(const char *detail) {
-        status_ = Code::InvalidArgument;
-        detail_ = detail;
-        return *this;
-    }
-    ClientConfig &apply(wsb_result r, const char *what) {
-        if (status_.ok() && r != WSB_RESULT_OK) {
-            status_ = Result(r);
-            detail_ = std::string(what) + ": " + wsb::last_error();
-        }
-        return *this;
-    }
-    ClientConfig &str(wsb_result (*set)(wsb_client_config *, const char *), const std::string &s, const char *what) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        if (detail::has_nul(s)) {
-            status_ = Code::InvalidArgument;
-            detail_ = std::string(what) + ": embedded NUL";
-            return *this;
-        }
-        return apply(set(cfg_.get(), s.c_str()), what);
-    }
-    ClientConfig &ms(wsb_result (*set)(wsb_client_config *, uint32_t), std::chrono::milliseconds t, const char *what) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        uint32_t v = 0;
-        if (!detail::ms_u32(t, v)) {
-            status_ = Code::InvalidArgument;
-            detail_ = std::string(what) + ": negative duration";
-            return *this;
-        }
-        return apply(set(cfg_.get(), v), what);
-    }
-
-    std::unique_ptr<wsb_client_config, detail::ClientConfigDeleter> cfg_;
-    Result status_;
-    std::string detail_;
 };
 
 // A borrowed client pointer, as handlers receive it; valid while the Client lives.
@@ -1207,18 +1170,17 @@ template <class Derived> class AppwsClientOps {
 // AppWebsocket client settings for `url` and `app`. With a password the client logs in by itself
 // (the JS library's identity unless identity() is set); without one (std::nullopt) it runs in
 // authenticator mode. Setters chain; the first failure sticks (status(), error_detail()).
-class AppWebsocketClientConfig {
+class AppWebsocketClientConfig
+    : public detail::ConfigBase<AppWebsocketClientConfig, wsb_appws_client_config, detail::AppwsClientConfigDeleter> {
   public:
     AppWebsocketClientConfig(const std::string &url, const std::string &app, std::optional<std::string> password) {
         if (detail::has_nul(url) || detail::has_nul(app) || (password && detail::has_nul(*password))) {
-            status_ = Code::InvalidArgument;
-            detail_ = "url/app/password: embedded NUL";
+            fail("url/app/password: embedded NUL");
             return;
         }
         cfg_.reset(wsb_appws_client_config_new(url.c_str(), app.c_str(), password ? password->c_str() : nullptr));
         if (!cfg_) {
-            status_ = Code::InvalidArgument;
-            detail_ = "url/app: not UTF-8";
+            fail("url/app: not UTF-8");
         }
     }
 
@@ -1248,36 +1210,15 @@ class AppWebsocketClientConfig {
         return ms(wsb_appws_client_config_set_connect_timeout_ms, t, "connect_timeout");
     }
     AppWebsocketClientConfig &ca_file(const std::string &path) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        if (detail::has_nul(path)) {
-            return fail("ca_file: embedded NUL");
-        }
-        return apply(wsb_appws_client_config_set_ca_file(cfg_.get(), path.c_str()), "ca_file");
+        return str(wsb_appws_client_config_set_ca_file, path, "ca_file");
     }
     // Accept any server certificate. For development only.
     AppWebsocketClientConfig &insecure(bool enable) {
         return apply(wsb_appws_client_config_set_insecure(cfg_.get(), enable), "insecure");
     }
 
-    Result status() const noexcept { return status_; }
-    const std::string &error_detail() const noexcept { return detail_; }
-    const wsb_appws_client_config *get() const noexcept { return cfg_.get(); }
-
   private:
-    AppWebsocketClientConfig &fail(const char *detail) {
-        status_ = Code::InvalidArgument;
-        detail_ = detail;
-        return *this;
-    }
-    AppWebsocketClientConfig &apply(wsb_result r, const char *what) {
-        if (status_.ok() && r != WSB_RESULT_OK) {
-            status_ = Result(r);
-            detail_ = std::string(what) + ": " + wsb::last_error();
-        }
-        return *this;
-    }
+    // Unlike the other configs, a negative duration's detail here does not name the setter.
     AppWebsocketClientConfig &ms(wsb_result (*set)(wsb_appws_client_config *, uint32_t), std::chrono::milliseconds t,
                                  const char *what) {
         if (!status_.ok()) {
@@ -1289,10 +1230,6 @@ class AppWebsocketClientConfig {
         }
         return apply(set(cfg_.get(), v), what);
     }
-
-    std::unique_ptr<wsb_appws_client_config, detail::AppwsClientConfigDeleter> cfg_;
-    Result status_;
-    std::string detail_;
 };
 
 // A borrowed AppWebsocket client pointer, as handlers receive it.
@@ -1457,23 +1394,24 @@ template <class Derived> class AppServiceOps {
 
 // App-service settings. Defaults: 127.0.0.1:0, no apps (every login fails), 64 KiB messages,
 // automatic flow control, no echo. Setters chain; the first failure sticks.
-class AppServiceConfig {
+class AppServiceConfig
+    : public detail::ConfigBase<AppServiceConfig, wsb_appws_service_config, detail::AppServiceConfigDeleter> {
   public:
-    AppServiceConfig() : cfg_(wsb_appws_service_config_new()) {
+    AppServiceConfig() : ConfigBase(wsb_appws_service_config_new()) {
         if (!cfg_) {
             status_ = Code::NullPointer;
             detail_ = "wsb_appws_service_config_new: out of memory";
         }
     }
     AppServiceConfig &bind(const std::string &addr) {
-        return str1(addr, "bind", [&](const char *a) { return wsb_appws_service_config_set_bind(cfg_.get(), a); });
+        return str(wsb_appws_service_config_set_bind, addr, "bind");
     }
     AppServiceConfig &app(const std::string &name, const std::string &password) {
-        return str2(name, password, "app", wsb_appws_service_config_add_app);
+        return str2(wsb_appws_service_config_add_app, name, password, "app");
     }
     // A password accepted for any app from logins with this `domain`.
     AppServiceConfig &domain_password(const std::string &domain, const std::string &password) {
-        return str2(domain, password, "domain_password", wsb_appws_service_config_add_domain_password);
+        return str2(wsb_appws_service_config_add_domain_password, domain, password, "domain_password");
     }
     AppServiceConfig &manual_complete(bool manual) {
         return apply(wsb_appws_service_config_set_manual_complete(cfg_.get(), manual), "manual_complete");
@@ -1483,46 +1421,6 @@ class AppServiceConfig {
     AppServiceConfig &max_message_size(size_t bytes) {
         return apply(wsb_appws_service_config_set_max_message_size(cfg_.get(), bytes), "max_message_size");
     }
-
-    Result status() const noexcept { return status_; }
-    const std::string &error_detail() const noexcept { return detail_; }
-    const wsb_appws_service_config *get() const noexcept { return cfg_.get(); }
-
-  private:
-    AppServiceConfig &apply(wsb_result r, const char *what) {
-        if (status_.ok() && r != WSB_RESULT_OK) {
-            status_ = Result(r);
-            detail_ = std::string(what) + ": " + wsb::last_error();
-        }
-        return *this;
-    }
-    template <class F> AppServiceConfig &str1(const std::string &s, const char *what, F &&set) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        if (detail::has_nul(s)) {
-            status_ = Code::InvalidArgument;
-            detail_ = std::string(what) + ": embedded NUL";
-            return *this;
-        }
-        return apply(set(s.c_str()), what);
-    }
-    AppServiceConfig &str2(const std::string &a, const std::string &b, const char *what,
-                           wsb_result (*set)(wsb_appws_service_config *, const char *, const char *)) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        if (detail::has_nul(a) || detail::has_nul(b)) {
-            status_ = Code::InvalidArgument;
-            detail_ = std::string(what) + ": embedded NUL";
-            return *this;
-        }
-        return apply(set(cfg_.get(), a.c_str(), b.c_str()), what);
-    }
-
-    std::unique_ptr<wsb_appws_service_config, detail::AppServiceConfigDeleter> cfg_;
-    Result status_;
-    std::string detail_;
 };
 
 class AppServiceRef : public detail::AppServiceOps<AppServiceRef> {
@@ -1790,9 +1688,9 @@ using AuthHandler = std::function<bool(std::string_view name, std::string_view p
 
 // Broker settings: Achex on 127.0.0.1:0, the other listeners off, open login. Setters chain; the
 // first failure sticks.
-class BrokerConfig {
+class BrokerConfig : public detail::ConfigBase<BrokerConfig, wsb_broker_config, detail::BrokerConfigDeleter> {
   public:
-    BrokerConfig() : cfg_(wsb_broker_config_new()) {
+    BrokerConfig() : ConfigBase(wsb_broker_config_new()) {
         if (!cfg_) {
             status_ = Code::NullPointer;
             detail_ = "wsb_broker_config_new: out of memory";
@@ -1844,10 +1742,6 @@ class BrokerConfig {
         return apply(wsb_broker_config_set_auth_callback(cfg_.get(), &auth_trampoline, box, &auth_release), "auth");
     }
 
-    Result status() const noexcept { return status_; }
-    const std::string &error_detail() const noexcept { return detail_; }
-    const wsb_broker_config *get() const noexcept { return cfg_.get(); }
-
   private:
     static bool auth_trampoline(void *userdata, const char *name, const char *password, char *reason,
                                 size_t reason_len) noexcept {
@@ -1878,18 +1772,7 @@ class BrokerConfig {
     }
     static void auth_release(void *userdata) noexcept { delete static_cast<AuthHandler *>(userdata); }
 
-    BrokerConfig &fail(const char *detail) {
-        status_ = Code::InvalidArgument;
-        detail_ = detail;
-        return *this;
-    }
-    BrokerConfig &apply(wsb_result r, const char *what) {
-        if (status_.ok() && r != WSB_RESULT_OK) {
-            status_ = Result(r);
-            detail_ = std::string(what) + ": " + wsb::last_error();
-        }
-        return *this;
-    }
+    // As str2, but the NUL refusal's detail does not name the setter.
     BrokerConfig &pair(const std::string &a, const std::string &b, const char *what,
                        wsb_result (*set)(wsb_broker_config *, const char *, const char *)) {
         if (!status_.ok()) {
@@ -1900,10 +1783,6 @@ class BrokerConfig {
         }
         return apply(set(cfg_.get(), a.c_str(), b.c_str()), what);
     }
-
-    std::unique_ptr<wsb_broker_config, detail::BrokerConfigDeleter> cfg_;
-    Result status_;
-    std::string detail_;
 };
 
 class BrokerRef : public detail::BrokerOps<BrokerRef> {

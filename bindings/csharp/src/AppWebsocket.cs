@@ -181,9 +181,10 @@ namespace Wsbroker
     /// Closed comes exactly once and ends the client.</remarks>
     public sealed class AppWebsocketClient : IDisposable
     {
-        static readonly AppwsClientEventCb s_onEvent = OnNativeEvent;
-        static readonly UserdataFreeCb s_freeUserdata = FreeUserdata;
-        static int s_liveRegistrations;
+        // Static so the GC never collects a delegate the library still holds.
+        static readonly AppwsClientEventCb s_onEvent = EventSink<AppWebsocketClient>.OnEvent;
+        // Static: a delegate made in the constructor could hold the AppWebsocketClient alive through the registration.
+        static readonly Action<AppWebsocketClient, IntPtr> s_dispatch = (o, ev) => o.Dispatch(ev);
 
         readonly AppwsClientHandle _handle;
         readonly PendingErrors _pending;
@@ -231,71 +232,25 @@ namespace Wsbroker
                 else
                 {
                     _pending = new PendingErrors();
-                    var gc = GCHandle.Alloc(new Dispatcher(this, _pending));
-                    Interlocked.Increment(ref s_liveRegistrations);
-                    // On failure the library has already called FreeUserdata, releasing gc.
-                    r = NativeMethods.wsb_appws_client_new(cfg, s_onEvent, GCHandle.ToIntPtr(gc), s_freeUserdata, out handle);
+                    IntPtr userdata = EventSink<AppWebsocketClient>.Register(this, _pending, s_dispatch);
+                    // On failure the library has already released the registration.
+                    r = NativeMethods.wsb_appws_client_new(cfg, s_onEvent, userdata, Registrations<AppWebsocketClient>.Free, out handle);
                 }
             }
             Library.Check(r, "wsb_appws_client_new");
             _handle = handle;
         }
 
-        internal static int LiveRegistrations { get { return Volatile.Read(ref s_liveRegistrations); } }
+        internal static int LiveRegistrations { get { return Registrations<AppWebsocketClient>.Live; } }
 
         public string Url { get; private set; }
 
-        sealed class Dispatcher
+        void Dispatch(IntPtr evPtr)
         {
-            readonly WeakReference<AppWebsocketClient> _client;
-            public readonly PendingErrors Pending;
-
-            public Dispatcher(AppWebsocketClient c, PendingErrors pending)
-            {
-                _client = new WeakReference<AppWebsocketClient>(c);
-                Pending = pending;
-            }
-
-            public void Dispatch(IntPtr evPtr)
-            {
-                AppWebsocketClient c;
-                if (!_client.TryGetTarget(out c))
-                {
-                    return;
-                }
-                var native = (NativeAppwsClientEvent)Marshal.PtrToStructure(evPtr, typeof(NativeAppwsClientEvent));
-                AppWebsocketClientEvent ev = AppWebsocketClientEvent.FromNative(ref native);
-                c.Note(ev);
-                c.Raise(ev);
-            }
-        }
-
-        static void OnNativeEvent(IntPtr userdata, IntPtr client, IntPtr ev)
-        {
-            Dispatcher d = null;
-            PendingErrors.Enter();
-            try
-            {
-                d = (Dispatcher)GCHandle.FromIntPtr(userdata).Target;
-                d.Dispatch(ev);
-            }
-            catch (Exception e)
-            {
-                if (d != null)
-                {
-                    d.Pending.Add(e);
-                }
-            }
-            finally
-            {
-                PendingErrors.Leave();
-            }
-        }
-
-        static void FreeUserdata(IntPtr userdata)
-        {
-            GCHandle.FromIntPtr(userdata).Free();
-            Interlocked.Decrement(ref s_liveRegistrations);
+            var native = (NativeAppwsClientEvent)Marshal.PtrToStructure(evPtr, typeof(NativeAppwsClientEvent));
+            AppWebsocketClientEvent ev = AppWebsocketClientEvent.FromNative(ref native);
+            Note(ev);
+            Raise(ev);
         }
 
         void Note(AppWebsocketClientEvent ev)
@@ -651,9 +606,10 @@ namespace Wsbroker
     /// Interrupt are safe from any thread.</summary>
     public sealed class AppService : IDisposable
     {
-        static readonly AppwsServiceEventCb s_onEvent = OnNativeEvent;
-        static readonly UserdataFreeCb s_freeUserdata = FreeUserdata;
-        static int s_liveRegistrations;
+        // Static so the GC never collects a delegate the library still holds.
+        static readonly AppwsServiceEventCb s_onEvent = EventSink<AppService>.OnEvent;
+        // Static: a delegate made in the constructor could hold the AppService alive through the registration.
+        static readonly Action<AppService, IntPtr> s_dispatch = (o, ev) => o.Dispatch(ev);
 
         readonly AppwsServiceHandle _handle;
         readonly PendingErrors _pending;
@@ -692,66 +648,21 @@ namespace Wsbroker
                 else
                 {
                     _pending = new PendingErrors();
-                    var gc = GCHandle.Alloc(new Dispatcher(this, _pending));
-                    Interlocked.Increment(ref s_liveRegistrations);
-                    r = NativeMethods.wsb_appws_service_new(cfg, s_onEvent, GCHandle.ToIntPtr(gc), s_freeUserdata, out handle);
+                    IntPtr userdata = EventSink<AppService>.Register(this, _pending, s_dispatch);
+                    // On failure the library has already released the registration.
+                    r = NativeMethods.wsb_appws_service_new(cfg, s_onEvent, userdata, Registrations<AppService>.Free, out handle);
                 }
             }
             Library.Check(r, "wsb_appws_service_new");
             _handle = handle;
         }
 
-        internal static int LiveRegistrations { get { return Volatile.Read(ref s_liveRegistrations); } }
+        internal static int LiveRegistrations { get { return Registrations<AppService>.Live; } }
 
-        sealed class Dispatcher
+        void Dispatch(IntPtr evPtr)
         {
-            readonly WeakReference<AppService> _service;
-            public readonly PendingErrors Pending;
-
-            public Dispatcher(AppService s, PendingErrors pending)
-            {
-                _service = new WeakReference<AppService>(s);
-                Pending = pending;
-            }
-
-            public void Dispatch(IntPtr evPtr)
-            {
-                AppService s;
-                if (!_service.TryGetTarget(out s))
-                {
-                    return;
-                }
-                var native = (NativeAppwsServiceEvent)Marshal.PtrToStructure(evPtr, typeof(NativeAppwsServiceEvent));
-                s.Raise(AppServiceEvent.FromNative(ref native));
-            }
-        }
-
-        static void OnNativeEvent(IntPtr userdata, IntPtr service, IntPtr ev)
-        {
-            Dispatcher d = null;
-            PendingErrors.Enter();
-            try
-            {
-                d = (Dispatcher)GCHandle.FromIntPtr(userdata).Target;
-                d.Dispatch(ev);
-            }
-            catch (Exception e)
-            {
-                if (d != null)
-                {
-                    d.Pending.Add(e);
-                }
-            }
-            finally
-            {
-                PendingErrors.Leave();
-            }
-        }
-
-        static void FreeUserdata(IntPtr userdata)
-        {
-            GCHandle.FromIntPtr(userdata).Free();
-            Interlocked.Decrement(ref s_liveRegistrations);
+            var native = (NativeAppwsServiceEvent)Marshal.PtrToStructure(evPtr, typeof(NativeAppwsServiceEvent));
+            Raise(AppServiceEvent.FromNative(ref native));
         }
 
         void Raise(AppServiceEvent ev)

@@ -165,9 +165,9 @@ namespace Wsbroker
     public sealed class Client : IDisposable
     {
         // Static so the GC never collects a delegate the library still holds.
-        static readonly ClientEventCb s_onEvent = OnNativeEvent;
-        static readonly UserdataFreeCb s_freeUserdata = FreeUserdata;
-        static int s_liveRegistrations;
+        static readonly ClientEventCb s_onEvent = EventSink<Client>.OnEvent;
+        // Static: a delegate made in the constructor could hold the Client alive through the registration.
+        static readonly Action<Client, IntPtr> s_dispatch = (o, ev) => o.Dispatch(ev);
 
         readonly ClientHandle _handle;
         readonly PendingErrors _pending;
@@ -222,10 +222,9 @@ namespace Wsbroker
                 else
                 {
                     _pending = new PendingErrors();
-                    var gc = GCHandle.Alloc(new Dispatcher(this, _pending));
-                    Interlocked.Increment(ref s_liveRegistrations);
-                    // On failure the library has already called FreeUserdata, releasing gc.
-                    r = NativeMethods.wsb_client_new(cfg, s_onEvent, GCHandle.ToIntPtr(gc), s_freeUserdata, out handle);
+                    IntPtr userdata = EventSink<Client>.Register(this, _pending, s_dispatch);
+                    // On failure the library has already released the registration.
+                    r = NativeMethods.wsb_client_new(cfg, s_onEvent, userdata, Registrations<Client>.Free, out handle);
                 }
             }
             Library.Check(r, "wsb_client_new");
@@ -233,7 +232,7 @@ namespace Wsbroker
         }
 
         /// <summary>Registrations the library still holds (for tests of userdata_free).</summary>
-        internal static int LiveRegistrations { get { return Volatile.Read(ref s_liveRegistrations); } }
+        internal static int LiveRegistrations { get { return Registrations<Client>.Live; } }
 
         /// <summary>The URL given at creation.</summary>
         public string Url { get; private set; }
@@ -241,59 +240,12 @@ namespace Wsbroker
         /// <summary>True in queue mode.</summary>
         public bool IsPolled { get { return _polled; } }
 
-        /// <summary>A weak link, so an undisposed client can still be collected (its SafeHandle
-        /// finalizer then frees the native client, which releases this).</summary>
-        sealed class Dispatcher
+        void Dispatch(IntPtr evPtr)
         {
-            readonly WeakReference<Client> _client;
-            public readonly PendingErrors Pending;
-
-            public Dispatcher(Client c, PendingErrors pending)
-            {
-                _client = new WeakReference<Client>(c);
-                Pending = pending;
-            }
-
-            public void Dispatch(IntPtr evPtr)
-            {
-                Client c;
-                if (!_client.TryGetTarget(out c))
-                {
-                    return;
-                }
-                var native = (NativeClientEvent)Marshal.PtrToStructure(evPtr, typeof(NativeClientEvent));
-                ClientEvent ev = ClientEvent.FromNative(ref native);
-                c.Note(ev);
-                c.Raise(ev);
-            }
-        }
-
-        static void OnNativeEvent(IntPtr userdata, IntPtr client, IntPtr ev)
-        {
-            Dispatcher d = null;
-            PendingErrors.Enter();
-            try
-            {
-                d = (Dispatcher)GCHandle.FromIntPtr(userdata).Target;
-                d.Dispatch(ev);
-            }
-            catch (Exception e)
-            {
-                if (d != null)
-                {
-                    d.Pending.Add(e);
-                }
-            }
-            finally
-            {
-                PendingErrors.Leave();
-            }
-        }
-
-        static void FreeUserdata(IntPtr userdata)
-        {
-            GCHandle.FromIntPtr(userdata).Free();
-            Interlocked.Decrement(ref s_liveRegistrations);
+            var native = (NativeClientEvent)Marshal.PtrToStructure(evPtr, typeof(NativeClientEvent));
+            ClientEvent ev = ClientEvent.FromNative(ref native);
+            Note(ev);
+            Raise(ev);
         }
 
         void Note(ClientEvent ev)

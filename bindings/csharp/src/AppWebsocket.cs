@@ -300,14 +300,7 @@ namespace Wsbroker
 
         AppwsClientHandle Live()
         {
-            if (_pending != null)
-            {
-                _pending.ThrowIfAny();
-            }
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                throw new ObjectDisposedException("Wsbroker.AppWebsocketClient");
-            }
+            OwnerCalls.EnsureLive(_pending, ref _disposed, "Wsbroker.AppWebsocketClient");
             return _handle;
         }
 
@@ -367,7 +360,7 @@ namespace Wsbroker
         /// before Connected or after Closed, InvalidArgument for non-JSON.</summary>
         public Result Send(string json)
         {
-            return SendResult(NativeMethods.wsb_appws_client_send(Live(), AppWebsocketCrypto.N(json)), "wsb_appws_client_send");
+            return OwnerCalls.Queued(NativeMethods.wsb_appws_client_send(Live(), AppWebsocketCrypto.N(json)), "wsb_appws_client_send");
         }
 
         /// <summary>One text frame without a JSON check (MessageSendText).</summary>
@@ -377,7 +370,7 @@ namespace Wsbroker
             AppwsClientHandle h = Live();
             fixed (byte* p = b)
             {
-                return SendResult(NativeMethods.wsb_appws_client_send_text(h, b.Length == 0 ? IntPtr.Zero : (IntPtr)p, (UIntPtr)(uint)b.Length), "wsb_appws_client_send_text");
+                return OwnerCalls.Queued(NativeMethods.wsb_appws_client_send_text(h, b.Length == 0 ? IntPtr.Zero : (IntPtr)p, (UIntPtr)(uint)b.Length), "wsb_appws_client_send_text");
             }
         }
 
@@ -447,29 +440,15 @@ namespace Wsbroker
         /// <summary>Queue mode: events until Closed (included), an idle timeout, Interrupt or Dispose.</summary>
         public IEnumerable<AppWebsocketClientEvent> Events(int idleTimeoutMs = -1)
         {
-            while (true)
+            Func<bool> disposed = () => Volatile.Read(ref _disposed) != 0;
+            Func<bool> over = () =>
             {
-                AppWebsocketClientEvent ev;
-                try
+                lock (_state)
                 {
-                    lock (_state)
-                    {
-                        if (_finished || Volatile.Read(ref _disposed) != 0) yield break;
-                    }
-                    ev = Poll(idleTimeoutMs);
+                    return _finished || disposed();
                 }
-                catch (WsbException e)
-                {
-                    if (e.Code == Result.Interrupted || Volatile.Read(ref _disposed) != 0) yield break;
-                    throw;
-                }
-                catch (ObjectDisposedException)
-                {
-                    yield break;
-                }
-                if (ev == null) yield break;
-                yield return ev;
-            }
+            };
+            return OwnerCalls.Events(over, disposed, () => Poll(idleTimeoutMs));
         }
 
         public void Interrupt()
@@ -501,11 +480,6 @@ namespace Wsbroker
             {
                 _pending.ThrowIfAny();
             }
-        }
-
-        static Result SendResult(Result r, string function)
-        {
-            return r == Result.Backpressure ? r : Library.Check(r, function);
         }
     }
 
@@ -689,14 +663,7 @@ namespace Wsbroker
 
         AppwsServiceHandle Live()
         {
-            if (_pending != null)
-            {
-                _pending.ThrowIfAny();
-            }
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                throw new ObjectDisposedException("Wsbroker.AppService");
-            }
+            OwnerCalls.EnsureLive(_pending, ref _disposed, "Wsbroker.AppService");
             return _handle;
         }
 
@@ -707,7 +674,7 @@ namespace Wsbroker
         public Result Reply(ulong conn, string src, string json)
         {
             Result r = NativeMethods.wsb_appws_service_reply(Live(), conn, AppWebsocketCrypto.N(src ?? ""), AppWebsocketCrypto.N(json));
-            return r == Result.Backpressure ? r : Library.Check(r, "wsb_appws_service_reply");
+            return OwnerCalls.Queued(r, "wsb_appws_service_reply");
         }
 
         public Result Send(ulong conn, string text)
@@ -723,7 +690,7 @@ namespace Wsbroker
             fixed (byte* p = data)
             {
                 Result r = NativeMethods.wsb_appws_service_send(h, conn, n == 0 ? IntPtr.Zero : (IntPtr)p, (UIntPtr)(uint)n, isText);
-                return r == Result.Backpressure ? r : Library.Check(r, "wsb_appws_service_send");
+                return OwnerCalls.Queued(r, "wsb_appws_service_send");
             }
         }
 
@@ -753,26 +720,8 @@ namespace Wsbroker
         /// <summary>Queue mode: events until an idle timeout, Interrupt or Dispose.</summary>
         public IEnumerable<AppServiceEvent> Events(int idleTimeoutMs = -1)
         {
-            while (true)
-            {
-                AppServiceEvent ev;
-                try
-                {
-                    if (Volatile.Read(ref _disposed) != 0) yield break;
-                    ev = Poll(idleTimeoutMs);
-                }
-                catch (WsbException e)
-                {
-                    if (e.Code == Result.Interrupted || Volatile.Read(ref _disposed) != 0) yield break;
-                    throw;
-                }
-                catch (ObjectDisposedException)
-                {
-                    yield break;
-                }
-                if (ev == null) yield break;
-                yield return ev;
-            }
+            Func<bool> disposed = () => Volatile.Read(ref _disposed) != 0;
+            return OwnerCalls.Events(disposed, disposed, () => Poll(idleTimeoutMs));
         }
 
         public void Interrupt()

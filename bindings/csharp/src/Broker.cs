@@ -223,11 +223,7 @@ namespace Wsbroker
 
         BrokerHandle Live()
         {
-            _pending.ThrowIfAny();
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                throw new ObjectDisposedException("Wsbroker.Broker");
-            }
+            OwnerCalls.EnsureLive(_pending, ref _disposed, "Wsbroker.Broker");
             return _handle;
         }
 

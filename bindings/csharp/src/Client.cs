@@ -294,14 +294,7 @@ namespace Wsbroker
 
         ClientHandle Live()
         {
-            if (_pending != null)
-            {
-                _pending.ThrowIfAny();
-            }
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                throw new ObjectDisposedException("Wsbroker.Client");
-            }
+            OwnerCalls.EnsureLive(_pending, ref _disposed, "Wsbroker.Client");
             return _handle;
         }
 
@@ -382,16 +375,12 @@ namespace Wsbroker
         /// <paramref name="offset"/>, as text (must be UTF-8) or binary.</summary>
         public unsafe Result Send(byte[] data, int offset, int count, bool isText)
         {
-            int len = data == null ? 0 : data.Length;
-            if (offset < 0 || count < 0 || offset > len - count)
-            {
-                throw new ArgumentOutOfRangeException("offset/count", "outside the array");
-            }
+            OwnerCalls.CheckRange(data, offset, count);
             ClientHandle h = Live();
             fixed (byte* p = data)
             {
                 IntPtr ptr = count == 0 ? IntPtr.Zero : (IntPtr)(p + offset);
-                return SendResult(NativeMethods.wsb_client_send(h, ptr, (UIntPtr)(uint)count, isText), "wsb_client_send");
+                return OwnerCalls.Queued(NativeMethods.wsb_client_send(h, ptr, (UIntPtr)(uint)count, isText), "wsb_client_send");
             }
         }
 
@@ -403,7 +392,7 @@ namespace Wsbroker
             fixed (byte* p = payload)
             {
                 IntPtr ptr = count == 0 ? IntPtr.Zero : (IntPtr)p;
-                return SendResult(NativeMethods.wsb_client_ping(h, ptr, (UIntPtr)(uint)count), "wsb_client_ping");
+                return OwnerCalls.Queued(NativeMethods.wsb_client_ping(h, ptr, (UIntPtr)(uint)count), "wsb_client_ping");
             }
         }
 
@@ -443,40 +432,15 @@ namespace Wsbroker
         /// event (Closed or Error while reconnection is off: nothing can follow it).</summary>
         public IEnumerable<ClientEvent> Events(int idleTimeoutMs = -1)
         {
-            while (true)
+            Func<bool> disposed = () => Volatile.Read(ref _disposed) != 0;
+            Func<bool> over = () =>
             {
-                ClientEvent ev;
-                try
+                lock (_state)
                 {
-                    bool over;
-                    lock (_state)
-                    {
-                        over = Volatile.Read(ref _disposed) != 0 || IsFinal(_outcome);
-                    }
-                    if (over)
-                    {
-                        yield break;
-                    }
-                    ev = Poll(idleTimeoutMs);
+                    return disposed() || IsFinal(_outcome);
                 }
-                catch (WsbException e)
-                {
-                    if (e.Code == Result.Interrupted || Volatile.Read(ref _disposed) != 0)
-                    {
-                        yield break;
-                    }
-                    throw;
-                }
-                catch (ObjectDisposedException)
-                {
-                    yield break;
-                }
-                if (ev == null)
-                {
-                    yield break;
-                }
-                yield return ev;
-            }
+            };
+            return OwnerCalls.Events(over, disposed, () => Poll(idleTimeoutMs));
         }
 
         /// <summary>Makes the current (or next) Poll throw Interrupted; Events ends. Queue mode only.</summary>
@@ -512,11 +476,6 @@ namespace Wsbroker
             {
                 _pending.ThrowIfAny();
             }
-        }
-
-        static Result SendResult(Result r, string function)
-        {
-            return r == Result.Backpressure ? r : Library.Check(r, function);
         }
     }
 }

@@ -222,6 +222,77 @@ namespace Wsbroker
         }
     }
 
+    /// <summary>The calls every owner (Server, Client, AppWebsocketClient, AppService, Broker)
+    /// makes the same way.</summary>
+    internal static class OwnerCalls
+    {
+        /// <summary>The check before each call on an owner: first rethrow what a handler left behind,
+        /// then refuse once disposed.</summary>
+        public static void EnsureLive(PendingErrors pending, ref int disposed, string name)
+        {
+            if (pending != null)
+            {
+                pending.ThrowIfAny();
+            }
+            if (Volatile.Read(ref disposed) != 0)
+            {
+                throw new ObjectDisposedException(name);
+            }
+        }
+
+        /// <summary>Ok, or Backpressure (queued above the soft limit); throws <see cref="WsbException"/>
+        /// for anything else.</summary>
+        public static Result Queued(Result r, string function)
+        {
+            return r == Result.Backpressure ? r : Library.Check(r, function);
+        }
+
+        public static void CheckRange(byte[] data, int offset, int count)
+        {
+            int len = data == null ? 0 : data.Length;
+            if (offset < 0 || count < 0 || offset > len - count)
+            {
+                throw new ArgumentOutOfRangeException("offset/count", "outside the array");
+            }
+        }
+
+        /// <summary>Queue mode's Events: <paramref name="poll"/> until it returns null (the idle
+        /// timeout), is interrupted, or <paramref name="over"/> says nothing more can come (disposed,
+        /// or the final event was seen). A failure after Dispose from another thread ends it too.</summary>
+        public static IEnumerable<T> Events<T>(Func<bool> over, Func<bool> disposed, Func<T> poll) where T : class
+        {
+            while (true)
+            {
+                T ev;
+                try
+                {
+                    if (over())
+                    {
+                        yield break;
+                    }
+                    ev = poll();
+                }
+                catch (WsbException e)
+                {
+                    if (e.Code == Result.Interrupted || disposed())
+                    {
+                        yield break;
+                    }
+                    throw;
+                }
+                catch (ObjectDisposedException)
+                {
+                    yield break;
+                }
+                if (ev == null)
+                {
+                    yield break;
+                }
+                yield return ev;
+            }
+        }
+    }
+
     /// <summary>The GCHandles one owner type (Server, Client, ...) gives the library as callback
     /// userdata, counted so tests can check that userdata_free releases every one.</summary>
     internal static class Registrations<TOwner>
@@ -526,14 +597,7 @@ namespace Wsbroker
 
         ServerHandle Live()
         {
-            if (_pending != null)
-            {
-                _pending.ThrowIfAny();
-            }
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                throw new ObjectDisposedException("Wsbroker.Server");
-            }
+            OwnerCalls.EnsureLive(_pending, ref _disposed, "Wsbroker.Server");
             return _handle;
         }
 
@@ -561,12 +625,12 @@ namespace Wsbroker
         /// <paramref name="offset"/>, as text (must be UTF-8) or binary.</summary>
         public unsafe Result Send(ulong conn, byte[] data, int offset, int count, bool isText)
         {
-            CheckRange(data, offset, count);
+            OwnerCalls.CheckRange(data, offset, count);
             ServerHandle h = Live();
             fixed (byte* p = data)
             {
                 IntPtr ptr = count == 0 ? IntPtr.Zero : (IntPtr)(p + offset);
-                return SendResult(NativeMethods.wsb_server_write(h, conn, ptr, (UIntPtr)(uint)count, isText), "wsb_server_write");
+                return OwnerCalls.Queued(NativeMethods.wsb_server_write(h, conn, ptr, (UIntPtr)(uint)count, isText), "wsb_server_write");
             }
         }
 
@@ -578,7 +642,7 @@ namespace Wsbroker
             fixed (byte* p = payload)
             {
                 IntPtr ptr = count == 0 ? IntPtr.Zero : (IntPtr)p;
-                return SendResult(NativeMethods.wsb_server_ping(h, conn, ptr, (UIntPtr)(uint)count), "wsb_server_ping");
+                return OwnerCalls.Queued(NativeMethods.wsb_server_ping(h, conn, ptr, (UIntPtr)(uint)count), "wsb_server_ping");
             }
         }
 
@@ -620,35 +684,8 @@ namespace Wsbroker
         /// (negative: until <see cref="Interrupt"/> or Dispose from another thread).</summary>
         public IEnumerable<ServerEvent> Events(int idleTimeoutMs = -1)
         {
-            while (true)
-            {
-                ServerEvent ev;
-                try
-                {
-                    if (Volatile.Read(ref _disposed) != 0)
-                    {
-                        yield break;
-                    }
-                    ev = Poll(idleTimeoutMs);
-                }
-                catch (WsbException e)
-                {
-                    if (e.Code == Result.Interrupted || Volatile.Read(ref _disposed) != 0)
-                    {
-                        yield break;
-                    }
-                    throw;
-                }
-                catch (ObjectDisposedException)
-                {
-                    yield break;
-                }
-                if (ev == null)
-                {
-                    yield break;
-                }
-                yield return ev;
-            }
+            Func<bool> disposed = () => Volatile.Read(ref _disposed) != 0;
+            return OwnerCalls.Events(disposed, disposed, () => Poll(idleTimeoutMs));
         }
 
         /// <summary>Makes the current (or next) Poll throw Interrupted; Events ends.</summary>
@@ -676,20 +713,6 @@ namespace Wsbroker
             if (_pending != null)
             {
                 _pending.ThrowIfAny();
-            }
-        }
-
-        static Result SendResult(Result r, string function)
-        {
-            return r == Result.Backpressure ? r : Library.Check(r, function);
-        }
-
-        static void CheckRange(byte[] data, int offset, int count)
-        {
-            int len = data == null ? 0 : data.Length;
-            if (offset < 0 || count < 0 || offset > len - count)
-            {
-                throw new ArgumentOutOfRangeException("offset/count", "outside the array");
             }
         }
     }

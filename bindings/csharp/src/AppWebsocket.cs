@@ -426,12 +426,10 @@ namespace Wsbroker
         public AppWebsocketClientEvent Poll(int timeoutMs)
         {
             NativeAppwsClientEvent ev;
-            Result r = NativeMethods.wsb_appws_client_poll(Live(), timeoutMs, out ev);
-            if (r == Result.Timeout)
+            if (!OwnerCalls.Polled(NativeMethods.wsb_appws_client_poll(Live(), timeoutMs, out ev), "wsb_appws_client_poll"))
             {
                 return null;
             }
-            Library.Check(r, "wsb_appws_client_poll");
             AppWebsocketClientEvent e = AppWebsocketClientEvent.FromNative(ref ev);
             Note(e);
             return e;
@@ -708,12 +706,10 @@ namespace Wsbroker
         public AppServiceEvent Poll(int timeoutMs)
         {
             NativeAppwsServiceEvent ev;
-            Result r = NativeMethods.wsb_appws_service_poll(Live(), timeoutMs, out ev);
-            if (r == Result.Timeout)
+            if (!OwnerCalls.Polled(NativeMethods.wsb_appws_service_poll(Live(), timeoutMs, out ev), "wsb_appws_service_poll"))
             {
                 return null;
             }
-            Library.Check(r, "wsb_appws_service_poll");
             return AppServiceEvent.FromNative(ref ev);
         }
 

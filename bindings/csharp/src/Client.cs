@@ -416,12 +416,10 @@ namespace Wsbroker
         public ClientEvent Poll(int timeoutMs)
         {
             NativeClientEvent ev;
-            Result r = NativeMethods.wsb_client_poll(Live(), timeoutMs, out ev);
-            if (r == Result.Timeout)
+            if (!OwnerCalls.Polled(NativeMethods.wsb_client_poll(Live(), timeoutMs, out ev), "wsb_client_poll"))
             {
                 return null;
             }
-            Library.Check(r, "wsb_client_poll");
             ClientEvent e = ClientEvent.FromNative(ref ev);
             Note(e);
             return e;

@@ -247,6 +247,18 @@ namespace Wsbroker
             return r == Result.Backpressure ? r : Library.Check(r, function);
         }
 
+        /// <summary>A poll's result: true when an event came, false when the time ran out; throws
+        /// <see cref="WsbException"/> for anything else (Interrupted, ShutDown, ...).</summary>
+        public static bool Polled(Result r, string function)
+        {
+            if (r == Result.Timeout)
+            {
+                return false;
+            }
+            Library.Check(r, function);
+            return true;
+        }
+
         public static void CheckRange(byte[] data, int offset, int count)
         {
             int len = data == null ? 0 : data.Length;
@@ -671,12 +683,10 @@ namespace Wsbroker
         public ServerEvent Poll(int timeoutMs)
         {
             NativeEvent ev;
-            Result r = NativeMethods.wsb_server_poll(Live(), timeoutMs, out ev);
-            if (r == Result.Timeout)
+            if (!OwnerCalls.Polled(NativeMethods.wsb_server_poll(Live(), timeoutMs, out ev), "wsb_server_poll"))
             {
                 return null;
             }
-            Library.Check(r, "wsb_server_poll");
             return ServerEvent.FromNative(ref ev);
         }
 

@@ -224,13 +224,286 @@ inline int32_t ms_i32(std::chrono::milliseconds ms) noexcept {
 
 inline bool has_nul(std::string_view s) noexcept { return s.find('\0') != std::string_view::npos; }
 
+// Reads a string through a `(char *buf, size_t len, size_t *needed)` call that reports the size it
+// needs (NUL included) with BufferTooSmall.
+template <class F> std::string read_sized(F &&call) {
+    size_t needed = 0;
+    char small[256];
+    if (call(small, sizeof small, &needed) == WSB_RESULT_OK) {
+        return small;
+    }
+    std::string buf(needed, '\0');
+    if (needed == 0 || call(buf.data(), buf.size(), &needed) != WSB_RESULT_OK) {
+        return {};
+    }
+    buf.resize(needed - 1);
+    return buf;
+}
+
+// The setter chain every *Config class builds on: the first failure sticks (status(),
+// error_detail()) and later setters are not applied, so the first failure is the one reported.
+// C is the C config type, Deleter frees it.
+template <class Derived, class C, class Deleter> class ConfigBase {
+  public:
+    // Ok, or the first failed setter's result.
+    Result status() const noexcept { return status_; }
+    // "<setter>: <detail>" for the first failure, "" while status() is Ok.
+    const std::string &error_detail() const noexcept { return detail_; }
+    const C *get() const noexcept { return cfg_.get(); }
+
+  protected:
+    ConfigBase() = default;
+    explicit ConfigBase(C *cfg) : cfg_(cfg) {}
+
+    // A failure found before asking the library: InvalidArgument with this exact detail.
+    Derived &fail(std::string detail) {
+        status_ = Code::InvalidArgument;
+        detail_ = std::move(detail);
+        return self();
+    }
+    Derived &apply(wsb_result r, const char *what) {
+        if (status_.ok() && r != WSB_RESULT_OK) {
+            status_ = Result(r);
+            detail_ = std::string(what) + ": " + wsb::last_error();
+        }
+        return self();
+    }
+    Derived &str(wsb_result (*set)(C *, const char *), const std::string &s, const char *what) {
+        if (!status_.ok()) {
+            return self();
+        }
+        if (has_nul(s)) {
+            return fail(std::string(what) + ": embedded NUL");
+        }
+        return apply(set(cfg_.get(), s.c_str()), what);
+    }
+    Derived &str2(wsb_result (*set)(C *, const char *, const char *), const std::string &a, const std::string &b,
+                  const char *what) {
+        if (!status_.ok()) {
+            return self();
+        }
+        if (has_nul(a) || has_nul(b)) {
+            return fail(std::string(what) + ": embedded NUL");
+        }
+        return apply(set(cfg_.get(), a.c_str(), b.c_str()), what);
+    }
+    Derived &ms(wsb_result (*set)(C *, uint32_t), std::chrono::milliseconds t, const char *what) {
+        if (!status_.ok()) {
+            return self();
+        }
+        uint32_t v = 0;
+        if (!ms_u32(t, v)) {
+            return fail(std::string(what) + ": negative duration");
+        }
+        return apply(set(cfg_.get(), v), what);
+    }
+
+    std::unique_ptr<C, Deleter> cfg_;
+    Result status_;
+    std::string detail_;
+
+  private:
+    Derived &self() noexcept { return static_cast<Derived &>(*this); }
+};
+
+// The callback-mode handler table every *Handlers class builds on: Derived holds one Handler per
+// event type and provides `pick` (the slot for a type, nullptr for a type newer than this header)
+// and `unhandled` (what an escaped exception does when no on_exception is set). `trampoline` and
+// `release` are what the C constructor receives; userdata is a heap Derived.
+template <class Derived, class Ref, class Raw, class Ev, class CEv> class HandlerTable {
+  public:
+    using Handler = std::function<void(Ref, const Ev &)>;
+    using ExceptionHandler = std::function<void(Ref, const Ev &, std::exception_ptr)>;
+
+    Derived &on_exception(ExceptionHandler h) {
+        exception_ = std::move(h);
+        return static_cast<Derived &>(*this);
+    }
+
+  protected:
+    Derived &set(Handler &slot, Handler h) {
+        slot = std::move(h);
+        return static_cast<Derived &>(*this);
+    }
+
+  private:
+    template <class, class> friend class Owner;
+
+    static void trampoline(void *userdata, Raw *raw, const CEv *event) noexcept {
+        if (userdata == nullptr || event == nullptr) {
+            return;
+        }
+        const auto &self = *static_cast<const Derived *>(userdata);
+        const Ev ev = Ev::from_c(*event);
+        const Handler *h = self.pick(ev.type);
+        if (h == nullptr || !*h) {
+            return;
+        }
+#if WSB_HPP_CATCH_HANDLERS
+        try {
+            (*h)(Ref(raw), ev);
+        } catch (...) {
+            self.failed(raw, ev, std::current_exception());
+        }
+#else
+        (*h)(Ref(raw), ev);
+#endif
+    }
+
+#if WSB_HPP_CATCH_HANDLERS
+    void failed(Raw *raw, const Ev &ev, std::exception_ptr e) const noexcept {
+        if (exception_) {
+            try {
+                exception_(Ref(raw), ev, e);
+            } catch (...) {
+                // Nothing may cross into C, and there is nobody left to tell.
+            }
+            return;
+        }
+        Derived::unhandled(raw, ev);
+    }
+#endif
+
+    static void release(void *userdata) noexcept { delete static_cast<Derived *>(userdata); }
+
+    ExceptionHandler exception_;
+};
+
+// The owning side of one C handle, shared by Server, Client, AppWebsocketClient, AppService and
+// Broker: creation in callback or queue mode, shutdown, and the ownership accessors. Traits names
+// the C handle (Raw), the public Config, Handlers and Ref classes, the constructor (make) and
+// destructor (destroy), the name create() reports (what), and whether a create() failure spells
+// out a header/library version mismatch (explain_version) or leaves it to wsb_last_error.
+template <class Derived, class Traits> class Owner {
+    using Raw = typename Traits::Raw;
+    using Config = typename Traits::Config;
+    using Handlers = typename Traits::Handlers;
+    using Ref = typename Traits::Ref;
+
+  public:
+    // Callback mode: events go to `handlers` on the handle's own thread(s).
+    static Result try_create(const Config &config, Handlers handlers, Derived &out) {
+        if (Result pre = precheck(config); !pre.ok()) {
+            return pre;
+        }
+        auto *box = new Handlers(std::move(handlers));
+        Raw *h = nullptr;
+        // The C constructor owns box from here: it calls release() on failure too.
+        Result r(Traits::make(config.get(), &Handlers::trampoline, box, &Handlers::release, &h));
+        if (r.ok()) {
+            static_cast<Owner &>(out).h_.reset(h);
+        }
+        return r;
+    }
+    // Without handlers: events wait for poll() (a Broker's in-process services receive nothing).
+    static Result try_create(const Config &config, Derived &out) {
+        if (Result pre = precheck(config); !pre.ok()) {
+            return pre;
+        }
+        Raw *h = nullptr;
+        Result r(Traits::make(config.get(), nullptr, nullptr, nullptr, &h));
+        if (r.ok()) {
+            static_cast<Owner &>(out).h_.reset(h);
+        }
+        return r;
+    }
+
+#if !defined(WSB_NO_EXCEPTIONS)
+    // As try_create, throwing wsb::Error on failure.
+    static Derived create(const Config &config, Handlers handlers) {
+        Derived d;
+        check(try_create(config, std::move(handlers), d), config);
+        return d;
+    }
+    static Derived create(const Config &config) {
+        Derived d;
+        check(try_create(config, d), config);
+        return d;
+    }
+#endif
+
+    // Stops and frees the handle now. On Reentrant (called from its own handler) it is kept and
+    // still owned.
+    Result shutdown() noexcept {
+        Result r(Traits::destroy(h_.get()));
+        if (r.code() != Code::Reentrant) {
+            (void)h_.release();
+        }
+        return r;
+    }
+
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+    Raw *get() const noexcept { return h_.get(); }
+    Ref ref() const noexcept { return Ref(h_.get()); }
+    // Gives up ownership; the caller must free the handle once.
+    Raw *release() noexcept { return h_.release(); }
+
+  private:
+    static Result precheck(const Config &config) noexcept {
+        if (!config.status().ok()) {
+            return config.status();
+        }
+        return version_matches() ? Result(Code::Ok) : Result(Code::InvalidState);
+    }
+
+#if !defined(WSB_NO_EXCEPTIONS)
+    static void check(Result r, const Config &config) {
+        if (r.ok()) {
+            return;
+        }
+        std::string detail;
+        if (!config.status().ok()) {
+            detail = config.error_detail();
+        } else if (Traits::explain_version && !version_matches()) {
+            detail = std::string("library ") + wsb_version() + " does not match header " WSB_VERSION_STRING;
+        } else {
+            detail = wsb::last_error();
+        }
+        throw Error(r, Traits::what, detail);
+    }
+#endif
+
+    // A failure here (Reentrant: destroyed from its own handler) cannot be reported from a
+    // destructor; shutdown() shows it.
+    struct Deleter {
+        void operator()(Raw *h) const noexcept { (void)Traits::destroy(h); }
+    };
+    std::unique_ptr<Raw, Deleter> h_;
+};
+
+// Queue mode's poll and interrupt, for the handles that have them (Traits::poll, interrupt, Ev
+// and CEv). Timeout, Interrupted and InvalidState (callback mode) leave `out` untouched; the
+// event's views stay valid until the next poll on the same handle.
+template <class Derived, class Traits> class Queue {
+    using Ev = typename Traits::Ev;
+
+  public:
+    // Waits up to `timeout` (wsb::forever, or 0 to just check).
+    Result poll(std::chrono::milliseconds timeout, Ev &out) const noexcept {
+        typename Traits::CEv raw{};
+        Result r(Traits::poll(self().get(), ms_i32(timeout), &raw));
+        if (r.ok()) {
+            out = Ev::from_c(raw);
+        }
+        return r;
+    }
+    // As above; std::nullopt for every non-Ok result (timeout, interrupt, ...).
+    std::optional<Ev> poll(std::chrono::milliseconds timeout) const noexcept {
+        Ev ev;
+        if (!poll(timeout, ev).ok()) {
+            return std::nullopt;
+        }
+        return ev;
+    }
+    // Makes the current or next poll return Interrupted.
+    Result interrupt() const noexcept { return Result(Traits::interrupt(self().get())); }
+
+  private:
+    const Derived &self() const noexcept { return static_cast<const Derived &>(*this); }
+};
+
 struct ConfigDeleter {
     void operator()(wsb_server_config *c) const noexcept { wsb_server_config_free(c); }
-};
-struct ServerDeleter {
-    // A failure here (REENTRANT: destroyed from its own handler) cannot be reported from a
-    // destructor; use Server::shutdown() to see it.
-    void operator()(wsb_server *s) const noexcept { (void)wsb_server_free(s); }
 };
 
 // The calls shared by the owning Server and the borrowed ServerRef handlers receive.
@@ -270,17 +543,7 @@ template <class Derived> class ServerOps {
     }
     // The detail of the last failed call on this server ("" if none).
     std::string last_error() const {
-        size_t needed = 0;
-        char small[256];
-        if (wsb_server_last_error(raw(), small, sizeof small, &needed) == WSB_RESULT_OK) {
-            return small;
-        }
-        std::string buf(needed, '\0');
-        if (needed == 0 || wsb_server_last_error(raw(), buf.data(), buf.size(), &needed) != WSB_RESULT_OK) {
-            return {};
-        }
-        buf.resize(needed - 1);
-        return buf;
+        return read_sized([this](char *b, size_t n, size_t *need) { return wsb_server_last_error(raw(), b, n, need); });
     }
 
   private:
@@ -291,9 +554,9 @@ template <class Derived> class ServerOps {
 
 // Server settings (wsb_server_config). Setters chain; the first failure sticks and is what
 // `status()` and `Server::try_create` return, with `error_detail()` from wsb_last_error.
-class ServerConfig {
+class ServerConfig : public detail::ConfigBase<ServerConfig, wsb_server_config, detail::ConfigDeleter> {
   public:
-    ServerConfig() : cfg_(wsb_server_config_new()) {
+    ServerConfig() : ConfigBase(wsb_server_config_new()) {
         if (!cfg_) {
             status_ = Code::NullPointer;
             detail_ = "wsb_server_config_new: out of memory";
@@ -343,50 +606,6 @@ class ServerConfig {
     ServerConfig &event_queue_capacity(uint32_t n) {
         return apply(wsb_server_config_set_event_queue_capacity(cfg_.get(), n), "event_queue_capacity");
     }
-
-    // Ok, or the first failed setter's result.
-    Result status() const noexcept { return status_; }
-    // "<setter>: <detail>" for the first failure, "" while status() is Ok.
-    const std::string &error_detail() const noexcept { return detail_; }
-    const wsb_server_config *get() const noexcept { return cfg_.get(); }
-
-  private:
-    ServerConfig &apply(wsb_result r, const char *what) {
-        // After a failure (or without a config) later setters are not applied: the first
-        // failure is the useful one.
-        if (status_.ok() && r != WSB_RESULT_OK) {
-            status_ = Result(r);
-            detail_ = std::string(what) + ": " + wsb::last_error();
-        }
-        return *this;
-    }
-    ServerConfig &str(wsb_result (*set)(wsb_server_config *, const char *), const std::string &s, const char *what) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        if (detail::has_nul(s)) {
-            status_ = Code::InvalidArgument;
-            detail_ = std::string(what) + ": embedded NUL";
-            return *this;
-        }
-        return apply(set(cfg_.get(), s.c_str()), what);
-    }
-    ServerConfig &ms(wsb_result (*set)(wsb_server_config *, uint32_t), std::chrono::milliseconds t, const char *what) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        uint32_t v = 0;
-        if (!detail::ms_u32(t, v)) {
-            status_ = Code::InvalidArgument;
-            detail_ = std::string(what) + ": negative duration";
-            return *this;
-        }
-        return apply(set(cfg_.get(), v), what);
-    }
-
-    std::unique_ptr<wsb_server_config, detail::ConfigDeleter> cfg_;
-    Result status_;
-    std::string detail_;
 };
 
 // A borrowed server pointer, as handlers receive it. Cheap to copy; valid while the Server
@@ -404,29 +623,17 @@ class Server;
 
 // Callback-mode handlers. Unset handlers ignore their event. See the top of this file for
 // what happens to an exception a handler throws.
-class ServerHandlers {
+class ServerHandlers : public detail::HandlerTable<ServerHandlers, ServerRef, wsb_server, Event, wsb_event> {
   public:
-    using Handler = std::function<void(ServerRef, const Event &)>;
-    using ExceptionHandler = std::function<void(ServerRef, const Event &, std::exception_ptr)>;
-
     ServerHandlers &on_open(Handler h) { return set(open_, std::move(h)); }
     ServerHandlers &on_message(Handler h) { return set(message_, std::move(h)); }
     ServerHandlers &on_ping(Handler h) { return set(ping_, std::move(h)); }
     ServerHandlers &on_pong(Handler h) { return set(pong_, std::move(h)); }
     ServerHandlers &on_drain(Handler h) { return set(drain_, std::move(h)); }
     ServerHandlers &on_close(Handler h) { return set(close_, std::move(h)); }
-    ServerHandlers &on_exception(ExceptionHandler h) {
-        exception_ = std::move(h);
-        return *this;
-    }
 
   private:
-    friend class Server;
-
-    ServerHandlers &set(Handler &slot, Handler h) {
-        slot = std::move(h);
-        return *this;
-    }
+    friend HandlerTable;
 
     const Handler *pick(EventType t) const noexcept {
         switch (t) {
@@ -440,165 +647,42 @@ class ServerHandlers {
         return nullptr; // an event type newer than this header
     }
 
-    // The static trampoline wsb_server_new receives; userdata is a heap ServerHandlers.
-    static void trampoline(void *userdata, wsb_server *server, const wsb_event *event) noexcept {
-        if (userdata == nullptr || event == nullptr) {
-            return;
-        }
-        const auto &self = *static_cast<const ServerHandlers *>(userdata);
-        const Event ev = Event::from_c(*event);
-        const Handler *h = self.pick(ev.type);
-        if (h == nullptr || !*h) {
-            return;
-        }
-#if WSB_HPP_CATCH_HANDLERS
-        try {
-            (*h)(ServerRef(server), ev);
-        } catch (...) {
-            self.failed(server, ev, std::current_exception());
-        }
-#else
-        (*h)(ServerRef(server), ev);
-#endif
-    }
-
-#if WSB_HPP_CATCH_HANDLERS
-    void failed(wsb_server *server, const Event &ev, std::exception_ptr e) const noexcept {
-        if (exception_) {
-            try {
-                exception_(ServerRef(server), ev, e);
-            } catch (...) {
-                // Nothing may cross into C, and there is nobody left to tell.
-            }
-            return;
-        }
+    // An escaped exception closes the event's connection, unless the event is its Close.
+    static void unhandled(wsb_server *server, const Event &ev) noexcept {
         if (ev.type != EventType::Close) {
             (void)wsb_server_close(server, ev.conn, 1011, "internal error");
         }
     }
-#endif
-
-    static void release(void *userdata) noexcept { delete static_cast<ServerHandlers *>(userdata); }
 
     Handler open_, message_, ping_, pong_, drain_, close_;
-    ExceptionHandler exception_;
 };
 
-// A running server (wsb_server). Move-only; destruction closes every connection with 1001 and
-// joins the I/O threads (do not destroy it from one of its own handlers: use shutdown() to see
-// the Reentrant result instead of leaking silently).
-class Server : public detail::ServerOps<Server> {
+namespace detail {
+struct ServerTraits {
+    using Raw = wsb_server;
+    using Config = ServerConfig;
+    using Handlers = ServerHandlers;
+    using Ref = ServerRef;
+    static constexpr auto make = wsb_server_new;
+    static constexpr auto destroy = wsb_server_free;
+    static constexpr const char *what = "wsb::Server::create";
+    static constexpr bool explain_version = true;
+    using Ev = Event;
+    using CEv = wsb_event;
+    static constexpr auto poll = wsb_server_poll;
+    static constexpr auto interrupt = wsb_server_interrupt;
+};
+} // namespace detail
+
+// A running server (wsb_server). Callback mode (try_create/create with ServerHandlers): events go
+// to the handlers on an I/O thread. Queue mode (without): events wait for poll(). Move-only;
+// destruction closes every connection with 1001 and joins the I/O threads (do not destroy it from
+// one of its own handlers: use shutdown() to see the Reentrant result instead of leaking silently).
+class Server : public detail::ServerOps<Server>,
+               public detail::Owner<Server, detail::ServerTraits>,
+               public detail::Queue<Server, detail::ServerTraits> {
   public:
     Server() noexcept = default;
-
-    // Callback mode: events go to `handlers` on an I/O thread.
-    static Result try_create(const ServerConfig &config, ServerHandlers handlers, Server &out) {
-        if (Result pre = precheck(config); !pre.ok()) {
-            return pre;
-        }
-        auto *box = new ServerHandlers(std::move(handlers));
-        wsb_server *s = nullptr;
-        // wsb_server_new owns box from here: it calls release() on failure too.
-        Result r(wsb_server_new(config.get(), &ServerHandlers::trampoline, box, &ServerHandlers::release, &s));
-        if (r.ok()) {
-            out.s_.reset(s);
-        }
-        return r;
-    }
-    // Queue mode: events wait for poll().
-    static Result try_create(const ServerConfig &config, Server &out) {
-        if (Result pre = precheck(config); !pre.ok()) {
-            return pre;
-        }
-        wsb_server *s = nullptr;
-        Result r(wsb_server_new(config.get(), nullptr, nullptr, nullptr, &s));
-        if (r.ok()) {
-            out.s_.reset(s);
-        }
-        return r;
-    }
-
-#if !defined(WSB_NO_EXCEPTIONS)
-    // As try_create, throwing wsb::Error on failure.
-    static Server create(const ServerConfig &config, ServerHandlers handlers) {
-        Server s;
-        check(try_create(config, std::move(handlers), s), config);
-        return s;
-    }
-    static Server create(const ServerConfig &config) {
-        Server s;
-        check(try_create(config, s), config);
-        return s;
-    }
-#endif
-
-    // Queue mode: waits up to `timeout` (wsb::forever, or 0 to just check). The event's views
-    // stay valid until the next poll on this server. Timeout, Interrupted, InvalidState
-    // (callback mode) leave `out` untouched.
-    Result poll(std::chrono::milliseconds timeout, Event &out) const noexcept {
-        wsb_event raw{};
-        Result r(wsb_server_poll(get(), detail::ms_i32(timeout), &raw));
-        if (r.ok()) {
-            out = Event::from_c(raw);
-        }
-        return r;
-    }
-    // As above; std::nullopt for every non-Ok result (timeout, interrupt, ...).
-    std::optional<Event> poll(std::chrono::milliseconds timeout) const noexcept {
-        Event ev;
-        if (!poll(timeout, ev).ok()) {
-            return std::nullopt;
-        }
-        return ev;
-    }
-    // Makes the current or next poll return Interrupted.
-    Result interrupt() const noexcept { return Result(wsb_server_interrupt(get())); }
-
-    // Stops and frees the server now. On Reentrant (called from its own handler) the server is
-    // kept and still owned.
-    Result shutdown() noexcept {
-        Result r(wsb_server_free(s_.get()));
-        if (r.code() != Code::Reentrant) {
-            (void)s_.release();
-        }
-        return r;
-    }
-
-    explicit operator bool() const noexcept { return s_ != nullptr; }
-    wsb_server *get() const noexcept { return s_.get(); }
-    ServerRef ref() const noexcept { return ServerRef(s_.get()); }
-    // Gives up ownership; the caller must call wsb_server_free once.
-    wsb_server *release() noexcept { return s_.release(); }
-
-  private:
-    static Result precheck(const ServerConfig &config) noexcept {
-        if (!config.status().ok()) {
-            return config.status();
-        }
-        if (!version_matches()) {
-            return Code::InvalidState;
-        }
-        return Code::Ok;
-    }
-
-#if !defined(WSB_NO_EXCEPTIONS)
-    static void check(Result r, const ServerConfig &config) {
-        if (r.ok()) {
-            return;
-        }
-        std::string detail;
-        if (!config.status().ok()) {
-            detail = config.error_detail();
-        } else if (!version_matches()) {
-            detail = std::string("library ") + wsb_version() + " does not match header " WSB_VERSION_STRING;
-        } else {
-            detail = wsb::last_error();
-        }
-        throw Error(r, "wsb::Server::create", detail);
-    }
-#endif
-
-    std::unique_ptr<wsb_server, detail::ServerDeleter> s_;
 };
 
 // ---- client ------------------------------------------------------------------------------------
@@ -661,10 +745,6 @@ namespace detail {
 struct ClientConfigDeleter {
     void operator()(wsb_client_config *c) const noexcept { wsb_client_config_free(c); }
 };
-struct ClientDeleter {
-    // As for ServerDeleter: use Client::shutdown() to see a Reentrant result.
-    void operator()(wsb_client *c) const noexcept { (void)wsb_client_free(c); }
-};
 
 // The calls shared by the owning Client and the borrowed ClientRef handlers receive.
 template <class Derived> class ClientOps {
@@ -698,17 +778,7 @@ template <class Derived> class ClientOps {
     bool is_connected() const noexcept { return wsb_client_is_connected(raw()); }
     // The detail of the last failed call on this client ("" if none).
     std::string last_error() const {
-        size_t needed = 0;
-        char small[256];
-        if (wsb_client_last_error(raw(), small, sizeof small, &needed) == WSB_RESULT_OK) {
-            return small;
-        }
-        std::string buf(needed, '\0');
-        if (needed == 0 || wsb_client_last_error(raw(), buf.data(), buf.size(), &needed) != WSB_RESULT_OK) {
-            return {};
-        }
-        buf.resize(needed - 1);
-        return buf;
+        return read_sized([this](char *b, size_t n, size_t *need) { return wsb_client_last_error(raw(), b, n, need); });
     }
 
   private:
@@ -721,29 +791,21 @@ template <class Derived> class ClientOps {
 // sticks and is what `status()` and `Client::try_create` return, with `error_detail()`. Defaults:
 // 10 s connect timeout, system roots, proxy from the environment (never for loopback), no
 // reconnection, automatic flow control, no Sent events, 16 MiB messages, 30 s pings.
-class ClientConfig {
+class ClientConfig : public detail::ConfigBase<ClientConfig, wsb_client_config, detail::ClientConfigDeleter> {
   public:
     explicit ClientConfig(const std::string &url) {
         if (detail::has_nul(url)) {
-            status_ = Code::InvalidArgument;
-            detail_ = "url: embedded NUL";
+            fail("url: embedded NUL");
             return;
         }
         cfg_.reset(wsb_client_config_new(url.c_str()));
         if (!cfg_) {
-            status_ = Code::InvalidArgument;
-            detail_ = "url: not UTF-8";
+            fail("url: not UTF-8");
         }
     }
 
     ClientConfig &header(const std::string &name, const std::string &value) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        if (detail::has_nul(name) || detail::has_nul(value)) {
-            return fail("header: embedded NUL");
-        }
-        return apply(wsb_client_config_add_header(cfg_.get(), name.c_str(), value.c_str()), "header");
+        return str2(wsb_client_config_add_header, name, value, "header");
     }
     // Offered in the order added.
     ClientConfig &subprotocol(const std::string &p) { return str(wsb_client_config_add_subprotocol, p, "subprotocol"); }
@@ -756,13 +818,7 @@ class ClientConfig {
         return apply(wsb_client_config_set_system_roots(cfg_.get(), enable), "system_roots");
     }
     ClientConfig &client_cert(const std::string &chain_pem, const std::string &key_pem) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        if (detail::has_nul(chain_pem) || detail::has_nul(key_pem)) {
-            return fail("client_cert: embedded NUL");
-        }
-        return apply(wsb_client_config_set_client_cert(cfg_.get(), chain_pem.c_str(), key_pem.c_str()), "client_cert");
+        return str2(wsb_client_config_set_client_cert, chain_pem, key_pem, "client_cert");
     }
     // Accept any server certificate. For development only.
     ClientConfig &insecure(bool enable) { return apply(wsb_client_config_set_insecure(cfg_.get(), enable), "insecure"); }
@@ -797,51 +853,6 @@ class ClientConfig {
     ClientConfig &ping_interval(std::chrono::milliseconds t) {
         return ms(wsb_client_config_set_ping_interval_ms, t, "ping_interval");
     }
-
-    Result status() const noexcept { return status_; }
-    const std::string &error_detail() const noexcept { return detail_; }
-    const wsb_client_config *get() const noexcept { return cfg_.get(); }
-
-  private:
-    ClientConfig &fail(const char *detail) {
-        status_ = Code::InvalidArgument;
-        detail_ = detail;
-        return *this;
-    }
-    ClientConfig &apply(wsb_result r, const char *what) {
-        if (status_.ok() && r != WSB_RESULT_OK) {
-            status_ = Result(r);
-            detail_ = std::string(what) + ": " + wsb::last_error();
-        }
-        return *this;
-    }
-    ClientConfig &str(wsb_result (*set)(wsb_client_config *, const char *), const std::string &s, const char *what) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        if (detail::has_nul(s)) {
-            status_ = Code::InvalidArgument;
-            detail_ = std::string(what) + ": embedded NUL";
-            return *this;
-        }
-        return apply(set(cfg_.get(), s.c_str()), what);
-    }
-    ClientConfig &ms(wsb_result (*set)(wsb_client_config *, uint32_t), std::chrono::milliseconds t, const char *what) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        uint32_t v = 0;
-        if (!detail::ms_u32(t, v)) {
-            status_ = Code::InvalidArgument;
-            detail_ = std::string(what) + ": negative duration";
-            return *this;
-        }
-        return apply(set(cfg_.get(), v), what);
-    }
-
-    std::unique_ptr<wsb_client_config, detail::ClientConfigDeleter> cfg_;
-    Result status_;
-    std::string detail_;
 };
 
 // A borrowed client pointer, as handlers receive it; valid while the Client lives.
@@ -858,11 +869,8 @@ class Client;
 
 // Callback-mode handlers. Unset handlers ignore their event. An exception a handler throws goes
 // to on_exception if set; otherwise the connection is closed with 1011 "internal error".
-class ClientHandlers {
+class ClientHandlers : public detail::HandlerTable<ClientHandlers, ClientRef, wsb_client, ClientEvent, wsb_client_event> {
   public:
-    using Handler = std::function<void(ClientRef, const ClientEvent &)>;
-    using ExceptionHandler = std::function<void(ClientRef, const ClientEvent &, std::exception_ptr)>;
-
     ClientHandlers &on_connected(Handler h) { return set(connected_, std::move(h)); }
     ClientHandlers &on_message(Handler h) { return set(message_, std::move(h)); }
     ClientHandlers &on_pong(Handler h) { return set(pong_, std::move(h)); }
@@ -872,18 +880,9 @@ class ClientHandlers {
     // A connection attempt failed before it opened; ev.error says why.
     ClientHandlers &on_error(Handler h) { return set(error_, std::move(h)); }
     ClientHandlers &on_reconnecting(Handler h) { return set(reconnecting_, std::move(h)); }
-    ClientHandlers &on_exception(ExceptionHandler h) {
-        exception_ = std::move(h);
-        return *this;
-    }
 
   private:
-    friend class Client;
-
-    ClientHandlers &set(Handler &slot, Handler h) {
-        slot = std::move(h);
-        return *this;
-    }
+    friend HandlerTable;
 
     const Handler *pick(ClientEventType t) const noexcept {
         switch (t) {
@@ -899,165 +898,42 @@ class ClientHandlers {
         return nullptr; // an event type newer than this header
     }
 
-    static void trampoline(void *userdata, wsb_client *client, const wsb_client_event *event) noexcept {
-        if (userdata == nullptr || event == nullptr) {
-            return;
-        }
-        const auto &self = *static_cast<const ClientHandlers *>(userdata);
-        const ClientEvent ev = ClientEvent::from_c(*event);
-        const Handler *h = self.pick(ev.type);
-        if (h == nullptr || !*h) {
-            return;
-        }
-#if WSB_HPP_CATCH_HANDLERS
-        try {
-            (*h)(ClientRef(client), ev);
-        } catch (...) {
-            self.failed(client, ev, std::current_exception());
-        }
-#else
-        (*h)(ClientRef(client), ev);
-#endif
-    }
-
-#if WSB_HPP_CATCH_HANDLERS
-    void failed(wsb_client *client, const ClientEvent &ev, std::exception_ptr e) const noexcept {
-        if (exception_) {
-            try {
-                exception_(ClientRef(client), ev, e);
-            } catch (...) {
-                // Nothing may cross into C, and there is nobody left to tell.
-            }
-            return;
-        }
+    static void unhandled(wsb_client *client, const ClientEvent &) noexcept {
         if (wsb_client_is_connected(client)) {
             (void)wsb_client_close(client, 1011, "internal error");
         }
     }
-#endif
-
-    static void release(void *userdata) noexcept { delete static_cast<ClientHandlers *>(userdata); }
 
     Handler connected_, message_, pong_, sent_, drain_, closed_, error_, reconnecting_;
-    ExceptionHandler exception_;
 };
 
+namespace detail {
+struct ClientTraits {
+    using Raw = wsb_client;
+    using Config = ClientConfig;
+    using Handlers = ClientHandlers;
+    using Ref = ClientRef;
+    static constexpr auto make = wsb_client_new;
+    static constexpr auto destroy = wsb_client_free;
+    static constexpr const char *what = "wsb::Client::create";
+    static constexpr bool explain_version = true;
+    using Ev = ClientEvent;
+    using CEv = wsb_client_event;
+    static constexpr auto poll = wsb_client_poll;
+    static constexpr auto interrupt = wsb_client_interrupt;
+};
+} // namespace detail
+
 // A WebSocket client (wsb_client). It starts connecting in the background on creation and never
-// blocks on the network; a failed attempt is an Error event. Move-only; destruction closes the
-// connection with 1000 and joins the client's thread (not from its own handlers: shutdown() then
-// returns Reentrant instead).
-class Client : public detail::ClientOps<Client> {
+// blocks on the network; a failed attempt is an Error event. Callback-mode events come on the
+// client's thread; in queue mode with automatic flow control, polling a message completes it.
+// Move-only; destruction closes the connection with 1000 and joins the client's thread (not from
+// its own handlers: shutdown() then returns Reentrant instead).
+class Client : public detail::ClientOps<Client>,
+               public detail::Owner<Client, detail::ClientTraits>,
+               public detail::Queue<Client, detail::ClientTraits> {
   public:
     Client() noexcept = default;
-
-    // Callback mode: events go to `handlers` on the client's thread.
-    static Result try_create(const ClientConfig &config, ClientHandlers handlers, Client &out) {
-        if (Result pre = precheck(config); !pre.ok()) {
-            return pre;
-        }
-        auto *box = new ClientHandlers(std::move(handlers));
-        wsb_client *c = nullptr;
-        // wsb_client_new owns box from here: it calls release() on failure too.
-        Result r(wsb_client_new(config.get(), &ClientHandlers::trampoline, box, &ClientHandlers::release, &c));
-        if (r.ok()) {
-            out.c_.reset(c);
-        }
-        return r;
-    }
-    // Queue mode: events wait for poll().
-    static Result try_create(const ClientConfig &config, Client &out) {
-        if (Result pre = precheck(config); !pre.ok()) {
-            return pre;
-        }
-        wsb_client *c = nullptr;
-        Result r(wsb_client_new(config.get(), nullptr, nullptr, nullptr, &c));
-        if (r.ok()) {
-            out.c_.reset(c);
-        }
-        return r;
-    }
-
-#if !defined(WSB_NO_EXCEPTIONS)
-    // As try_create, throwing wsb::Error on failure.
-    static Client create(const ClientConfig &config, ClientHandlers handlers) {
-        Client c;
-        check(try_create(config, std::move(handlers), c), config);
-        return c;
-    }
-    static Client create(const ClientConfig &config) {
-        Client c;
-        check(try_create(config, c), config);
-        return c;
-    }
-#endif
-
-    // Queue mode: waits up to `timeout` (wsb::forever, or 0 to just check). The event's views stay
-    // valid until the next poll on this client. Timeout, Interrupted, InvalidState (callback
-    // mode) leave `out` untouched. In automatic flow control, polling a message completes it.
-    Result poll(std::chrono::milliseconds timeout, ClientEvent &out) const noexcept {
-        wsb_client_event raw{};
-        Result r(wsb_client_poll(get(), detail::ms_i32(timeout), &raw));
-        if (r.ok()) {
-            out = ClientEvent::from_c(raw);
-        }
-        return r;
-    }
-    // As above; std::nullopt for every non-Ok result (timeout, interrupt, ...).
-    std::optional<ClientEvent> poll(std::chrono::milliseconds timeout) const noexcept {
-        ClientEvent ev;
-        if (!poll(timeout, ev).ok()) {
-            return std::nullopt;
-        }
-        return ev;
-    }
-    // Queue mode: makes the current or next poll return Interrupted.
-    Result interrupt() const noexcept { return Result(wsb_client_interrupt(get())); }
-
-    // Closes (1000) and frees the client now. On Reentrant (called from its own handler) the
-    // client is kept and still owned.
-    Result shutdown() noexcept {
-        Result r(wsb_client_free(c_.get()));
-        if (r.code() != Code::Reentrant) {
-            (void)c_.release();
-        }
-        return r;
-    }
-
-    explicit operator bool() const noexcept { return c_ != nullptr; }
-    wsb_client *get() const noexcept { return c_.get(); }
-    ClientRef ref() const noexcept { return ClientRef(c_.get()); }
-    // Gives up ownership; the caller must call wsb_client_free once.
-    wsb_client *release() noexcept { return c_.release(); }
-
-  private:
-    static Result precheck(const ClientConfig &config) noexcept {
-        if (!config.status().ok()) {
-            return config.status();
-        }
-        if (!version_matches()) {
-            return Code::InvalidState;
-        }
-        return Code::Ok;
-    }
-
-#if !defined(WSB_NO_EXCEPTIONS)
-    static void check(Result r, const ClientConfig &config) {
-        if (r.ok()) {
-            return;
-        }
-        std::string detail;
-        if (!config.status().ok()) {
-            detail = config.error_detail();
-        } else if (!version_matches()) {
-            detail = std::string("library ") + wsb_version() + " does not match header " WSB_VERSION_STRING;
-        } else {
-            detail = wsb::last_error();
-        }
-        throw Error(r, "wsb::Client::create", detail);
-    }
-#endif
-
-    std::unique_ptr<wsb_client, detail::ClientDeleter> c_;
 };
 
 // ---- AppWebsocket (PROTOCOLS.md §5) -------------------------------------------------------------
@@ -1071,22 +947,6 @@ inline bool cstr(std::string_view s, std::string &out) {
     }
     out.assign(s.data(), s.size());
     return true;
-}
-
-// Reads a string through a `(char *buf, size_t len, size_t *needed)` call that reports the size it
-// needs (NUL included) with BufferTooSmall.
-template <class F> std::string read_sized(F &&call) {
-    size_t needed = 0;
-    char small[256];
-    if (call(small, sizeof small, &needed) == WSB_RESULT_OK) {
-        return small;
-    }
-    std::string buf(needed, '\0');
-    if (needed == 0 || call(buf.data(), buf.size(), &needed) != WSB_RESULT_OK) {
-        return {};
-    }
-    buf.resize(needed - 1);
-    return buf;
 }
 
 // Runs a crypto call into a buffer of `size` bytes and keeps the first `keep` bytes.
@@ -1230,9 +1090,6 @@ namespace detail {
 struct AppwsClientConfigDeleter {
     void operator()(wsb_appws_client_config *c) const noexcept { wsb_appws_client_config_free(c); }
 };
-struct AppwsClientDeleter {
-    void operator()(wsb_appws_client *c) const noexcept { (void)wsb_appws_client_free(c); }
-};
 
 inline bool identity_cstr(const AppWebsocketIdentity &id) noexcept {
     return !has_nul(id.domain) && !has_nul(id.sip) && !has_nul(id.guid) && !has_nul(id.dn) &&
@@ -1313,18 +1170,17 @@ template <class Derived> class AppwsClientOps {
 // AppWebsocket client settings for `url` and `app`. With a password the client logs in by itself
 // (the JS library's identity unless identity() is set); without one (std::nullopt) it runs in
 // authenticator mode. Setters chain; the first failure sticks (status(), error_detail()).
-class AppWebsocketClientConfig {
+class AppWebsocketClientConfig
+    : public detail::ConfigBase<AppWebsocketClientConfig, wsb_appws_client_config, detail::AppwsClientConfigDeleter> {
   public:
     AppWebsocketClientConfig(const std::string &url, const std::string &app, std::optional<std::string> password) {
         if (detail::has_nul(url) || detail::has_nul(app) || (password && detail::has_nul(*password))) {
-            status_ = Code::InvalidArgument;
-            detail_ = "url/app/password: embedded NUL";
+            fail("url/app/password: embedded NUL");
             return;
         }
         cfg_.reset(wsb_appws_client_config_new(url.c_str(), app.c_str(), password ? password->c_str() : nullptr));
         if (!cfg_) {
-            status_ = Code::InvalidArgument;
-            detail_ = "url/app: not UTF-8";
+            fail("url/app: not UTF-8");
         }
     }
 
@@ -1354,36 +1210,15 @@ class AppWebsocketClientConfig {
         return ms(wsb_appws_client_config_set_connect_timeout_ms, t, "connect_timeout");
     }
     AppWebsocketClientConfig &ca_file(const std::string &path) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        if (detail::has_nul(path)) {
-            return fail("ca_file: embedded NUL");
-        }
-        return apply(wsb_appws_client_config_set_ca_file(cfg_.get(), path.c_str()), "ca_file");
+        return str(wsb_appws_client_config_set_ca_file, path, "ca_file");
     }
     // Accept any server certificate. For development only.
     AppWebsocketClientConfig &insecure(bool enable) {
         return apply(wsb_appws_client_config_set_insecure(cfg_.get(), enable), "insecure");
     }
 
-    Result status() const noexcept { return status_; }
-    const std::string &error_detail() const noexcept { return detail_; }
-    const wsb_appws_client_config *get() const noexcept { return cfg_.get(); }
-
   private:
-    AppWebsocketClientConfig &fail(const char *detail) {
-        status_ = Code::InvalidArgument;
-        detail_ = detail;
-        return *this;
-    }
-    AppWebsocketClientConfig &apply(wsb_result r, const char *what) {
-        if (status_.ok() && r != WSB_RESULT_OK) {
-            status_ = Result(r);
-            detail_ = std::string(what) + ": " + wsb::last_error();
-        }
-        return *this;
-    }
+    // Unlike the other configs, a negative duration's detail here does not name the setter.
     AppWebsocketClientConfig &ms(wsb_result (*set)(wsb_appws_client_config *, uint32_t), std::chrono::milliseconds t,
                                  const char *what) {
         if (!status_.ok()) {
@@ -1395,10 +1230,6 @@ class AppWebsocketClientConfig {
         }
         return apply(set(cfg_.get(), v), what);
     }
-
-    std::unique_ptr<wsb_appws_client_config, detail::AppwsClientConfigDeleter> cfg_;
-    Result status_;
-    std::string detail_;
 };
 
 // A borrowed AppWebsocket client pointer, as handlers receive it.
@@ -1415,29 +1246,17 @@ class AppWebsocketClient;
 
 // Callback-mode handlers. An exception a handler throws goes to on_exception if set; otherwise
 // the connection is closed (as by close()).
-class AppWebsocketClientHandlers {
+class AppWebsocketClientHandlers : public detail::HandlerTable<AppWebsocketClientHandlers, AppWebsocketClientRef, wsb_appws_client, AppWebsocketClientEvent, wsb_appws_client_event> {
   public:
-    using Handler = std::function<void(AppWebsocketClientRef, const AppWebsocketClientEvent &)>;
-    using ExceptionHandler = std::function<void(AppWebsocketClientRef, const AppWebsocketClientEvent &, std::exception_ptr)>;
-
     AppWebsocketClientHandlers &on_connected(Handler h) { return set(connected_, std::move(h)); }
     AppWebsocketClientHandlers &on_login_failed(Handler h) { return set(login_failed_, std::move(h)); }
     AppWebsocketClientHandlers &on_message(Handler h) { return set(message_, std::move(h)); }
     AppWebsocketClientHandlers &on_sent(Handler h) { return set(sent_, std::move(h)); }
     AppWebsocketClientHandlers &on_closed(Handler h) { return set(closed_, std::move(h)); }
     AppWebsocketClientHandlers &on_challenge(Handler h) { return set(challenge_, std::move(h)); }
-    AppWebsocketClientHandlers &on_exception(ExceptionHandler h) {
-        exception_ = std::move(h);
-        return *this;
-    }
 
   private:
-    friend class AppWebsocketClient;
-
-    AppWebsocketClientHandlers &set(Handler &slot, Handler h) {
-        slot = std::move(h);
-        return *this;
-    }
+    friend HandlerTable;
 
     const Handler *pick(AppWebsocketClientEventType t) const noexcept {
         switch (t) {
@@ -1448,140 +1267,43 @@ class AppWebsocketClientHandlers {
         case AppWebsocketClientEventType::Closed: return &closed_;
         case AppWebsocketClientEventType::Challenge: return &challenge_;
         }
-        return nullptr;
+        return nullptr; // an event type newer than this header
     }
 
-    static void trampoline(void *userdata, wsb_appws_client *client, const wsb_appws_client_event *event) noexcept {
-        if (userdata == nullptr || event == nullptr) {
-            return;
+    static void unhandled(wsb_appws_client *client, const AppWebsocketClientEvent &) noexcept {
+        if (wsb_appws_client_is_connected(client)) {
+            (void)wsb_appws_client_close(client);
         }
-        const auto &self = *static_cast<const AppWebsocketClientHandlers *>(userdata);
-        const AppWebsocketClientEvent ev = AppWebsocketClientEvent::from_c(*event);
-        const Handler *h = self.pick(ev.type);
-        if (h == nullptr || !*h) {
-            return;
-        }
-#if WSB_HPP_CATCH_HANDLERS
-        try {
-            (*h)(AppWebsocketClientRef(client), ev);
-        } catch (...) {
-            if (self.exception_) {
-                try {
-                    self.exception_(AppWebsocketClientRef(client), ev, std::current_exception());
-                } catch (...) {
-                    // Nothing may cross into C.
-                }
-            } else if (wsb_appws_client_is_connected(client)) {
-                (void)wsb_appws_client_close(client);
-            }
-        }
-#else
-        (*h)(AppWebsocketClientRef(client), ev);
-#endif
     }
-
-    static void release(void *userdata) noexcept { delete static_cast<AppWebsocketClientHandlers *>(userdata); }
 
     Handler connected_, login_failed_, message_, sent_, closed_, challenge_;
-    ExceptionHandler exception_;
 };
 
+namespace detail {
+struct AppwsClientTraits {
+    using Raw = wsb_appws_client;
+    using Config = AppWebsocketClientConfig;
+    using Handlers = AppWebsocketClientHandlers;
+    using Ref = AppWebsocketClientRef;
+    static constexpr auto make = wsb_appws_client_new;
+    static constexpr auto destroy = wsb_appws_client_free;
+    static constexpr const char *what = "wsb::AppWebsocketClient::create";
+    static constexpr bool explain_version = false;
+    using Ev = AppWebsocketClientEvent;
+    using CEv = wsb_appws_client_event;
+    static constexpr auto poll = wsb_appws_client_poll;
+    static constexpr auto interrupt = wsb_appws_client_interrupt;
+};
+} // namespace detail
+
 // An AppWebsocket client (wsb_appws_client): connects and logs in in the background on creation;
-// Closed comes exactly once and ends it. Move-only; destruction closes and joins its thread (not
-// from its own handlers: shutdown() then returns Reentrant).
-class AppWebsocketClient : public detail::AppwsClientOps<AppWebsocketClient> {
+// Closed comes exactly once and ends it (poll then returns ShutDown). Move-only; destruction
+// closes and joins its thread (not from its own handlers: shutdown() then returns Reentrant).
+class AppWebsocketClient : public detail::AppwsClientOps<AppWebsocketClient>,
+                           public detail::Owner<AppWebsocketClient, detail::AppwsClientTraits>,
+                           public detail::Queue<AppWebsocketClient, detail::AppwsClientTraits> {
   public:
     AppWebsocketClient() noexcept = default;
-
-    static Result try_create(const AppWebsocketClientConfig &config, AppWebsocketClientHandlers handlers,
-                             AppWebsocketClient &out) {
-        if (Result pre = precheck(config); !pre.ok()) {
-            return pre;
-        }
-        auto *box = new AppWebsocketClientHandlers(std::move(handlers));
-        wsb_appws_client *c = nullptr;
-        // wsb_appws_client_new owns box from here: it calls release() on failure too.
-        Result r(wsb_appws_client_new(config.get(), &AppWebsocketClientHandlers::trampoline, box,
-                                      &AppWebsocketClientHandlers::release, &c));
-        if (r.ok()) {
-            out.c_.reset(c);
-        }
-        return r;
-    }
-    // Queue mode: events wait for poll().
-    static Result try_create(const AppWebsocketClientConfig &config, AppWebsocketClient &out) {
-        if (Result pre = precheck(config); !pre.ok()) {
-            return pre;
-        }
-        wsb_appws_client *c = nullptr;
-        Result r(wsb_appws_client_new(config.get(), nullptr, nullptr, nullptr, &c));
-        if (r.ok()) {
-            out.c_.reset(c);
-        }
-        return r;
-    }
-
-#if !defined(WSB_NO_EXCEPTIONS)
-    static AppWebsocketClient create(const AppWebsocketClientConfig &config, AppWebsocketClientHandlers handlers) {
-        AppWebsocketClient c;
-        check(c.try_create(config, std::move(handlers), c), config.error_detail());
-        return c;
-    }
-    static AppWebsocketClient create(const AppWebsocketClientConfig &config) {
-        AppWebsocketClient c;
-        check(try_create(config, c), config.error_detail());
-        return c;
-    }
-#endif
-
-    // Queue mode, as Client::poll; ShutDown after Closed has been polled.
-    Result poll(std::chrono::milliseconds timeout, AppWebsocketClientEvent &out) const noexcept {
-        wsb_appws_client_event raw{};
-        Result r(wsb_appws_client_poll(get(), detail::ms_i32(timeout), &raw));
-        if (r.ok()) {
-            out = AppWebsocketClientEvent::from_c(raw);
-        }
-        return r;
-    }
-    std::optional<AppWebsocketClientEvent> poll(std::chrono::milliseconds timeout) const noexcept {
-        AppWebsocketClientEvent ev;
-        if (!poll(timeout, ev).ok()) {
-            return std::nullopt;
-        }
-        return ev;
-    }
-    Result interrupt() const noexcept { return Result(wsb_appws_client_interrupt(get())); }
-
-    // Closes and frees the client now; on Reentrant it is kept and still owned.
-    Result shutdown() noexcept {
-        Result r(wsb_appws_client_free(c_.get()));
-        if (r.code() != Code::Reentrant) {
-            (void)c_.release();
-        }
-        return r;
-    }
-
-    explicit operator bool() const noexcept { return c_ != nullptr; }
-    wsb_appws_client *get() const noexcept { return c_.get(); }
-    AppWebsocketClientRef ref() const noexcept { return AppWebsocketClientRef(c_.get()); }
-    wsb_appws_client *release() noexcept { return c_.release(); }
-
-  private:
-    static Result precheck(const AppWebsocketClientConfig &config) noexcept {
-        if (!config.status().ok()) {
-            return config.status();
-        }
-        return version_matches() ? Result(Code::Ok) : Result(Code::InvalidState);
-    }
-#if !defined(WSB_NO_EXCEPTIONS)
-    static void check(Result r, const std::string &config_detail) {
-        if (!r.ok()) {
-            throw Error(r, "wsb::AppWebsocketClient::create", config_detail.empty() ? wsb::last_error() : config_detail);
-        }
-    }
-#endif
-
-    std::unique_ptr<wsb_appws_client, detail::AppwsClientDeleter> c_;
 };
 
 // ---- app service -------------------------------------------------------------------------------
@@ -1635,9 +1357,6 @@ namespace detail {
 struct AppServiceConfigDeleter {
     void operator()(wsb_appws_service_config *c) const noexcept { wsb_appws_service_config_free(c); }
 };
-struct AppServiceDeleter {
-    void operator()(wsb_appws_service *s) const noexcept { (void)wsb_appws_service_free(s); }
-};
 
 template <class Derived> class AppServiceOps {
   public:
@@ -1675,23 +1394,24 @@ template <class Derived> class AppServiceOps {
 
 // App-service settings. Defaults: 127.0.0.1:0, no apps (every login fails), 64 KiB messages,
 // automatic flow control, no echo. Setters chain; the first failure sticks.
-class AppServiceConfig {
+class AppServiceConfig
+    : public detail::ConfigBase<AppServiceConfig, wsb_appws_service_config, detail::AppServiceConfigDeleter> {
   public:
-    AppServiceConfig() : cfg_(wsb_appws_service_config_new()) {
+    AppServiceConfig() : ConfigBase(wsb_appws_service_config_new()) {
         if (!cfg_) {
             status_ = Code::NullPointer;
             detail_ = "wsb_appws_service_config_new: out of memory";
         }
     }
     AppServiceConfig &bind(const std::string &addr) {
-        return str1(addr, "bind", [&](const char *a) { return wsb_appws_service_config_set_bind(cfg_.get(), a); });
+        return str(wsb_appws_service_config_set_bind, addr, "bind");
     }
     AppServiceConfig &app(const std::string &name, const std::string &password) {
-        return str2(name, password, "app", wsb_appws_service_config_add_app);
+        return str2(wsb_appws_service_config_add_app, name, password, "app");
     }
     // A password accepted for any app from logins with this `domain`.
     AppServiceConfig &domain_password(const std::string &domain, const std::string &password) {
-        return str2(domain, password, "domain_password", wsb_appws_service_config_add_domain_password);
+        return str2(wsb_appws_service_config_add_domain_password, domain, password, "domain_password");
     }
     AppServiceConfig &manual_complete(bool manual) {
         return apply(wsb_appws_service_config_set_manual_complete(cfg_.get(), manual), "manual_complete");
@@ -1701,46 +1421,6 @@ class AppServiceConfig {
     AppServiceConfig &max_message_size(size_t bytes) {
         return apply(wsb_appws_service_config_set_max_message_size(cfg_.get(), bytes), "max_message_size");
     }
-
-    Result status() const noexcept { return status_; }
-    const std::string &error_detail() const noexcept { return detail_; }
-    const wsb_appws_service_config *get() const noexcept { return cfg_.get(); }
-
-  private:
-    AppServiceConfig &apply(wsb_result r, const char *what) {
-        if (status_.ok() && r != WSB_RESULT_OK) {
-            status_ = Result(r);
-            detail_ = std::string(what) + ": " + wsb::last_error();
-        }
-        return *this;
-    }
-    template <class F> AppServiceConfig &str1(const std::string &s, const char *what, F &&set) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        if (detail::has_nul(s)) {
-            status_ = Code::InvalidArgument;
-            detail_ = std::string(what) + ": embedded NUL";
-            return *this;
-        }
-        return apply(set(s.c_str()), what);
-    }
-    AppServiceConfig &str2(const std::string &a, const std::string &b, const char *what,
-                           wsb_result (*set)(wsb_appws_service_config *, const char *, const char *)) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        if (detail::has_nul(a) || detail::has_nul(b)) {
-            status_ = Code::InvalidArgument;
-            detail_ = std::string(what) + ": embedded NUL";
-            return *this;
-        }
-        return apply(set(cfg_.get(), a.c_str(), b.c_str()), what);
-    }
-
-    std::unique_ptr<wsb_appws_service_config, detail::AppServiceConfigDeleter> cfg_;
-    Result status_;
-    std::string detail_;
 };
 
 class AppServiceRef : public detail::AppServiceOps<AppServiceRef> {
@@ -1756,27 +1436,16 @@ class AppService;
 
 // Callback-mode handlers. An exception a handler throws goes to on_exception if set; otherwise
 // the event's session is closed with 1011 "internal error".
-class AppServiceHandlers {
+class AppServiceHandlers : public detail::HandlerTable<AppServiceHandlers, AppServiceRef, wsb_appws_service, AppServiceEvent, wsb_appws_service_event> {
   public:
-    using Handler = std::function<void(AppServiceRef, const AppServiceEvent &)>;
-    using ExceptionHandler = std::function<void(AppServiceRef, const AppServiceEvent &, std::exception_ptr)>;
-
     AppServiceHandlers &on_login(Handler h) { return set(login_, std::move(h)); }
     AppServiceHandlers &on_message(Handler h) { return set(message_, std::move(h)); }
     AppServiceHandlers &on_binary(Handler h) { return set(binary_, std::move(h)); }
     AppServiceHandlers &on_closed(Handler h) { return set(closed_, std::move(h)); }
-    AppServiceHandlers &on_exception(ExceptionHandler h) {
-        exception_ = std::move(h);
-        return *this;
-    }
 
   private:
-    friend class AppService;
+    friend HandlerTable;
 
-    AppServiceHandlers &set(Handler &slot, Handler h) {
-        slot = std::move(h);
-        return *this;
-    }
     const Handler *pick(AppServiceEventType t) const noexcept {
         switch (t) {
         case AppServiceEventType::Login: return &login_;
@@ -1784,134 +1453,42 @@ class AppServiceHandlers {
         case AppServiceEventType::Binary: return &binary_;
         case AppServiceEventType::Closed: return &closed_;
         }
-        return nullptr;
+        return nullptr; // an event type newer than this header
     }
 
-    static void trampoline(void *userdata, wsb_appws_service *service, const wsb_appws_service_event *event) noexcept {
-        if (userdata == nullptr || event == nullptr) {
-            return;
+    static void unhandled(wsb_appws_service *service, const AppServiceEvent &ev) noexcept {
+        if (ev.type != AppServiceEventType::Closed) {
+            (void)wsb_appws_service_close(service, ev.conn, 1011, "internal error");
         }
-        const auto &self = *static_cast<const AppServiceHandlers *>(userdata);
-        const AppServiceEvent ev = AppServiceEvent::from_c(*event);
-        const Handler *h = self.pick(ev.type);
-        if (h == nullptr || !*h) {
-            return;
-        }
-#if WSB_HPP_CATCH_HANDLERS
-        try {
-            (*h)(AppServiceRef(service), ev);
-        } catch (...) {
-            if (self.exception_) {
-                try {
-                    self.exception_(AppServiceRef(service), ev, std::current_exception());
-                } catch (...) {
-                    // Nothing may cross into C.
-                }
-            } else if (ev.type != AppServiceEventType::Closed) {
-                (void)wsb_appws_service_close(service, ev.conn, 1011, "internal error");
-            }
-        }
-#else
-        (*h)(AppServiceRef(service), ev);
-#endif
     }
-
-    static void release(void *userdata) noexcept { delete static_cast<AppServiceHandlers *>(userdata); }
 
     Handler login_, message_, binary_, closed_;
-    ExceptionHandler exception_;
 };
+
+namespace detail {
+struct AppServiceTraits {
+    using Raw = wsb_appws_service;
+    using Config = AppServiceConfig;
+    using Handlers = AppServiceHandlers;
+    using Ref = AppServiceRef;
+    static constexpr auto make = wsb_appws_service_new;
+    static constexpr auto destroy = wsb_appws_service_free;
+    static constexpr const char *what = "wsb::AppService::create";
+    static constexpr bool explain_version = false;
+    using Ev = AppServiceEvent;
+    using CEv = wsb_appws_service_event;
+    static constexpr auto poll = wsb_appws_service_poll;
+    static constexpr auto interrupt = wsb_appws_service_interrupt;
+};
+} // namespace detail
 
 // A running app service (wsb_appws_service): listens on creation, runs the challenge and login
 // itself, reports sessions. Move-only; destruction stops it (not from its own handlers).
-class AppService : public detail::AppServiceOps<AppService> {
+class AppService : public detail::AppServiceOps<AppService>,
+                   public detail::Owner<AppService, detail::AppServiceTraits>,
+                   public detail::Queue<AppService, detail::AppServiceTraits> {
   public:
     AppService() noexcept = default;
-
-    static Result try_create(const AppServiceConfig &config, AppServiceHandlers handlers, AppService &out) {
-        if (Result pre = precheck(config); !pre.ok()) {
-            return pre;
-        }
-        auto *box = new AppServiceHandlers(std::move(handlers));
-        wsb_appws_service *s = nullptr;
-        // wsb_appws_service_new owns box from here: it calls release() on failure too.
-        Result r(wsb_appws_service_new(config.get(), &AppServiceHandlers::trampoline, box, &AppServiceHandlers::release, &s));
-        if (r.ok()) {
-            out.s_.reset(s);
-        }
-        return r;
-    }
-    static Result try_create(const AppServiceConfig &config, AppService &out) {
-        if (Result pre = precheck(config); !pre.ok()) {
-            return pre;
-        }
-        wsb_appws_service *s = nullptr;
-        Result r(wsb_appws_service_new(config.get(), nullptr, nullptr, nullptr, &s));
-        if (r.ok()) {
-            out.s_.reset(s);
-        }
-        return r;
-    }
-
-#if !defined(WSB_NO_EXCEPTIONS)
-    static AppService create(const AppServiceConfig &config, AppServiceHandlers handlers) {
-        AppService s;
-        check(try_create(config, std::move(handlers), s), config.error_detail());
-        return s;
-    }
-    static AppService create(const AppServiceConfig &config) {
-        AppService s;
-        check(try_create(config, s), config.error_detail());
-        return s;
-    }
-#endif
-
-    Result poll(std::chrono::milliseconds timeout, AppServiceEvent &out) const noexcept {
-        wsb_appws_service_event raw{};
-        Result r(wsb_appws_service_poll(get(), detail::ms_i32(timeout), &raw));
-        if (r.ok()) {
-            out = AppServiceEvent::from_c(raw);
-        }
-        return r;
-    }
-    std::optional<AppServiceEvent> poll(std::chrono::milliseconds timeout) const noexcept {
-        AppServiceEvent ev;
-        if (!poll(timeout, ev).ok()) {
-            return std::nullopt;
-        }
-        return ev;
-    }
-    Result interrupt() const noexcept { return Result(wsb_appws_service_interrupt(get())); }
-
-    Result shutdown() noexcept {
-        Result r(wsb_appws_service_free(s_.get()));
-        if (r.code() != Code::Reentrant) {
-            (void)s_.release();
-        }
-        return r;
-    }
-
-    explicit operator bool() const noexcept { return s_ != nullptr; }
-    wsb_appws_service *get() const noexcept { return s_.get(); }
-    AppServiceRef ref() const noexcept { return AppServiceRef(s_.get()); }
-    wsb_appws_service *release() noexcept { return s_.release(); }
-
-  private:
-    static Result precheck(const AppServiceConfig &config) noexcept {
-        if (!config.status().ok()) {
-            return config.status();
-        }
-        return version_matches() ? Result(Code::Ok) : Result(Code::InvalidState);
-    }
-#if !defined(WSB_NO_EXCEPTIONS)
-    static void check(Result r, const std::string &config_detail) {
-        if (!r.ok()) {
-            throw Error(r, "wsb::AppService::create", config_detail.empty() ? wsb::last_error() : config_detail);
-        }
-    }
-#endif
-
-    std::unique_ptr<wsb_appws_service, detail::AppServiceDeleter> s_;
 };
 
 // ---- broker ------------------------------------------------------------------------------------
@@ -1976,9 +1553,6 @@ namespace detail {
 
 struct BrokerConfigDeleter {
     void operator()(wsb_broker_config *c) const noexcept { wsb_broker_config_free(c); }
-};
-struct BrokerDeleter {
-    void operator()(wsb_broker *b) const noexcept { (void)wsb_broker_free(b); }
 };
 
 inline const uint8_t *bytes(std::string_view s) noexcept { return reinterpret_cast<const uint8_t *>(s.data()); }
@@ -2114,9 +1688,9 @@ using AuthHandler = std::function<bool(std::string_view name, std::string_view p
 
 // Broker settings: Achex on 127.0.0.1:0, the other listeners off, open login. Setters chain; the
 // first failure sticks.
-class BrokerConfig {
+class BrokerConfig : public detail::ConfigBase<BrokerConfig, wsb_broker_config, detail::BrokerConfigDeleter> {
   public:
-    BrokerConfig() : cfg_(wsb_broker_config_new()) {
+    BrokerConfig() : ConfigBase(wsb_broker_config_new()) {
         if (!cfg_) {
             status_ = Code::NullPointer;
             detail_ = "wsb_broker_config_new: out of memory";
@@ -2168,10 +1742,6 @@ class BrokerConfig {
         return apply(wsb_broker_config_set_auth_callback(cfg_.get(), &auth_trampoline, box, &auth_release), "auth");
     }
 
-    Result status() const noexcept { return status_; }
-    const std::string &error_detail() const noexcept { return detail_; }
-    const wsb_broker_config *get() const noexcept { return cfg_.get(); }
-
   private:
     static bool auth_trampoline(void *userdata, const char *name, const char *password, char *reason,
                                 size_t reason_len) noexcept {
@@ -2202,18 +1772,7 @@ class BrokerConfig {
     }
     static void auth_release(void *userdata) noexcept { delete static_cast<AuthHandler *>(userdata); }
 
-    BrokerConfig &fail(const char *detail) {
-        status_ = Code::InvalidArgument;
-        detail_ = detail;
-        return *this;
-    }
-    BrokerConfig &apply(wsb_result r, const char *what) {
-        if (status_.ok() && r != WSB_RESULT_OK) {
-            status_ = Result(r);
-            detail_ = std::string(what) + ": " + wsb::last_error();
-        }
-        return *this;
-    }
+    // As str2, but the NUL refusal's detail does not name the setter.
     BrokerConfig &pair(const std::string &a, const std::string &b, const char *what,
                        wsb_result (*set)(wsb_broker_config *, const char *, const char *)) {
         if (!status_.ok()) {
@@ -2224,10 +1783,6 @@ class BrokerConfig {
         }
         return apply(set(cfg_.get(), a.c_str(), b.c_str()), what);
     }
-
-    std::unique_ptr<wsb_broker_config, detail::BrokerConfigDeleter> cfg_;
-    Result status_;
-    std::string detail_;
 };
 
 class BrokerRef : public detail::BrokerOps<BrokerRef> {
@@ -2243,28 +1798,17 @@ class Broker;
 
 // Event handlers. An exception a handler throws goes to on_exception if set; otherwise it is
 // dropped (a broker event has no connection of the host's to close).
-class BrokerHandlers {
+class BrokerHandlers : public detail::HandlerTable<BrokerHandlers, BrokerRef, wsb_broker, BrokerEvent, wsb_broker_event> {
   public:
-    using Handler = std::function<void(BrokerRef, const BrokerEvent &)>;
-    using ExceptionHandler = std::function<void(BrokerRef, const BrokerEvent &, std::exception_ptr)>;
-
     BrokerHandlers &on_service_message(Handler h) { return set(message_, std::move(h)); }
     BrokerHandlers &on_login(Handler h) { return set(login_, std::move(h)); }
     BrokerHandlers &on_logout(Handler h) { return set(logout_, std::move(h)); }
     BrokerHandlers &on_join(Handler h) { return set(join_, std::move(h)); }
     BrokerHandlers &on_leave(Handler h) { return set(leave_, std::move(h)); }
-    BrokerHandlers &on_exception(ExceptionHandler h) {
-        exception_ = std::move(h);
-        return *this;
-    }
 
   private:
-    friend class Broker;
+    friend HandlerTable;
 
-    BrokerHandlers &set(Handler &slot, Handler h) {
-        slot = std::move(h);
-        return *this;
-    }
     const Handler *pick(BrokerEventType t) const noexcept {
         switch (t) {
         case BrokerEventType::ServiceMessage: return &message_;
@@ -2273,116 +1817,33 @@ class BrokerHandlers {
         case BrokerEventType::Join: return &join_;
         case BrokerEventType::Leave: return &leave_;
         }
-        return nullptr;
+        return nullptr; // an event type newer than this header
     }
 
-    static void trampoline(void *userdata, wsb_broker *broker, const wsb_broker_event *event) noexcept {
-        if (userdata == nullptr || event == nullptr) {
-            return;
-        }
-        const auto &self = *static_cast<const BrokerHandlers *>(userdata);
-        const BrokerEvent ev = BrokerEvent::from_c(*event);
-        const Handler *h = self.pick(ev.type);
-        if (h == nullptr || !*h) {
-            return;
-        }
-#if WSB_HPP_CATCH_HANDLERS
-        try {
-            (*h)(BrokerRef(broker), ev);
-        } catch (...) {
-            if (self.exception_) {
-                try {
-                    self.exception_(BrokerRef(broker), ev, std::current_exception());
-                } catch (...) {
-                    // Nothing may cross into C.
-                }
-            }
-        }
-#else
-        (*h)(BrokerRef(broker), ev);
-#endif
-    }
-
-    static void release(void *userdata) noexcept { delete static_cast<BrokerHandlers *>(userdata); }
+    static void unhandled(wsb_broker *, const BrokerEvent &) noexcept {}
 
     Handler message_, login_, logout_, join_, leave_;
-    ExceptionHandler exception_;
 };
 
-// A running broker (wsb_broker): its listeners serve from creation. Move-only; destruction stops
-// every listener (close 1001). Not from its own handlers: shutdown() then returns Reentrant.
-class Broker : public detail::BrokerOps<Broker> {
+namespace detail {
+struct BrokerTraits {
+    using Raw = wsb_broker;
+    using Config = BrokerConfig;
+    using Handlers = BrokerHandlers;
+    using Ref = BrokerRef;
+    static constexpr auto make = wsb_broker_new;
+    static constexpr auto destroy = wsb_broker_free;
+    static constexpr const char *what = "wsb::Broker::create";
+    static constexpr bool explain_version = false;
+};
+} // namespace detail
+
+// A running broker (wsb_broker): its listeners serve from creation; without handlers, in-process
+// services receive nothing. Move-only; destruction stops every listener (close 1001). Not from its
+// own handlers: shutdown() then returns Reentrant.
+class Broker : public detail::BrokerOps<Broker>, public detail::Owner<Broker, detail::BrokerTraits> {
   public:
     Broker() noexcept = default;
-
-    static Result try_create(const BrokerConfig &config, BrokerHandlers handlers, Broker &out) {
-        if (Result pre = precheck(config); !pre.ok()) {
-            return pre;
-        }
-        auto *box = new BrokerHandlers(std::move(handlers));
-        wsb_broker *b = nullptr;
-        // wsb_broker_new owns box from here: it calls release() on failure too.
-        Result r(wsb_broker_new(config.get(), &BrokerHandlers::trampoline, box, &BrokerHandlers::release, &b));
-        if (r.ok()) {
-            out.b_.reset(b);
-        }
-        return r;
-    }
-    // Without handlers: in-process services receive nothing.
-    static Result try_create(const BrokerConfig &config, Broker &out) {
-        if (Result pre = precheck(config); !pre.ok()) {
-            return pre;
-        }
-        wsb_broker *b = nullptr;
-        Result r(wsb_broker_new(config.get(), nullptr, nullptr, nullptr, &b));
-        if (r.ok()) {
-            out.b_.reset(b);
-        }
-        return r;
-    }
-
-#if !defined(WSB_NO_EXCEPTIONS)
-    static Broker create(const BrokerConfig &config, BrokerHandlers handlers) {
-        Broker b;
-        check(try_create(config, std::move(handlers), b), config.error_detail());
-        return b;
-    }
-    static Broker create(const BrokerConfig &config) {
-        Broker b;
-        check(try_create(config, b), config.error_detail());
-        return b;
-    }
-#endif
-
-    Result shutdown() noexcept {
-        Result r(wsb_broker_free(b_.get()));
-        if (r.code() != Code::Reentrant) {
-            (void)b_.release();
-        }
-        return r;
-    }
-
-    explicit operator bool() const noexcept { return b_ != nullptr; }
-    wsb_broker *get() const noexcept { return b_.get(); }
-    BrokerRef ref() const noexcept { return BrokerRef(b_.get()); }
-    wsb_broker *release() noexcept { return b_.release(); }
-
-  private:
-    static Result precheck(const BrokerConfig &config) noexcept {
-        if (!config.status().ok()) {
-            return config.status();
-        }
-        return version_matches() ? Result(Code::Ok) : Result(Code::InvalidState);
-    }
-#if !defined(WSB_NO_EXCEPTIONS)
-    static void check(Result r, const std::string &config_detail) {
-        if (!r.ok()) {
-            throw Error(r, "wsb::Broker::create", config_detail.empty() ? wsb::last_error() : config_detail);
-        }
-    }
-#endif
-
-    std::unique_ptr<wsb_broker, detail::BrokerDeleter> b_;
 };
 
 } // namespace wsb

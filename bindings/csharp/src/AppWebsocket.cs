@@ -181,9 +181,10 @@ namespace Wsbroker
     /// Closed comes exactly once and ends the client.</remarks>
     public sealed class AppWebsocketClient : IDisposable
     {
-        static readonly AppwsClientEventCb s_onEvent = OnNativeEvent;
-        static readonly UserdataFreeCb s_freeUserdata = FreeUserdata;
-        static int s_liveRegistrations;
+        // Static so the GC never collects a delegate the library still holds.
+        static readonly AppwsClientEventCb s_onEvent = EventSink<AppWebsocketClient>.OnEvent;
+        // Static: a delegate made in the constructor could hold the AppWebsocketClient alive through the registration.
+        static readonly Action<AppWebsocketClient, IntPtr> s_dispatch = (o, ev) => o.Dispatch(ev);
 
         readonly AppwsClientHandle _handle;
         readonly PendingErrors _pending;
@@ -231,71 +232,25 @@ namespace Wsbroker
                 else
                 {
                     _pending = new PendingErrors();
-                    var gc = GCHandle.Alloc(new Dispatcher(this, _pending));
-                    Interlocked.Increment(ref s_liveRegistrations);
-                    // On failure the library has already called FreeUserdata, releasing gc.
-                    r = NativeMethods.wsb_appws_client_new(cfg, s_onEvent, GCHandle.ToIntPtr(gc), s_freeUserdata, out handle);
+                    IntPtr userdata = EventSink<AppWebsocketClient>.Register(this, _pending, s_dispatch);
+                    // On failure the library has already released the registration.
+                    r = NativeMethods.wsb_appws_client_new(cfg, s_onEvent, userdata, Registrations<AppWebsocketClient>.Free, out handle);
                 }
             }
             Library.Check(r, "wsb_appws_client_new");
             _handle = handle;
         }
 
-        internal static int LiveRegistrations { get { return Volatile.Read(ref s_liveRegistrations); } }
+        internal static int LiveRegistrations { get { return Registrations<AppWebsocketClient>.Live; } }
 
         public string Url { get; private set; }
 
-        sealed class Dispatcher
+        void Dispatch(IntPtr evPtr)
         {
-            readonly WeakReference<AppWebsocketClient> _client;
-            public readonly PendingErrors Pending;
-
-            public Dispatcher(AppWebsocketClient c, PendingErrors pending)
-            {
-                _client = new WeakReference<AppWebsocketClient>(c);
-                Pending = pending;
-            }
-
-            public void Dispatch(IntPtr evPtr)
-            {
-                AppWebsocketClient c;
-                if (!_client.TryGetTarget(out c))
-                {
-                    return;
-                }
-                var native = (NativeAppwsClientEvent)Marshal.PtrToStructure(evPtr, typeof(NativeAppwsClientEvent));
-                AppWebsocketClientEvent ev = AppWebsocketClientEvent.FromNative(ref native);
-                c.Note(ev);
-                c.Raise(ev);
-            }
-        }
-
-        static void OnNativeEvent(IntPtr userdata, IntPtr client, IntPtr ev)
-        {
-            Dispatcher d = null;
-            PendingErrors.Enter();
-            try
-            {
-                d = (Dispatcher)GCHandle.FromIntPtr(userdata).Target;
-                d.Dispatch(ev);
-            }
-            catch (Exception e)
-            {
-                if (d != null)
-                {
-                    d.Pending.Add(e);
-                }
-            }
-            finally
-            {
-                PendingErrors.Leave();
-            }
-        }
-
-        static void FreeUserdata(IntPtr userdata)
-        {
-            GCHandle.FromIntPtr(userdata).Free();
-            Interlocked.Decrement(ref s_liveRegistrations);
+            var native = (NativeAppwsClientEvent)Marshal.PtrToStructure(evPtr, typeof(NativeAppwsClientEvent));
+            AppWebsocketClientEvent ev = AppWebsocketClientEvent.FromNative(ref native);
+            Note(ev);
+            Raise(ev);
         }
 
         void Note(AppWebsocketClientEvent ev)
@@ -345,14 +300,7 @@ namespace Wsbroker
 
         AppwsClientHandle Live()
         {
-            if (_pending != null)
-            {
-                _pending.ThrowIfAny();
-            }
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                throw new ObjectDisposedException("Wsbroker.AppWebsocketClient");
-            }
+            OwnerCalls.EnsureLive(_pending, ref _disposed, "Wsbroker.AppWebsocketClient");
             return _handle;
         }
 
@@ -412,7 +360,7 @@ namespace Wsbroker
         /// before Connected or after Closed, InvalidArgument for non-JSON.</summary>
         public Result Send(string json)
         {
-            return SendResult(NativeMethods.wsb_appws_client_send(Live(), AppWebsocketCrypto.N(json)), "wsb_appws_client_send");
+            return OwnerCalls.Queued(NativeMethods.wsb_appws_client_send(Live(), AppWebsocketCrypto.N(json)), "wsb_appws_client_send");
         }
 
         /// <summary>One text frame without a JSON check (MessageSendText).</summary>
@@ -422,7 +370,7 @@ namespace Wsbroker
             AppwsClientHandle h = Live();
             fixed (byte* p = b)
             {
-                return SendResult(NativeMethods.wsb_appws_client_send_text(h, b.Length == 0 ? IntPtr.Zero : (IntPtr)p, (UIntPtr)(uint)b.Length), "wsb_appws_client_send_text");
+                return OwnerCalls.Queued(NativeMethods.wsb_appws_client_send_text(h, b.Length == 0 ? IntPtr.Zero : (IntPtr)p, (UIntPtr)(uint)b.Length), "wsb_appws_client_send_text");
             }
         }
 
@@ -478,12 +426,10 @@ namespace Wsbroker
         public AppWebsocketClientEvent Poll(int timeoutMs)
         {
             NativeAppwsClientEvent ev;
-            Result r = NativeMethods.wsb_appws_client_poll(Live(), timeoutMs, out ev);
-            if (r == Result.Timeout)
+            if (!OwnerCalls.Polled(NativeMethods.wsb_appws_client_poll(Live(), timeoutMs, out ev), "wsb_appws_client_poll"))
             {
                 return null;
             }
-            Library.Check(r, "wsb_appws_client_poll");
             AppWebsocketClientEvent e = AppWebsocketClientEvent.FromNative(ref ev);
             Note(e);
             return e;
@@ -492,29 +438,15 @@ namespace Wsbroker
         /// <summary>Queue mode: events until Closed (included), an idle timeout, Interrupt or Dispose.</summary>
         public IEnumerable<AppWebsocketClientEvent> Events(int idleTimeoutMs = -1)
         {
-            while (true)
+            Func<bool> disposed = () => Volatile.Read(ref _disposed) != 0;
+            Func<bool> over = () =>
             {
-                AppWebsocketClientEvent ev;
-                try
+                lock (_state)
                 {
-                    lock (_state)
-                    {
-                        if (_finished || Volatile.Read(ref _disposed) != 0) yield break;
-                    }
-                    ev = Poll(idleTimeoutMs);
+                    return _finished || disposed();
                 }
-                catch (WsbException e)
-                {
-                    if (e.Code == Result.Interrupted || Volatile.Read(ref _disposed) != 0) yield break;
-                    throw;
-                }
-                catch (ObjectDisposedException)
-                {
-                    yield break;
-                }
-                if (ev == null) yield break;
-                yield return ev;
-            }
+            };
+            return OwnerCalls.Events(over, disposed, () => Poll(idleTimeoutMs));
         }
 
         public void Interrupt()
@@ -546,11 +478,6 @@ namespace Wsbroker
             {
                 _pending.ThrowIfAny();
             }
-        }
-
-        static Result SendResult(Result r, string function)
-        {
-            return r == Result.Backpressure ? r : Library.Check(r, function);
         }
     }
 
@@ -651,9 +578,10 @@ namespace Wsbroker
     /// Interrupt are safe from any thread.</summary>
     public sealed class AppService : IDisposable
     {
-        static readonly AppwsServiceEventCb s_onEvent = OnNativeEvent;
-        static readonly UserdataFreeCb s_freeUserdata = FreeUserdata;
-        static int s_liveRegistrations;
+        // Static so the GC never collects a delegate the library still holds.
+        static readonly AppwsServiceEventCb s_onEvent = EventSink<AppService>.OnEvent;
+        // Static: a delegate made in the constructor could hold the AppService alive through the registration.
+        static readonly Action<AppService, IntPtr> s_dispatch = (o, ev) => o.Dispatch(ev);
 
         readonly AppwsServiceHandle _handle;
         readonly PendingErrors _pending;
@@ -692,66 +620,21 @@ namespace Wsbroker
                 else
                 {
                     _pending = new PendingErrors();
-                    var gc = GCHandle.Alloc(new Dispatcher(this, _pending));
-                    Interlocked.Increment(ref s_liveRegistrations);
-                    r = NativeMethods.wsb_appws_service_new(cfg, s_onEvent, GCHandle.ToIntPtr(gc), s_freeUserdata, out handle);
+                    IntPtr userdata = EventSink<AppService>.Register(this, _pending, s_dispatch);
+                    // On failure the library has already released the registration.
+                    r = NativeMethods.wsb_appws_service_new(cfg, s_onEvent, userdata, Registrations<AppService>.Free, out handle);
                 }
             }
             Library.Check(r, "wsb_appws_service_new");
             _handle = handle;
         }
 
-        internal static int LiveRegistrations { get { return Volatile.Read(ref s_liveRegistrations); } }
+        internal static int LiveRegistrations { get { return Registrations<AppService>.Live; } }
 
-        sealed class Dispatcher
+        void Dispatch(IntPtr evPtr)
         {
-            readonly WeakReference<AppService> _service;
-            public readonly PendingErrors Pending;
-
-            public Dispatcher(AppService s, PendingErrors pending)
-            {
-                _service = new WeakReference<AppService>(s);
-                Pending = pending;
-            }
-
-            public void Dispatch(IntPtr evPtr)
-            {
-                AppService s;
-                if (!_service.TryGetTarget(out s))
-                {
-                    return;
-                }
-                var native = (NativeAppwsServiceEvent)Marshal.PtrToStructure(evPtr, typeof(NativeAppwsServiceEvent));
-                s.Raise(AppServiceEvent.FromNative(ref native));
-            }
-        }
-
-        static void OnNativeEvent(IntPtr userdata, IntPtr service, IntPtr ev)
-        {
-            Dispatcher d = null;
-            PendingErrors.Enter();
-            try
-            {
-                d = (Dispatcher)GCHandle.FromIntPtr(userdata).Target;
-                d.Dispatch(ev);
-            }
-            catch (Exception e)
-            {
-                if (d != null)
-                {
-                    d.Pending.Add(e);
-                }
-            }
-            finally
-            {
-                PendingErrors.Leave();
-            }
-        }
-
-        static void FreeUserdata(IntPtr userdata)
-        {
-            GCHandle.FromIntPtr(userdata).Free();
-            Interlocked.Decrement(ref s_liveRegistrations);
+            var native = (NativeAppwsServiceEvent)Marshal.PtrToStructure(evPtr, typeof(NativeAppwsServiceEvent));
+            Raise(AppServiceEvent.FromNative(ref native));
         }
 
         void Raise(AppServiceEvent ev)
@@ -778,14 +661,7 @@ namespace Wsbroker
 
         AppwsServiceHandle Live()
         {
-            if (_pending != null)
-            {
-                _pending.ThrowIfAny();
-            }
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                throw new ObjectDisposedException("Wsbroker.AppService");
-            }
+            OwnerCalls.EnsureLive(_pending, ref _disposed, "Wsbroker.AppService");
             return _handle;
         }
 
@@ -796,7 +672,7 @@ namespace Wsbroker
         public Result Reply(ulong conn, string src, string json)
         {
             Result r = NativeMethods.wsb_appws_service_reply(Live(), conn, AppWebsocketCrypto.N(src ?? ""), AppWebsocketCrypto.N(json));
-            return r == Result.Backpressure ? r : Library.Check(r, "wsb_appws_service_reply");
+            return OwnerCalls.Queued(r, "wsb_appws_service_reply");
         }
 
         public Result Send(ulong conn, string text)
@@ -812,7 +688,7 @@ namespace Wsbroker
             fixed (byte* p = data)
             {
                 Result r = NativeMethods.wsb_appws_service_send(h, conn, n == 0 ? IntPtr.Zero : (IntPtr)p, (UIntPtr)(uint)n, isText);
-                return r == Result.Backpressure ? r : Library.Check(r, "wsb_appws_service_send");
+                return OwnerCalls.Queued(r, "wsb_appws_service_send");
             }
         }
 
@@ -830,38 +706,18 @@ namespace Wsbroker
         public AppServiceEvent Poll(int timeoutMs)
         {
             NativeAppwsServiceEvent ev;
-            Result r = NativeMethods.wsb_appws_service_poll(Live(), timeoutMs, out ev);
-            if (r == Result.Timeout)
+            if (!OwnerCalls.Polled(NativeMethods.wsb_appws_service_poll(Live(), timeoutMs, out ev), "wsb_appws_service_poll"))
             {
                 return null;
             }
-            Library.Check(r, "wsb_appws_service_poll");
             return AppServiceEvent.FromNative(ref ev);
         }
 
         /// <summary>Queue mode: events until an idle timeout, Interrupt or Dispose.</summary>
         public IEnumerable<AppServiceEvent> Events(int idleTimeoutMs = -1)
         {
-            while (true)
-            {
-                AppServiceEvent ev;
-                try
-                {
-                    if (Volatile.Read(ref _disposed) != 0) yield break;
-                    ev = Poll(idleTimeoutMs);
-                }
-                catch (WsbException e)
-                {
-                    if (e.Code == Result.Interrupted || Volatile.Read(ref _disposed) != 0) yield break;
-                    throw;
-                }
-                catch (ObjectDisposedException)
-                {
-                    yield break;
-                }
-                if (ev == null) yield break;
-                yield return ev;
-            }
+            Func<bool> disposed = () => Volatile.Read(ref _disposed) != 0;
+            return OwnerCalls.Events(disposed, disposed, () => Poll(idleTimeoutMs));
         }
 
         public void Interrupt()

@@ -76,10 +76,11 @@ namespace Wsbroker
     /// safe from any thread.</remarks>
     public sealed class Broker : IDisposable
     {
-        static readonly BrokerEventCb s_onEvent = OnNativeEvent;
+        // Static so the GC never collects a delegate the library still holds.
+        static readonly BrokerEventCb s_onEvent = EventSink<Broker>.OnEvent;
+        // Static: a delegate made in the constructor could hold the Broker alive through the registration.
+        static readonly Action<Broker, IntPtr> s_dispatch = (o, ev) => o.Dispatch(ev);
         static readonly AuthCb s_onAuth = OnAuth;
-        static readonly UserdataFreeCb s_freeUserdata = FreeUserdata;
-        static int s_liveRegistrations;
 
         readonly BrokerHandle _handle;
         readonly PendingErrors _pending = new PendingErrors();
@@ -123,22 +124,20 @@ namespace Wsbroker
                     Library.Check(NativeMethods.wsb_broker_config_set_webtalk_admin_secret(cfg, AppWebsocketCrypto.N(options.WebtalkAdminSecret)), "wsb_broker_config_set_webtalk_admin_secret");
                 if (options.Auth != null)
                 {
-                    var auth = GCHandle.Alloc(new AuthBox(options.Auth, _pending));
-                    Interlocked.Increment(ref s_liveRegistrations);
                     // The library owns the registration from here (userdata_free), failure included.
-                    Library.Check(NativeMethods.wsb_broker_config_set_auth_callback(cfg, s_onAuth, GCHandle.ToIntPtr(auth), s_freeUserdata), "wsb_broker_config_set_auth_callback");
+                    IntPtr auth = Registrations<Broker>.Add(new AuthBox(options.Auth, _pending));
+                    Library.Check(NativeMethods.wsb_broker_config_set_auth_callback(cfg, s_onAuth, auth, Registrations<Broker>.Free), "wsb_broker_config_set_auth_callback");
                 }
-                var gc = GCHandle.Alloc(new Dispatcher(this, _pending));
-                Interlocked.Increment(ref s_liveRegistrations);
-                // On failure the library has already called FreeUserdata, releasing gc.
-                r = NativeMethods.wsb_broker_new(cfg, s_onEvent, GCHandle.ToIntPtr(gc), s_freeUserdata, out handle);
+                IntPtr userdata = EventSink<Broker>.Register(this, _pending, s_dispatch);
+                // On failure the library has already released the registration.
+                r = NativeMethods.wsb_broker_new(cfg, s_onEvent, userdata, Registrations<Broker>.Free, out handle);
             }
             Library.Check(r, "wsb_broker_new");
             _handle = handle;
         }
 
         /// <summary>Registrations (event dispatchers and auth handlers) the library still holds.</summary>
-        internal static int LiveRegistrations { get { return Volatile.Read(ref s_liveRegistrations); } }
+        internal static int LiveRegistrations { get { return Registrations<Broker>.Live; } }
 
         sealed class AuthBox
         {
@@ -152,49 +151,10 @@ namespace Wsbroker
             }
         }
 
-        sealed class Dispatcher
+        void Dispatch(IntPtr evPtr)
         {
-            readonly WeakReference<Broker> _broker;
-            public readonly PendingErrors Pending;
-
-            public Dispatcher(Broker b, PendingErrors pending)
-            {
-                _broker = new WeakReference<Broker>(b);
-                Pending = pending;
-            }
-
-            public void Dispatch(IntPtr evPtr)
-            {
-                Broker b;
-                if (!_broker.TryGetTarget(out b))
-                {
-                    return;
-                }
-                var native = (NativeBrokerEvent)Marshal.PtrToStructure(evPtr, typeof(NativeBrokerEvent));
-                b.Raise(BrokerEvent.FromNative(ref native));
-            }
-        }
-
-        static void OnNativeEvent(IntPtr userdata, IntPtr broker, IntPtr ev)
-        {
-            Dispatcher d = null;
-            PendingErrors.Enter();
-            try
-            {
-                d = (Dispatcher)GCHandle.FromIntPtr(userdata).Target;
-                d.Dispatch(ev);
-            }
-            catch (Exception e)
-            {
-                if (d != null)
-                {
-                    d.Pending.Add(e);
-                }
-            }
-            finally
-            {
-                PendingErrors.Leave();
-            }
+            var native = (NativeBrokerEvent)Marshal.PtrToStructure(evPtr, typeof(NativeBrokerEvent));
+            Raise(BrokerEvent.FromNative(ref native));
         }
 
         static bool OnAuth(IntPtr userdata, IntPtr name, IntPtr password, IntPtr reason, UIntPtr reasonLen)
@@ -238,12 +198,6 @@ namespace Wsbroker
             }
         }
 
-        static void FreeUserdata(IntPtr userdata)
-        {
-            GCHandle.FromIntPtr(userdata).Free();
-            Interlocked.Decrement(ref s_liveRegistrations);
-        }
-
         void Raise(BrokerEvent ev)
         {
             EventHandler<BrokerEvent> all = EventReceived;
@@ -269,11 +223,7 @@ namespace Wsbroker
 
         BrokerHandle Live()
         {
-            _pending.ThrowIfAny();
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                throw new ObjectDisposedException("Wsbroker.Broker");
-            }
+            OwnerCalls.EnsureLive(_pending, ref _disposed, "Wsbroker.Broker");
             return _handle;
         }
 

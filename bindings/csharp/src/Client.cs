@@ -165,9 +165,9 @@ namespace Wsbroker
     public sealed class Client : IDisposable
     {
         // Static so the GC never collects a delegate the library still holds.
-        static readonly ClientEventCb s_onEvent = OnNativeEvent;
-        static readonly UserdataFreeCb s_freeUserdata = FreeUserdata;
-        static int s_liveRegistrations;
+        static readonly ClientEventCb s_onEvent = EventSink<Client>.OnEvent;
+        // Static: a delegate made in the constructor could hold the Client alive through the registration.
+        static readonly Action<Client, IntPtr> s_dispatch = (o, ev) => o.Dispatch(ev);
 
         readonly ClientHandle _handle;
         readonly PendingErrors _pending;
@@ -222,10 +222,9 @@ namespace Wsbroker
                 else
                 {
                     _pending = new PendingErrors();
-                    var gc = GCHandle.Alloc(new Dispatcher(this, _pending));
-                    Interlocked.Increment(ref s_liveRegistrations);
-                    // On failure the library has already called FreeUserdata, releasing gc.
-                    r = NativeMethods.wsb_client_new(cfg, s_onEvent, GCHandle.ToIntPtr(gc), s_freeUserdata, out handle);
+                    IntPtr userdata = EventSink<Client>.Register(this, _pending, s_dispatch);
+                    // On failure the library has already released the registration.
+                    r = NativeMethods.wsb_client_new(cfg, s_onEvent, userdata, Registrations<Client>.Free, out handle);
                 }
             }
             Library.Check(r, "wsb_client_new");
@@ -233,7 +232,7 @@ namespace Wsbroker
         }
 
         /// <summary>Registrations the library still holds (for tests of userdata_free).</summary>
-        internal static int LiveRegistrations { get { return Volatile.Read(ref s_liveRegistrations); } }
+        internal static int LiveRegistrations { get { return Registrations<Client>.Live; } }
 
         /// <summary>The URL given at creation.</summary>
         public string Url { get; private set; }
@@ -241,59 +240,12 @@ namespace Wsbroker
         /// <summary>True in queue mode.</summary>
         public bool IsPolled { get { return _polled; } }
 
-        /// <summary>A weak link, so an undisposed client can still be collected (its SafeHandle
-        /// finalizer then frees the native client, which releases this).</summary>
-        sealed class Dispatcher
+        void Dispatch(IntPtr evPtr)
         {
-            readonly WeakReference<Client> _client;
-            public readonly PendingErrors Pending;
-
-            public Dispatcher(Client c, PendingErrors pending)
-            {
-                _client = new WeakReference<Client>(c);
-                Pending = pending;
-            }
-
-            public void Dispatch(IntPtr evPtr)
-            {
-                Client c;
-                if (!_client.TryGetTarget(out c))
-                {
-                    return;
-                }
-                var native = (NativeClientEvent)Marshal.PtrToStructure(evPtr, typeof(NativeClientEvent));
-                ClientEvent ev = ClientEvent.FromNative(ref native);
-                c.Note(ev);
-                c.Raise(ev);
-            }
-        }
-
-        static void OnNativeEvent(IntPtr userdata, IntPtr client, IntPtr ev)
-        {
-            Dispatcher d = null;
-            PendingErrors.Enter();
-            try
-            {
-                d = (Dispatcher)GCHandle.FromIntPtr(userdata).Target;
-                d.Dispatch(ev);
-            }
-            catch (Exception e)
-            {
-                if (d != null)
-                {
-                    d.Pending.Add(e);
-                }
-            }
-            finally
-            {
-                PendingErrors.Leave();
-            }
-        }
-
-        static void FreeUserdata(IntPtr userdata)
-        {
-            GCHandle.FromIntPtr(userdata).Free();
-            Interlocked.Decrement(ref s_liveRegistrations);
+            var native = (NativeClientEvent)Marshal.PtrToStructure(evPtr, typeof(NativeClientEvent));
+            ClientEvent ev = ClientEvent.FromNative(ref native);
+            Note(ev);
+            Raise(ev);
         }
 
         void Note(ClientEvent ev)
@@ -342,14 +294,7 @@ namespace Wsbroker
 
         ClientHandle Live()
         {
-            if (_pending != null)
-            {
-                _pending.ThrowIfAny();
-            }
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                throw new ObjectDisposedException("Wsbroker.Client");
-            }
+            OwnerCalls.EnsureLive(_pending, ref _disposed, "Wsbroker.Client");
             return _handle;
         }
 
@@ -430,16 +375,12 @@ namespace Wsbroker
         /// <paramref name="offset"/>, as text (must be UTF-8) or binary.</summary>
         public unsafe Result Send(byte[] data, int offset, int count, bool isText)
         {
-            int len = data == null ? 0 : data.Length;
-            if (offset < 0 || count < 0 || offset > len - count)
-            {
-                throw new ArgumentOutOfRangeException("offset/count", "outside the array");
-            }
+            OwnerCalls.CheckRange(data, offset, count);
             ClientHandle h = Live();
             fixed (byte* p = data)
             {
                 IntPtr ptr = count == 0 ? IntPtr.Zero : (IntPtr)(p + offset);
-                return SendResult(NativeMethods.wsb_client_send(h, ptr, (UIntPtr)(uint)count, isText), "wsb_client_send");
+                return OwnerCalls.Queued(NativeMethods.wsb_client_send(h, ptr, (UIntPtr)(uint)count, isText), "wsb_client_send");
             }
         }
 
@@ -451,7 +392,7 @@ namespace Wsbroker
             fixed (byte* p = payload)
             {
                 IntPtr ptr = count == 0 ? IntPtr.Zero : (IntPtr)p;
-                return SendResult(NativeMethods.wsb_client_ping(h, ptr, (UIntPtr)(uint)count), "wsb_client_ping");
+                return OwnerCalls.Queued(NativeMethods.wsb_client_ping(h, ptr, (UIntPtr)(uint)count), "wsb_client_ping");
             }
         }
 
@@ -475,12 +416,10 @@ namespace Wsbroker
         public ClientEvent Poll(int timeoutMs)
         {
             NativeClientEvent ev;
-            Result r = NativeMethods.wsb_client_poll(Live(), timeoutMs, out ev);
-            if (r == Result.Timeout)
+            if (!OwnerCalls.Polled(NativeMethods.wsb_client_poll(Live(), timeoutMs, out ev), "wsb_client_poll"))
             {
                 return null;
             }
-            Library.Check(r, "wsb_client_poll");
             ClientEvent e = ClientEvent.FromNative(ref ev);
             Note(e);
             return e;
@@ -491,40 +430,15 @@ namespace Wsbroker
         /// event (Closed or Error while reconnection is off: nothing can follow it).</summary>
         public IEnumerable<ClientEvent> Events(int idleTimeoutMs = -1)
         {
-            while (true)
+            Func<bool> disposed = () => Volatile.Read(ref _disposed) != 0;
+            Func<bool> over = () =>
             {
-                ClientEvent ev;
-                try
+                lock (_state)
                 {
-                    bool over;
-                    lock (_state)
-                    {
-                        over = Volatile.Read(ref _disposed) != 0 || IsFinal(_outcome);
-                    }
-                    if (over)
-                    {
-                        yield break;
-                    }
-                    ev = Poll(idleTimeoutMs);
+                    return disposed() || IsFinal(_outcome);
                 }
-                catch (WsbException e)
-                {
-                    if (e.Code == Result.Interrupted || Volatile.Read(ref _disposed) != 0)
-                    {
-                        yield break;
-                    }
-                    throw;
-                }
-                catch (ObjectDisposedException)
-                {
-                    yield break;
-                }
-                if (ev == null)
-                {
-                    yield break;
-                }
-                yield return ev;
-            }
+            };
+            return OwnerCalls.Events(over, disposed, () => Poll(idleTimeoutMs));
         }
 
         /// <summary>Makes the current (or next) Poll throw Interrupted; Events ends. Queue mode only.</summary>
@@ -560,11 +474,6 @@ namespace Wsbroker
             {
                 _pending.ThrowIfAny();
             }
-        }
-
-        static Result SendResult(Result r, string function)
-        {
-            return r == Result.Backpressure ? r : Library.Check(r, function);
         }
     }
 }

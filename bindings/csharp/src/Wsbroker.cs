@@ -222,6 +222,170 @@ namespace Wsbroker
         }
     }
 
+    /// <summary>The calls every owner (Server, Client, AppWebsocketClient, AppService, Broker)
+    /// makes the same way.</summary>
+    internal static class OwnerCalls
+    {
+        /// <summary>The check before each call on an owner: first rethrow what a handler left behind,
+        /// then refuse once disposed.</summary>
+        public static void EnsureLive(PendingErrors pending, ref int disposed, string name)
+        {
+            if (pending != null)
+            {
+                pending.ThrowIfAny();
+            }
+            if (Volatile.Read(ref disposed) != 0)
+            {
+                throw new ObjectDisposedException(name);
+            }
+        }
+
+        /// <summary>Ok, or Backpressure (queued above the soft limit); throws <see cref="WsbException"/>
+        /// for anything else.</summary>
+        public static Result Queued(Result r, string function)
+        {
+            return r == Result.Backpressure ? r : Library.Check(r, function);
+        }
+
+        /// <summary>A poll's result: true when an event came, false when the time ran out; throws
+        /// <see cref="WsbException"/> for anything else (Interrupted, ShutDown, ...).</summary>
+        public static bool Polled(Result r, string function)
+        {
+            if (r == Result.Timeout)
+            {
+                return false;
+            }
+            Library.Check(r, function);
+            return true;
+        }
+
+        public static void CheckRange(byte[] data, int offset, int count)
+        {
+            int len = data == null ? 0 : data.Length;
+            if (offset < 0 || count < 0 || offset > len - count)
+            {
+                throw new ArgumentOutOfRangeException("offset/count", "outside the array");
+            }
+        }
+
+        /// <summary>Queue mode's Events: <paramref name="poll"/> until it returns null (the idle
+        /// timeout), is interrupted, or <paramref name="over"/> says nothing more can come (disposed,
+        /// or the final event was seen). A failure after Dispose from another thread ends it too.</summary>
+        public static IEnumerable<T> Events<T>(Func<bool> over, Func<bool> disposed, Func<T> poll) where T : class
+        {
+            while (true)
+            {
+                T ev;
+                try
+                {
+                    if (over())
+                    {
+                        yield break;
+                    }
+                    ev = poll();
+                }
+                catch (WsbException e)
+                {
+                    if (e.Code == Result.Interrupted || disposed())
+                    {
+                        yield break;
+                    }
+                    throw;
+                }
+                catch (ObjectDisposedException)
+                {
+                    yield break;
+                }
+                if (ev == null)
+                {
+                    yield break;
+                }
+                yield return ev;
+            }
+        }
+    }
+
+    /// <summary>The GCHandles one owner type (Server, Client, ...) gives the library as callback
+    /// userdata, counted so tests can check that userdata_free releases every one.</summary>
+    internal static class Registrations<TOwner>
+    {
+        static int s_live;
+
+        /// <summary>The userdata_free of every registration of this owner type; static so the GC
+        /// never collects a delegate the library still holds.</summary>
+        public static readonly UserdataFreeCb Free = FreeUserdata;
+
+        public static int Live { get { return Volatile.Read(ref s_live); } }
+
+        /// <summary>A new registration. The library releases it through <see cref="Free"/> from the
+        /// call that takes it on, that call's failure included.</summary>
+        public static IntPtr Add(object target)
+        {
+            var gc = GCHandle.Alloc(target);
+            Interlocked.Increment(ref s_live);
+            return GCHandle.ToIntPtr(gc);
+        }
+
+        static void FreeUserdata(IntPtr userdata)
+        {
+            GCHandle.FromIntPtr(userdata).Free();
+            Interlocked.Decrement(ref s_live);
+        }
+    }
+
+    /// <summary>What a callback-mode owner's event userdata points to: a weak link, so an undisposed
+    /// owner can still be collected (its SafeHandle finalizer then frees the native handle, which
+    /// releases this registration).</summary>
+    internal sealed class EventSink<TOwner> where TOwner : class
+    {
+        readonly WeakReference<TOwner> _owner;
+        readonly PendingErrors _pending;
+        readonly Action<TOwner, IntPtr> _dispatch;
+
+        EventSink(TOwner owner, PendingErrors pending, Action<TOwner, IntPtr> dispatch)
+        {
+            _owner = new WeakReference<TOwner>(owner);
+            _pending = pending;
+            _dispatch = dispatch;
+        }
+
+        /// <summary>The userdata for <paramref name="owner"/>: <paramref name="dispatch"/> gets each
+        /// event pointer while the owner lives, and what it throws is kept in <paramref name="pending"/>.
+        /// <paramref name="dispatch"/> must not capture the owner (that would keep it alive).</summary>
+        public static IntPtr Register(TOwner owner, PendingErrors pending, Action<TOwner, IntPtr> dispatch)
+        {
+            return Registrations<TOwner>.Add(new EventSink<TOwner>(owner, pending, dispatch));
+        }
+
+        /// <summary>The event callback of every owner type (each owner's static <c>cb</c> delegate
+        /// wraps this).</summary>
+        public static void OnEvent(IntPtr userdata, IntPtr handle, IntPtr ev)
+        {
+            EventSink<TOwner> sink = null;
+            PendingErrors.Enter();
+            try
+            {
+                sink = (EventSink<TOwner>)GCHandle.FromIntPtr(userdata).Target;
+                TOwner owner;
+                if (sink._owner.TryGetTarget(out owner))
+                {
+                    sink._dispatch(owner, ev);
+                }
+            }
+            catch (Exception e)
+            {
+                if (sink != null)
+                {
+                    sink._pending.Add(e);
+                }
+            }
+            finally
+            {
+                PendingErrors.Leave();
+            }
+        }
+    }
+
     /// <summary>Server settings; null keeps the library default (see the README table). Times in
     /// milliseconds, sizes in bytes, as in the C API.</summary>
     public sealed class ServerOptions
@@ -351,9 +515,9 @@ namespace Wsbroker
     public sealed class Server : IDisposable
     {
         // Static so the GC never collects a delegate the library still holds.
-        static readonly ServerEventCb s_onEvent = OnNativeEvent;
-        static readonly UserdataFreeCb s_freeUserdata = FreeUserdata;
-        static int s_liveRegistrations;
+        static readonly ServerEventCb s_onEvent = EventSink<Server>.OnEvent;
+        // Static: a delegate made in the constructor could hold the Server alive through the registration.
+        static readonly Action<Server, IntPtr> s_dispatch = (o, ev) => o.Dispatch(ev);
 
         readonly ServerHandle _handle;
         readonly PendingErrors _pending;
@@ -401,10 +565,9 @@ namespace Wsbroker
                 else
                 {
                     _pending = new PendingErrors();
-                    var gc = GCHandle.Alloc(new Dispatcher(this, _pending));
-                    Interlocked.Increment(ref s_liveRegistrations);
-                    // On failure the library has already called FreeUserdata, releasing gc.
-                    r = NativeMethods.wsb_server_new(cfg, s_onEvent, GCHandle.ToIntPtr(gc), s_freeUserdata, out handle);
+                    IntPtr userdata = EventSink<Server>.Register(this, _pending, s_dispatch);
+                    // On failure the library has already released the registration.
+                    r = NativeMethods.wsb_server_new(cfg, s_onEvent, userdata, Registrations<Server>.Free, out handle);
                 }
             }
             Library.Check(r, "wsb_server_new");
@@ -412,59 +575,12 @@ namespace Wsbroker
         }
 
         /// <summary>Registrations the library still holds (for tests of userdata_free).</summary>
-        internal static int LiveRegistrations { get { return Volatile.Read(ref s_liveRegistrations); } }
+        internal static int LiveRegistrations { get { return Registrations<Server>.Live; } }
 
-        /// <summary>The GCHandle target: a weak link, so an undisposed server can still be collected
-        /// (its SafeHandle finalizer then frees the native server, which releases this).</summary>
-        sealed class Dispatcher
+        void Dispatch(IntPtr evPtr)
         {
-            readonly WeakReference<Server> _server;
-            public readonly PendingErrors Pending;
-
-            public Dispatcher(Server s, PendingErrors pending)
-            {
-                _server = new WeakReference<Server>(s);
-                Pending = pending;
-            }
-
-            public void Dispatch(IntPtr evPtr)
-            {
-                Server s;
-                if (!_server.TryGetTarget(out s))
-                {
-                    return;
-                }
-                var native = (NativeEvent)Marshal.PtrToStructure(evPtr, typeof(NativeEvent));
-                s.Raise(ServerEvent.FromNative(ref native));
-            }
-        }
-
-        static void OnNativeEvent(IntPtr userdata, IntPtr server, IntPtr ev)
-        {
-            Dispatcher d = null;
-            PendingErrors.Enter();
-            try
-            {
-                d = (Dispatcher)GCHandle.FromIntPtr(userdata).Target;
-                d.Dispatch(ev);
-            }
-            catch (Exception e)
-            {
-                if (d != null)
-                {
-                    d.Pending.Add(e);
-                }
-            }
-            finally
-            {
-                PendingErrors.Leave();
-            }
-        }
-
-        static void FreeUserdata(IntPtr userdata)
-        {
-            GCHandle.FromIntPtr(userdata).Free();
-            Interlocked.Decrement(ref s_liveRegistrations);
+            var native = (NativeEvent)Marshal.PtrToStructure(evPtr, typeof(NativeEvent));
+            Raise(ServerEvent.FromNative(ref native));
         }
 
         void Raise(ServerEvent ev)
@@ -493,14 +609,7 @@ namespace Wsbroker
 
         ServerHandle Live()
         {
-            if (_pending != null)
-            {
-                _pending.ThrowIfAny();
-            }
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                throw new ObjectDisposedException("Wsbroker.Server");
-            }
+            OwnerCalls.EnsureLive(_pending, ref _disposed, "Wsbroker.Server");
             return _handle;
         }
 
@@ -528,12 +637,12 @@ namespace Wsbroker
         /// <paramref name="offset"/>, as text (must be UTF-8) or binary.</summary>
         public unsafe Result Send(ulong conn, byte[] data, int offset, int count, bool isText)
         {
-            CheckRange(data, offset, count);
+            OwnerCalls.CheckRange(data, offset, count);
             ServerHandle h = Live();
             fixed (byte* p = data)
             {
                 IntPtr ptr = count == 0 ? IntPtr.Zero : (IntPtr)(p + offset);
-                return SendResult(NativeMethods.wsb_server_write(h, conn, ptr, (UIntPtr)(uint)count, isText), "wsb_server_write");
+                return OwnerCalls.Queued(NativeMethods.wsb_server_write(h, conn, ptr, (UIntPtr)(uint)count, isText), "wsb_server_write");
             }
         }
 
@@ -545,7 +654,7 @@ namespace Wsbroker
             fixed (byte* p = payload)
             {
                 IntPtr ptr = count == 0 ? IntPtr.Zero : (IntPtr)p;
-                return SendResult(NativeMethods.wsb_server_ping(h, conn, ptr, (UIntPtr)(uint)count), "wsb_server_ping");
+                return OwnerCalls.Queued(NativeMethods.wsb_server_ping(h, conn, ptr, (UIntPtr)(uint)count), "wsb_server_ping");
             }
         }
 
@@ -574,12 +683,10 @@ namespace Wsbroker
         public ServerEvent Poll(int timeoutMs)
         {
             NativeEvent ev;
-            Result r = NativeMethods.wsb_server_poll(Live(), timeoutMs, out ev);
-            if (r == Result.Timeout)
+            if (!OwnerCalls.Polled(NativeMethods.wsb_server_poll(Live(), timeoutMs, out ev), "wsb_server_poll"))
             {
                 return null;
             }
-            Library.Check(r, "wsb_server_poll");
             return ServerEvent.FromNative(ref ev);
         }
 
@@ -587,35 +694,8 @@ namespace Wsbroker
         /// (negative: until <see cref="Interrupt"/> or Dispose from another thread).</summary>
         public IEnumerable<ServerEvent> Events(int idleTimeoutMs = -1)
         {
-            while (true)
-            {
-                ServerEvent ev;
-                try
-                {
-                    if (Volatile.Read(ref _disposed) != 0)
-                    {
-                        yield break;
-                    }
-                    ev = Poll(idleTimeoutMs);
-                }
-                catch (WsbException e)
-                {
-                    if (e.Code == Result.Interrupted || Volatile.Read(ref _disposed) != 0)
-                    {
-                        yield break;
-                    }
-                    throw;
-                }
-                catch (ObjectDisposedException)
-                {
-                    yield break;
-                }
-                if (ev == null)
-                {
-                    yield break;
-                }
-                yield return ev;
-            }
+            Func<bool> disposed = () => Volatile.Read(ref _disposed) != 0;
+            return OwnerCalls.Events(disposed, disposed, () => Poll(idleTimeoutMs));
         }
 
         /// <summary>Makes the current (or next) Poll throw Interrupted; Events ends.</summary>
@@ -643,20 +723,6 @@ namespace Wsbroker
             if (_pending != null)
             {
                 _pending.ThrowIfAny();
-            }
-        }
-
-        static Result SendResult(Result r, string function)
-        {
-            return r == Result.Backpressure ? r : Library.Check(r, function);
-        }
-
-        static void CheckRange(byte[] data, int offset, int count)
-        {
-            int len = data == null ? 0 : data.Length;
-            if (offset < 0 || count < 0 || offset > len - count)
-            {
-                throw new ArgumentOutOfRangeException("offset/count", "outside the array");
             }
         }
     }

@@ -669,7 +669,8 @@ typedef struct wsb_broker_event {
   uint64_t sid;
   /**
    * The sender's or the session's name (NUL-terminated; `""` for a session
-   * without one, e.g. one leaving because it disconnected).
+   * without one). LEAVE carries the name the session held when it left,
+   * also when it left by disconnecting.
    */
   const char *name;
   /**
@@ -1501,7 +1502,9 @@ wsb_result wsb_broker_config_set_auth_callback(struct wsb_broker_config *cfg, ws
 /**
  * Starts a broker: its listeners bind and serve at once. With `cb` set, the
  * host receives SERVICE_MESSAGE events (and LOGIN/LOGOUT/JOIN/LEAVE after
- * `wsb_broker_set_events`). `userdata_free` (may be NULL) is called exactly
+ * `wsb_broker_set_events`). With `cb` NULL nothing is kept for the host:
+ * `wsb_broker_register_service` and `wsb_broker_set_events(true)` give
+ * `WSB_RESULT_INVALID_STATE`. `userdata_free` (may be NULL) is called exactly
  * once with `userdata` when the broker is freed, or before this function
  * returns if it fails. On success the caller owns `*out` and must call
  * `wsb_broker_free` once. `WSB_RESULT_ADDR_IN_USE` and `WSB_RESULT_IO` tell
@@ -1537,8 +1540,9 @@ uint16_t wsb_broker_port(const struct wsb_broker *broker, uint32_t listener);
  * clients send to it (`to` the name, `toS` its SID, groups and hubs it
  * joins) arrives as SERVICE_MESSAGE events. On success `*out_sid` receives
  * the service's SID, which names it in the other service calls. A name
- * already held gives `WSB_RESULT_INVALID_STATE` ("name in use"). Safe to call
- * from any thread.
+ * already held gives `WSB_RESULT_INVALID_STATE` ("name in use"), and so does
+ * a broker created without an event callback (`cb` NULL): nothing could
+ * receive the service's messages. Safe to call from any thread.
  *
  * # Safety
  * `broker` must be NULL or a pointer from `wsb_broker_new`; `name` a
@@ -1598,8 +1602,10 @@ wsb_result wsb_broker_join(struct wsb_broker *broker, uint64_t service, bool is_
 wsb_result wsb_broker_leave(struct wsb_broker *broker, uint64_t service, bool is_hub, const char *place);
 
 /**
- * Turns LOGIN/LOGOUT/JOIN/LEAVE events on or off (default off). Safe to call
- * from any thread.
+ * Turns LOGIN/LOGOUT/JOIN/LEAVE events on or off (default off). Turning
+ * them on needs the event callback: a broker created with `cb` NULL gives
+ * `WSB_RESULT_INVALID_STATE` (nothing would receive them). Safe to call from
+ * any thread.
  *
  * # Safety
  * `broker` must be NULL or a pointer from `wsb_broker_new`.

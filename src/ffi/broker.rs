@@ -132,7 +132,8 @@ pub struct wsb_broker_event {
     /// The sender's (SERVICE_MESSAGE) or the session's Achex SID.
     pub sid: u64,
     /// The sender's or the session's name (NUL-terminated; `""` for a session
-    /// without one, e.g. one leaving because it disconnected).
+    /// without one). LEAVE carries the name the session held when it left,
+    /// also when it left by disconnecting.
     pub name: *const c_char,
     /// JOIN/LEAVE: the group or hub (NUL-terminated); `""` otherwise.
     pub place: *const c_char,
@@ -433,8 +434,6 @@ struct EventSink {
     userdata: SendPtr,
     free: wsb_userdata_free_cb,
     broker: usize,
-    /// To look up the name of a session that joins or leaves.
-    owner: std::sync::Weak<wsb_broker>,
 }
 
 impl Drop for EventSink {
@@ -447,19 +446,6 @@ impl Drop for EventSink {
 }
 
 impl EventSink {
-    /// The session's current name, `""` if it has none (or is gone). The sink
-    /// runs with no listener lock held, so the dialect can be asked.
-    fn name_of(&self, session: u64) -> String {
-        self.owner
-            .upgrade()
-            .and_then(|b| {
-                b.achex
-                    .as_ref()
-                    .and_then(|l| l.inspect(|d| d.name_of(session).map(str::to_owned)))
-            })
-            .unwrap_or_default()
-    }
-
     fn deliver(&self, item: HostItem) {
         let empty = c"".as_ptr();
         let mut ev = wsb_broker_event {
@@ -512,27 +498,29 @@ impl EventSink {
                     place = CString::default();
                 }
                 AchexEvent::Join {
-                    session,
                     sid,
                     kind,
-                    name: p,
+                    place: p,
+                    name: n,
+                    ..
                 } => {
                     ev.kind = wsb_broker_event_type::Join as u32;
                     ev.sid = sid;
                     ev.is_hub = kind == Membership::Hub;
-                    name = cs(&self.name_of(session));
+                    name = cs(&n);
                     place = cs(&p);
                 }
                 AchexEvent::Leave {
-                    session,
                     sid,
                     kind,
-                    name: p,
+                    place: p,
+                    name: n,
+                    ..
                 } => {
                     ev.kind = wsb_broker_event_type::Leave as u32;
                     ev.sid = sid;
                     ev.is_hub = kind == Membership::Hub;
-                    name = cs(&self.name_of(session));
+                    name = cs(&n);
                     place = cs(&p);
                 }
             },
@@ -549,7 +537,9 @@ impl EventSink {
 
 /// Starts a broker: its listeners bind and serve at once. With `cb` set, the
 /// host receives SERVICE_MESSAGE events (and LOGIN/LOGOUT/JOIN/LEAVE after
-/// `wsb_broker_set_events`). `userdata_free` (may be NULL) is called exactly
+/// `wsb_broker_set_events`). With `cb` NULL nothing is kept for the host:
+/// `wsb_broker_register_service` and `wsb_broker_set_events(true)` give
+/// `WSB_RESULT_INVALID_STATE`. `userdata_free` (may be NULL) is called exactly
 /// once with `userdata` when the broker is freed, or before this function
 /// returns if it fails. On success the caller owns `*out` and must call
 /// `wsb_broker_free` once. `WSB_RESULT_ADDR_IN_USE` and `WSB_RESULT_IO` tell
@@ -573,7 +563,6 @@ pub unsafe extern "C" fn wsb_broker_new(
             userdata: ud,
             free: userdata_free,
             broker: 0,
-            owner: std::sync::Weak::new(),
         });
         let release = |sink: Option<EventSink>| {
             if sink.is_none() {
@@ -651,7 +640,6 @@ pub unsafe extern "C" fn wsb_broker_new(
         match (sink, &obj.achex) {
             (Some(mut sink), Some(l)) => {
                 sink.broker = p as usize;
-                sink.owner = Arc::downgrade(&obj);
                 l.set_host_sink(Some(Box::new(move |item| sink.deliver(item))));
             }
             (sink, _) => release(sink),
@@ -764,8 +752,16 @@ fn host_error(e: HostError) -> (wsb_result, String) {
         HostError::UnknownService | HostError::NoSuchUser | HostError::NoSuchSession => wsb_result::NotFound,
         HostError::NotAnObject => wsb_result::InvalidArgument,
         HostError::Login(_) => wsb_result::InvalidState,
+        HostError::NoReceiver => return no_callback(),
     };
     (r, e.to_string())
+}
+
+fn no_callback() -> (wsb_result, String) {
+    (
+        wsb_result::InvalidState,
+        "the broker has no event callback (cb was NULL): nothing would receive it".into(),
+    )
 }
 
 fn service_of(b: &wsb_broker, sid: u64) -> Result<ServiceHandle, (wsb_result, String)> {
@@ -795,8 +791,9 @@ pub unsafe extern "C" fn wsb_broker_port(broker: *const wsb_broker, listener: u3
 /// clients send to it (`to` the name, `toS` its SID, groups and hubs it
 /// joins) arrives as SERVICE_MESSAGE events. On success `*out_sid` receives
 /// the service's SID, which names it in the other service calls. A name
-/// already held gives `WSB_RESULT_INVALID_STATE` ("name in use"). Safe to call
-/// from any thread.
+/// already held gives `WSB_RESULT_INVALID_STATE` ("name in use"), and so does
+/// a broker created without an event callback (`cb` NULL): nothing could
+/// receive the service's messages. Safe to call from any thread.
 ///
 /// # Safety
 /// `broker` must be NULL or a pointer from `wsb_broker_new`; `name` a
@@ -956,15 +953,21 @@ pub unsafe extern "C" fn wsb_broker_leave(
     })
 }
 
-/// Turns LOGIN/LOGOUT/JOIN/LEAVE events on or off (default off). Safe to call
-/// from any thread.
+/// Turns LOGIN/LOGOUT/JOIN/LEAVE events on or off (default off). Turning
+/// them on needs the event callback: a broker created with `cb` NULL gives
+/// `WSB_RESULT_INVALID_STATE` (nothing would receive them). Safe to call from
+/// any thread.
 ///
 /// # Safety
 /// `broker` must be NULL or a pointer from `wsb_broker_new`.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_broker_set_events(broker: *mut wsb_broker, on: bool) -> wsb_result {
     with_broker(broker, |b| {
-        achex(b)?.set_events(on);
+        let l = achex(b)?;
+        if on && !l.has_host_sink() {
+            return Err(no_callback());
+        }
+        l.set_events(on);
         Ok(wsb_result::Ok)
     })
 }

@@ -1446,6 +1446,19 @@ void wsb_broker_config_free(struct wsb_broker_config *cfg);
 wsb_result wsb_broker_config_set_listener(struct wsb_broker_config *cfg, uint32_t listener, const char *addr);
 
 /**
+ * The largest message a WebSocket listener accepts (`bytes`, after
+ * reassembly, 1 to 1073741824 = 1 GiB); a larger one gets close
+ * 1009 (PROTOCOLS.md §1). Default 65536 on every listener. The webtalk
+ * admin socket is not a WebSocket listener (its bodies are at most 99999
+ * bytes by construction): it gives `WSB_RESULT_INVALID_ARGUMENT`, as do an
+ * unknown listener and a size out of range.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_broker_config_set_max_message(struct wsb_broker_config *cfg, uint32_t listener, size_t bytes);
+
+/**
  * Requires `[auth] SECRET` as the first frame of every webtalk admin
  * connection (compared in constant time). NULL removes the requirement.
  *

@@ -397,6 +397,66 @@ fn without_a_callback_services_and_events_are_refused() {
     }
 }
 
+/// Reads until the peer closes; returns the close code.
+fn close_code(ws: &mut Ws) -> u16 {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(Some(f))) => return u16::from(f.code),
+            Ok(Message::Close(None)) => panic!("close without a code"),
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    }
+}
+
+#[test]
+fn max_message_is_set_per_listener() {
+    unsafe {
+        let cfg = wsb_broker_config_new();
+        assert_eq!(wsb_broker_config_set_max_message(cfg, 1, 1000), wsb_result::Ok);
+        assert_eq!(
+            wsb_broker_config_set_listener(cfg, 2, c"127.0.0.1:0".as_ptr()),
+            wsb_result::Ok
+        );
+        for (listener, bytes) in [(1, 0), (4, 1000), (9, 1000), (1, (1 << 30) + 1)] {
+            assert_eq!(
+                wsb_broker_config_set_max_message(cfg, listener, bytes),
+                wsb_result::InvalidArgument,
+                "{listener} {bytes}"
+            );
+        }
+        let mut b = null_mut();
+        assert_eq!(wsb_broker_new(cfg, None, null_mut(), None, &mut b), wsb_result::Ok);
+        wsb_broker_config_free(cfg);
+        let mut ws = connect(wsb_broker_port(b, 1));
+        assert_eq!(call(&mut ws, r#"{"setID":"alice"}"#), r#"{"auth":"ok"}"#);
+        // Exactly 1000 bytes is accepted; 1001 closes with 1009.
+        let echo = |n: usize| {
+            let head = r#"{"echo":true,"p":""#;
+            let pad = "x".repeat(n - head.len() - 2);
+            format!("{head}{pad}\"}}")
+        };
+        let m = echo(1000);
+        assert_eq!(m.len(), 1000);
+        let reply = call(&mut ws, &m);
+        assert!(reply.starts_with(r#"{"echo":true,"p":"xxx"#), "{reply}");
+        ws.send(Message::text(echo(1001))).unwrap();
+        assert_eq!(close_code(&mut ws), 1009);
+        // The WSChat listener kept the 64 KiB default.
+        let port = wsb_broker_port(b, 2);
+        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut chat = tungstenite::client(format!("ws://127.0.0.1:{port}/"), tcp).unwrap().0;
+        assert!(text(&mut chat).contains("\"init\""));
+        let big = format!(r#"{{"command":"identify","name":"{}"}}"#, "n".repeat(5000));
+        assert_eq!(
+            call(&mut chat, &big),
+            r#"{"type":"outcome","success":false,"message":"Invalid 'name' field!","code":400}"#
+        );
+        assert_eq!(wsb_broker_free(b), wsb_result::Ok);
+    }
+}
+
 static EVENTS2: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 unsafe extern "C" fn record_only(_: *mut c_void, _: *mut wsb_broker, ev: *const wsb_broker_event) {

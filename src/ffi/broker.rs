@@ -15,7 +15,7 @@ use crate::listeners::achex::AchexListener;
 use crate::listeners::appws::{AppWsConfig, AppWsListener};
 use crate::listeners::webtalk::{AdminConfig, WebtalkHandle, WebtalkListener};
 use crate::listeners::wschat::WsChatListener;
-use crate::listeners::ListenerConfig;
+use crate::listeners::{ListenerConfig, MAX_MESSAGE_LIMIT};
 
 /// The host's login check (callback authentication mode). Return true to
 /// accept `name`/`password`; to refuse, return false and optionally write a
@@ -46,6 +46,9 @@ pub struct wsb_broker_config {
     services: Vec<(String, String)>,
     credentials: HashMap<String, String>,
     auth: Option<Arc<AuthCallbackHolder>>,
+    /// Per WebSocket listener (indexed by `wsb_listener`): the message limit
+    /// when not the 64 KiB default.
+    max_message: [Option<usize>; 6],
 }
 
 struct AuthCallbackHolder {
@@ -195,6 +198,7 @@ pub extern "C" fn wsb_broker_config_new() -> *mut wsb_broker_config {
             services: Vec::new(),
             credentials: HashMap::new(),
             auth: None,
+            max_message: [None; 6],
         }))
     })
 }
@@ -254,6 +258,37 @@ pub unsafe extern "C" fn wsb_broker_config_set_listener(
             _ => return Err(format!("unknown listener {listener}")),
         };
         *slot = bind;
+        Ok(())
+    })
+}
+
+/// The largest message a WebSocket listener accepts (`bytes`, after
+/// reassembly, 1 to 1073741824 = 1 GiB); a larger one gets close
+/// 1009 (PROTOCOLS.md §1). Default 65536 on every listener. The webtalk
+/// admin socket is not a WebSocket listener (its bodies are at most 99999
+/// bytes by construction): it gives `WSB_RESULT_INVALID_ARGUMENT`, as do an
+/// unknown listener and a size out of range.
+///
+/// # Safety
+/// `cfg` must be valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_config_set_max_message(
+    cfg: *mut wsb_broker_config,
+    listener: u32,
+    bytes: usize,
+) -> wsb_result {
+    with_cfg(cfg, |c| {
+        let l = match listener {
+            1 | 2 | 3 | 5 => listener as usize,
+            4 => return Err("the webtalk admin socket has no message limit to set (it is not a WebSocket)".into()),
+            _ => return Err(format!("unknown listener {listener}")),
+        };
+        if bytes == 0 || bytes > MAX_MESSAGE_LIMIT {
+            return Err(format!(
+                "max message must be 1 to {MAX_MESSAGE_LIMIT} bytes, not {bytes}"
+            ));
+        }
+        c.max_message[l] = Some(bytes);
         Ok(())
     })
 }
@@ -589,7 +624,7 @@ pub unsafe extern "C" fn wsb_broker_new(
                     services: c.services.clone(),
                     ..AchexConfig::default()
                 };
-                match AchexListener::start(AchexListener::engine_config(bind), ac) {
+                match AchexListener::start(listener_config(c, 1, bind).engine, ac) {
                     Ok(l) => Some(l),
                     Err(e) => {
                         // SAFETY: made above by wsb_broker_config_new.
@@ -691,6 +726,15 @@ fn take<T>(m: &Mutex<Option<T>>) -> Option<T> {
     m.lock().unwrap_or_else(|e| e.into_inner()).take()
 }
 
+/// The settings of WebSocket listener `which` (a `wsb_listener` value).
+fn listener_config(c: &wsb_broker_config, which: usize, bind: std::net::SocketAddr) -> ListenerConfig {
+    let l = ListenerConfig::new(bind);
+    match c.max_message[which] {
+        Some(n) => l.max_message_size(n),
+        None => l,
+    }
+}
+
 type Others = (Option<WsChatListener>, Option<WebtalkListener>, Option<AppWsListener>);
 
 /// Starts the WSChat, webtalk and AppWebsocket listeners the configuration asks for.
@@ -704,7 +748,7 @@ fn start_others(c: &wsb_broker_config) -> Result<Others, (wsb_result, String)> {
         (r, format!("{what}: cannot listen on {bind}: {e}"))
     };
     let wschat = match c.wschat_bind {
-        Some(b) => Some(crate::listeners::wschat::start(ListenerConfig::new(b)).map_err(|e| fail("wschat", b, e))?),
+        Some(b) => Some(crate::listeners::wschat::start(listener_config(c, 2, b)).map_err(|e| fail("wschat", b, e))?),
         None => None,
     };
     if c.webtalk_admin_bind.is_some() && c.webtalk_bind.is_none() {
@@ -720,7 +764,7 @@ fn start_others(c: &wsb_broker_config) -> Result<Others, (wsb_result, String)> {
                 secret: c.webtalk_admin_secret.clone(),
                 ..AdminConfig::default()
             });
-            Some(crate::listeners::webtalk::start(ListenerConfig::new(b), admin).map_err(|e| fail("webtalk", b, e))?)
+            Some(crate::listeners::webtalk::start(listener_config(c, 3, b), admin).map_err(|e| fail("webtalk", b, e))?)
         }
         None => None,
     };
@@ -730,7 +774,7 @@ fn start_others(c: &wsb_broker_config) -> Result<Others, (wsb_result, String)> {
                 apps: c.appws_apps.clone(),
                 domain_passwords: Vec::new(),
             };
-            Some(crate::listeners::appws::start(ListenerConfig::new(b), &apps).map_err(|e| fail("appws", b, e))?)
+            Some(crate::listeners::appws::start(listener_config(c, 5, b), &apps).map_err(|e| fail("appws", b, e))?)
         }
         None => None,
     };

@@ -32,6 +32,11 @@ use crate::{ServerHandle, SharedFrame};
 /// 64 KiB, larger gets close 1009 (PROTOCOLS.md §1, §7 row 14).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 10;
 
+/// The largest message limit a listener may be given (1 GiB): a bound on
+/// what one connection can make the process buffer, and a guard against a
+/// mistyped setting.
+pub const MAX_MESSAGE_LIMIT: usize = 1 << 30;
+
 /// A loopback address with this port (every default binds 127.0.0.1).
 pub const fn loopback(port: u16) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))

@@ -1723,7 +1723,15 @@ wsb_result wsb_broker_webtalk_leave(struct wsb_broker *broker, uint64_t channel,
 
 /**
  * webtalk `[store]`: keeps `value` (borrowed for the call, copied) under
- * `key`. Safe to call from any thread.
+ * `key`, replacing any earlier value. The key is the bytes of `key` before
+ * its NUL, which must be UTF-8 (else `WSB_RESULT_INVALID_ARGUMENT`): the
+ * same key as the admin socket's `[store] KEY!VALUE` with those bytes.
+ * Keys are shared with the admin socket but not every key is reachable from
+ * both: a key holding a NUL byte or invalid UTF-8 (which the socket can
+ * store) cannot be named here, and one holding `!` (fine here) cannot be
+ * stored over the socket, where the first `!` ends the key. The value is
+ * `len` arbitrary bytes: NUL bytes and non-UTF-8 are kept as they are.
+ * Safe to call from any thread.
  *
  * # Safety
  * `broker` must be NULL or a pointer from `wsb_broker_new`; `key` a
@@ -1732,7 +1740,8 @@ wsb_result wsb_broker_webtalk_leave(struct wsb_broker *broker, uint64_t channel,
 wsb_result wsb_broker_webtalk_store(struct wsb_broker *broker, const char *key, const uint8_t *value, size_t len);
 
 /**
- * webtalk `[clear]` (also fine when absent). Safe to call from any thread.
+ * webtalk `[clear]` (also fine when absent). `key` names the key as for
+ * `wsb_broker_webtalk_store`. Safe to call from any thread.
  *
  * # Safety
  * `broker` must be NULL or a pointer from `wsb_broker_new`; `key` a NUL-terminated string.
@@ -1740,9 +1749,14 @@ wsb_result wsb_broker_webtalk_store(struct wsb_broker *broker, const char *key, 
 wsb_result wsb_broker_webtalk_clear(struct wsb_broker *broker, const char *key);
 
 /**
- * webtalk `[retrieve]`: copies the value under `key` into `buf`
- * (NUL-terminated; `*needed` gets its size, NUL included; too small gives
- * `WSB_RESULT_BUFFER_TOO_SMALL`). No value gives `WSB_RESULT_NOT_FOUND`.
+ * webtalk `[retrieve]`: copies the value under `key` (named as for
+ * `wsb_broker_webtalk_store`) into `buf`, followed by a NUL. The value is
+ * binary: it may itself hold NUL bytes and need not be UTF-8, so its length
+ * is `*needed - 1`, not `strlen(buf)`; pass `needed` to learn it. `*needed`
+ * gets the value's length plus 1 whenever a value exists (1 for an empty
+ * value). A `buf` shorter than that gives `WSB_RESULT_BUFFER_TOO_SMALL` and
+ * `""` in `buf` (when `len` ≥ 1); no value gives `WSB_RESULT_NOT_FOUND`
+ * (unlike the admin socket's `[ok] `, an empty value and no value differ).
  * Safe to call from any thread.
  *
  * # Safety

@@ -348,6 +348,37 @@ fn webtalk_from_c_and_listener_errors() {
         );
         assert_eq!(CStr::from_ptr(out.as_ptr()).to_str().unwrap(), "v1");
         assert_eq!(need, 3);
+        // Values are binary: NUL bytes and non-UTF-8 come back whole, their
+        // length is needed - 1. Keys may hold '!', not invalid UTF-8.
+        let bin = b"a\0b\xffc";
+        assert_eq!(
+            wsb_broker_webtalk_store(b, c"x!y".as_ptr(), bin.as_ptr(), bin.len()),
+            wsb_result::Ok
+        );
+        assert_eq!(
+            wsb_broker_webtalk_retrieve(b, c"x!y".as_ptr(), out.as_mut_ptr(), 8, &mut need),
+            wsb_result::Ok
+        );
+        assert_eq!(need, bin.len() + 1);
+        assert_eq!(
+            std::slice::from_raw_parts(out.as_ptr() as *const u8, need),
+            b"a\0b\xffc\0"
+        );
+        assert_eq!(
+            wsb_broker_webtalk_retrieve(b, c"x!y".as_ptr(), out.as_mut_ptr(), 5, &mut need),
+            wsb_result::BufferTooSmall
+        );
+        assert_eq!((out[0], need), (0, 6));
+        assert_eq!(
+            wsb_broker_webtalk_store(b, c"\xff".as_ptr(), bin.as_ptr(), 1),
+            wsb_result::InvalidArgument
+        );
+        assert_eq!(wsb_broker_webtalk_store(b, c"e".as_ptr(), null(), 0), wsb_result::Ok);
+        assert_eq!(
+            wsb_broker_webtalk_retrieve(b, c"e".as_ptr(), out.as_mut_ptr(), 8, &mut need),
+            wsb_result::Ok
+        );
+        assert_eq!((out[0], need), (0, 1));
         assert_eq!(wsb_broker_webtalk_clear(b, c"k".as_ptr()), wsb_result::Ok);
         assert_eq!(
             wsb_broker_webtalk_retrieve(b, c"k".as_ptr(), out.as_mut_ptr(), 8, &mut need),

@@ -669,7 +669,8 @@ typedef struct wsb_broker_event {
   uint64_t sid;
   /**
    * The sender's or the session's name (NUL-terminated; `""` for a session
-   * without one, e.g. one leaving because it disconnected).
+   * without one). LEAVE carries the name the session held when it left,
+   * also when it left by disconnecting.
    */
   const char *name;
   /**
@@ -1445,6 +1446,19 @@ void wsb_broker_config_free(struct wsb_broker_config *cfg);
 wsb_result wsb_broker_config_set_listener(struct wsb_broker_config *cfg, uint32_t listener, const char *addr);
 
 /**
+ * The largest message a WebSocket listener accepts (`bytes`, after
+ * reassembly, 1 to 1073741824 = 1 GiB); a larger one gets close
+ * 1009 (PROTOCOLS.md §1). Default 65536 on every listener. The webtalk
+ * admin socket is not a WebSocket listener (its bodies are at most 99999
+ * bytes by construction): it gives `WSB_RESULT_INVALID_ARGUMENT`, as do an
+ * unknown listener and a size out of range.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_broker_config_set_max_message(struct wsb_broker_config *cfg, uint32_t listener, size_t bytes);
+
+/**
  * Requires `[auth] SECRET` as the first frame of every webtalk admin
  * connection (compared in constant time). NULL removes the requirement.
  *
@@ -1501,7 +1515,9 @@ wsb_result wsb_broker_config_set_auth_callback(struct wsb_broker_config *cfg, ws
 /**
  * Starts a broker: its listeners bind and serve at once. With `cb` set, the
  * host receives SERVICE_MESSAGE events (and LOGIN/LOGOUT/JOIN/LEAVE after
- * `wsb_broker_set_events`). `userdata_free` (may be NULL) is called exactly
+ * `wsb_broker_set_events`). With `cb` NULL nothing is kept for the host:
+ * `wsb_broker_register_service` and `wsb_broker_set_events(true)` give
+ * `WSB_RESULT_INVALID_STATE`. `userdata_free` (may be NULL) is called exactly
  * once with `userdata` when the broker is freed, or before this function
  * returns if it fails. On success the caller owns `*out` and must call
  * `wsb_broker_free` once. `WSB_RESULT_ADDR_IN_USE` and `WSB_RESULT_IO` tell
@@ -1537,8 +1553,9 @@ uint16_t wsb_broker_port(const struct wsb_broker *broker, uint32_t listener);
  * clients send to it (`to` the name, `toS` its SID, groups and hubs it
  * joins) arrives as SERVICE_MESSAGE events. On success `*out_sid` receives
  * the service's SID, which names it in the other service calls. A name
- * already held gives `WSB_RESULT_INVALID_STATE` ("name in use"). Safe to call
- * from any thread.
+ * already held gives `WSB_RESULT_INVALID_STATE` ("name in use"), and so does
+ * a broker created without an event callback (`cb` NULL): nothing could
+ * receive the service's messages. Safe to call from any thread.
  *
  * # Safety
  * `broker` must be NULL or a pointer from `wsb_broker_new`; `name` a
@@ -1598,8 +1615,10 @@ wsb_result wsb_broker_join(struct wsb_broker *broker, uint64_t service, bool is_
 wsb_result wsb_broker_leave(struct wsb_broker *broker, uint64_t service, bool is_hub, const char *place);
 
 /**
- * Turns LOGIN/LOGOUT/JOIN/LEAVE events on or off (default off). Safe to call
- * from any thread.
+ * Turns LOGIN/LOGOUT/JOIN/LEAVE events on or off (default off). Turning
+ * them on needs the event callback: a broker created with `cb` NULL gives
+ * `WSB_RESULT_INVALID_STATE` (nothing would receive them). Safe to call from
+ * any thread.
  *
  * # Safety
  * `broker` must be NULL or a pointer from `wsb_broker_new`.
@@ -1704,7 +1723,15 @@ wsb_result wsb_broker_webtalk_leave(struct wsb_broker *broker, uint64_t channel,
 
 /**
  * webtalk `[store]`: keeps `value` (borrowed for the call, copied) under
- * `key`. Safe to call from any thread.
+ * `key`, replacing any earlier value. The key is the bytes of `key` before
+ * its NUL, which must be UTF-8 (else `WSB_RESULT_INVALID_ARGUMENT`): the
+ * same key as the admin socket's `[store] KEY!VALUE` with those bytes.
+ * Keys are shared with the admin socket but not every key is reachable from
+ * both: a key holding a NUL byte or invalid UTF-8 (which the socket can
+ * store) cannot be named here, and one holding `!` (fine here) cannot be
+ * stored over the socket, where the first `!` ends the key. The value is
+ * `len` arbitrary bytes: NUL bytes and non-UTF-8 are kept as they are.
+ * Safe to call from any thread.
  *
  * # Safety
  * `broker` must be NULL or a pointer from `wsb_broker_new`; `key` a
@@ -1713,7 +1740,8 @@ wsb_result wsb_broker_webtalk_leave(struct wsb_broker *broker, uint64_t channel,
 wsb_result wsb_broker_webtalk_store(struct wsb_broker *broker, const char *key, const uint8_t *value, size_t len);
 
 /**
- * webtalk `[clear]` (also fine when absent). Safe to call from any thread.
+ * webtalk `[clear]` (also fine when absent). `key` names the key as for
+ * `wsb_broker_webtalk_store`. Safe to call from any thread.
  *
  * # Safety
  * `broker` must be NULL or a pointer from `wsb_broker_new`; `key` a NUL-terminated string.
@@ -1721,9 +1749,14 @@ wsb_result wsb_broker_webtalk_store(struct wsb_broker *broker, const char *key, 
 wsb_result wsb_broker_webtalk_clear(struct wsb_broker *broker, const char *key);
 
 /**
- * webtalk `[retrieve]`: copies the value under `key` into `buf`
- * (NUL-terminated; `*needed` gets its size, NUL included; too small gives
- * `WSB_RESULT_BUFFER_TOO_SMALL`). No value gives `WSB_RESULT_NOT_FOUND`.
+ * webtalk `[retrieve]`: copies the value under `key` (named as for
+ * `wsb_broker_webtalk_store`) into `buf`, followed by a NUL. The value is
+ * binary: it may itself hold NUL bytes and need not be UTF-8, so its length
+ * is `*needed - 1`, not `strlen(buf)`; pass `needed` to learn it. `*needed`
+ * gets the value's length plus 1 whenever a value exists (1 for an empty
+ * value). A `buf` shorter than that gives `WSB_RESULT_BUFFER_TOO_SMALL` and
+ * `""` in `buf` (when `len` ≥ 1); no value gives `WSB_RESULT_NOT_FOUND`
+ * (unlike the admin socket's `[ok] `, an empty value and no value differ).
  * Safe to call from any thread.
  *
  * # Safety

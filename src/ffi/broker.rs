@@ -15,7 +15,7 @@ use crate::listeners::achex::AchexListener;
 use crate::listeners::appws::{AppWsConfig, AppWsListener};
 use crate::listeners::webtalk::{AdminConfig, WebtalkHandle, WebtalkListener};
 use crate::listeners::wschat::WsChatListener;
-use crate::listeners::ListenerConfig;
+use crate::listeners::{ListenerConfig, MAX_MESSAGE_LIMIT};
 
 /// The host's login check (callback authentication mode). Return true to
 /// accept `name`/`password`; to refuse, return false and optionally write a
@@ -46,6 +46,9 @@ pub struct wsb_broker_config {
     services: Vec<(String, String)>,
     credentials: HashMap<String, String>,
     auth: Option<Arc<AuthCallbackHolder>>,
+    /// Per WebSocket listener (indexed by `wsb_listener`): the message limit
+    /// when not the 64 KiB default.
+    max_message: [Option<usize>; 6],
 }
 
 struct AuthCallbackHolder {
@@ -132,7 +135,8 @@ pub struct wsb_broker_event {
     /// The sender's (SERVICE_MESSAGE) or the session's Achex SID.
     pub sid: u64,
     /// The sender's or the session's name (NUL-terminated; `""` for a session
-    /// without one, e.g. one leaving because it disconnected).
+    /// without one). LEAVE carries the name the session held when it left,
+    /// also when it left by disconnecting.
     pub name: *const c_char,
     /// JOIN/LEAVE: the group or hub (NUL-terminated); `""` otherwise.
     pub place: *const c_char,
@@ -194,6 +198,7 @@ pub extern "C" fn wsb_broker_config_new() -> *mut wsb_broker_config {
             services: Vec::new(),
             credentials: HashMap::new(),
             auth: None,
+            max_message: [None; 6],
         }))
     })
 }
@@ -253,6 +258,37 @@ pub unsafe extern "C" fn wsb_broker_config_set_listener(
             _ => return Err(format!("unknown listener {listener}")),
         };
         *slot = bind;
+        Ok(())
+    })
+}
+
+/// The largest message a WebSocket listener accepts (`bytes`, after
+/// reassembly, 1 to 1073741824 = 1 GiB); a larger one gets close
+/// 1009 (PROTOCOLS.md §1). Default 65536 on every listener. The webtalk
+/// admin socket is not a WebSocket listener (its bodies are at most 99999
+/// bytes by construction): it gives `WSB_RESULT_INVALID_ARGUMENT`, as do an
+/// unknown listener and a size out of range.
+///
+/// # Safety
+/// `cfg` must be valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_config_set_max_message(
+    cfg: *mut wsb_broker_config,
+    listener: u32,
+    bytes: usize,
+) -> wsb_result {
+    with_cfg(cfg, |c| {
+        let l = match listener {
+            1 | 2 | 3 | 5 => listener as usize,
+            4 => return Err("the webtalk admin socket has no message limit to set (it is not a WebSocket)".into()),
+            _ => return Err(format!("unknown listener {listener}")),
+        };
+        if bytes == 0 || bytes > MAX_MESSAGE_LIMIT {
+            return Err(format!(
+                "max message must be 1 to {MAX_MESSAGE_LIMIT} bytes, not {bytes}"
+            ));
+        }
+        c.max_message[l] = Some(bytes);
         Ok(())
     })
 }
@@ -433,8 +469,6 @@ struct EventSink {
     userdata: SendPtr,
     free: wsb_userdata_free_cb,
     broker: usize,
-    /// To look up the name of a session that joins or leaves.
-    owner: std::sync::Weak<wsb_broker>,
 }
 
 impl Drop for EventSink {
@@ -447,19 +481,6 @@ impl Drop for EventSink {
 }
 
 impl EventSink {
-    /// The session's current name, `""` if it has none (or is gone). The sink
-    /// runs with no listener lock held, so the dialect can be asked.
-    fn name_of(&self, session: u64) -> String {
-        self.owner
-            .upgrade()
-            .and_then(|b| {
-                b.achex
-                    .as_ref()
-                    .and_then(|l| l.inspect(|d| d.name_of(session).map(str::to_owned)))
-            })
-            .unwrap_or_default()
-    }
-
     fn deliver(&self, item: HostItem) {
         let empty = c"".as_ptr();
         let mut ev = wsb_broker_event {
@@ -512,27 +533,29 @@ impl EventSink {
                     place = CString::default();
                 }
                 AchexEvent::Join {
-                    session,
                     sid,
                     kind,
-                    name: p,
+                    place: p,
+                    name: n,
+                    ..
                 } => {
                     ev.kind = wsb_broker_event_type::Join as u32;
                     ev.sid = sid;
                     ev.is_hub = kind == Membership::Hub;
-                    name = cs(&self.name_of(session));
+                    name = cs(&n);
                     place = cs(&p);
                 }
                 AchexEvent::Leave {
-                    session,
                     sid,
                     kind,
-                    name: p,
+                    place: p,
+                    name: n,
+                    ..
                 } => {
                     ev.kind = wsb_broker_event_type::Leave as u32;
                     ev.sid = sid;
                     ev.is_hub = kind == Membership::Hub;
-                    name = cs(&self.name_of(session));
+                    name = cs(&n);
                     place = cs(&p);
                 }
             },
@@ -549,7 +572,9 @@ impl EventSink {
 
 /// Starts a broker: its listeners bind and serve at once. With `cb` set, the
 /// host receives SERVICE_MESSAGE events (and LOGIN/LOGOUT/JOIN/LEAVE after
-/// `wsb_broker_set_events`). `userdata_free` (may be NULL) is called exactly
+/// `wsb_broker_set_events`). With `cb` NULL nothing is kept for the host:
+/// `wsb_broker_register_service` and `wsb_broker_set_events(true)` give
+/// `WSB_RESULT_INVALID_STATE`. `userdata_free` (may be NULL) is called exactly
 /// once with `userdata` when the broker is freed, or before this function
 /// returns if it fails. On success the caller owns `*out` and must call
 /// `wsb_broker_free` once. `WSB_RESULT_ADDR_IN_USE` and `WSB_RESULT_IO` tell
@@ -573,7 +598,6 @@ pub unsafe extern "C" fn wsb_broker_new(
             userdata: ud,
             free: userdata_free,
             broker: 0,
-            owner: std::sync::Weak::new(),
         });
         let release = |sink: Option<EventSink>| {
             if sink.is_none() {
@@ -600,7 +624,7 @@ pub unsafe extern "C" fn wsb_broker_new(
                     services: c.services.clone(),
                     ..AchexConfig::default()
                 };
-                match AchexListener::start(AchexListener::engine_config(bind), ac) {
+                match AchexListener::start(listener_config(c, 1, bind).engine, ac) {
                     Ok(l) => Some(l),
                     Err(e) => {
                         // SAFETY: made above by wsb_broker_config_new.
@@ -651,7 +675,6 @@ pub unsafe extern "C" fn wsb_broker_new(
         match (sink, &obj.achex) {
             (Some(mut sink), Some(l)) => {
                 sink.broker = p as usize;
-                sink.owner = Arc::downgrade(&obj);
                 l.set_host_sink(Some(Box::new(move |item| sink.deliver(item))));
             }
             (sink, _) => release(sink),
@@ -703,6 +726,15 @@ fn take<T>(m: &Mutex<Option<T>>) -> Option<T> {
     m.lock().unwrap_or_else(|e| e.into_inner()).take()
 }
 
+/// The settings of WebSocket listener `which` (a `wsb_listener` value).
+fn listener_config(c: &wsb_broker_config, which: usize, bind: std::net::SocketAddr) -> ListenerConfig {
+    let l = ListenerConfig::new(bind);
+    match c.max_message[which] {
+        Some(n) => l.max_message_size(n),
+        None => l,
+    }
+}
+
 type Others = (Option<WsChatListener>, Option<WebtalkListener>, Option<AppWsListener>);
 
 /// Starts the WSChat, webtalk and AppWebsocket listeners the configuration asks for.
@@ -716,7 +748,7 @@ fn start_others(c: &wsb_broker_config) -> Result<Others, (wsb_result, String)> {
         (r, format!("{what}: cannot listen on {bind}: {e}"))
     };
     let wschat = match c.wschat_bind {
-        Some(b) => Some(crate::listeners::wschat::start(ListenerConfig::new(b)).map_err(|e| fail("wschat", b, e))?),
+        Some(b) => Some(crate::listeners::wschat::start(listener_config(c, 2, b)).map_err(|e| fail("wschat", b, e))?),
         None => None,
     };
     if c.webtalk_admin_bind.is_some() && c.webtalk_bind.is_none() {
@@ -732,7 +764,7 @@ fn start_others(c: &wsb_broker_config) -> Result<Others, (wsb_result, String)> {
                 secret: c.webtalk_admin_secret.clone(),
                 ..AdminConfig::default()
             });
-            Some(crate::listeners::webtalk::start(ListenerConfig::new(b), admin).map_err(|e| fail("webtalk", b, e))?)
+            Some(crate::listeners::webtalk::start(listener_config(c, 3, b), admin).map_err(|e| fail("webtalk", b, e))?)
         }
         None => None,
     };
@@ -742,7 +774,7 @@ fn start_others(c: &wsb_broker_config) -> Result<Others, (wsb_result, String)> {
                 apps: c.appws_apps.clone(),
                 domain_passwords: Vec::new(),
             };
-            Some(crate::listeners::appws::start(ListenerConfig::new(b), &apps).map_err(|e| fail("appws", b, e))?)
+            Some(crate::listeners::appws::start(listener_config(c, 5, b), &apps).map_err(|e| fail("appws", b, e))?)
         }
         None => None,
     };
@@ -764,8 +796,16 @@ fn host_error(e: HostError) -> (wsb_result, String) {
         HostError::UnknownService | HostError::NoSuchUser | HostError::NoSuchSession => wsb_result::NotFound,
         HostError::NotAnObject => wsb_result::InvalidArgument,
         HostError::Login(_) => wsb_result::InvalidState,
+        HostError::NoReceiver => return no_callback(),
     };
     (r, e.to_string())
+}
+
+fn no_callback() -> (wsb_result, String) {
+    (
+        wsb_result::InvalidState,
+        "the broker has no event callback (cb was NULL): nothing would receive it".into(),
+    )
 }
 
 fn service_of(b: &wsb_broker, sid: u64) -> Result<ServiceHandle, (wsb_result, String)> {
@@ -795,8 +835,9 @@ pub unsafe extern "C" fn wsb_broker_port(broker: *const wsb_broker, listener: u3
 /// clients send to it (`to` the name, `toS` its SID, groups and hubs it
 /// joins) arrives as SERVICE_MESSAGE events. On success `*out_sid` receives
 /// the service's SID, which names it in the other service calls. A name
-/// already held gives `WSB_RESULT_INVALID_STATE` ("name in use"). Safe to call
-/// from any thread.
+/// already held gives `WSB_RESULT_INVALID_STATE` ("name in use"), and so does
+/// a broker created without an event callback (`cb` NULL): nothing could
+/// receive the service's messages. Safe to call from any thread.
 ///
 /// # Safety
 /// `broker` must be NULL or a pointer from `wsb_broker_new`; `name` a
@@ -956,15 +997,21 @@ pub unsafe extern "C" fn wsb_broker_leave(
     })
 }
 
-/// Turns LOGIN/LOGOUT/JOIN/LEAVE events on or off (default off). Safe to call
-/// from any thread.
+/// Turns LOGIN/LOGOUT/JOIN/LEAVE events on or off (default off). Turning
+/// them on needs the event callback: a broker created with `cb` NULL gives
+/// `WSB_RESULT_INVALID_STATE` (nothing would receive them). Safe to call from
+/// any thread.
 ///
 /// # Safety
 /// `broker` must be NULL or a pointer from `wsb_broker_new`.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_broker_set_events(broker: *mut wsb_broker, on: bool) -> wsb_result {
     with_broker(broker, |b| {
-        achex(b)?.set_events(on);
+        let l = achex(b)?;
+        if on && !l.has_host_sink() {
+            return Err(no_callback());
+        }
+        l.set_events(on);
         Ok(wsb_result::Ok)
     })
 }
@@ -1192,7 +1239,15 @@ pub unsafe extern "C" fn wsb_broker_webtalk_leave(broker: *mut wsb_broker, chann
 }
 
 /// webtalk `[store]`: keeps `value` (borrowed for the call, copied) under
-/// `key`. Safe to call from any thread.
+/// `key`, replacing any earlier value. The key is the bytes of `key` before
+/// its NUL, which must be UTF-8 (else `WSB_RESULT_INVALID_ARGUMENT`): the
+/// same key as the admin socket's `[store] KEY!VALUE` with those bytes.
+/// Keys are shared with the admin socket but not every key is reachable from
+/// both: a key holding a NUL byte or invalid UTF-8 (which the socket can
+/// store) cannot be named here, and one holding `!` (fine here) cannot be
+/// stored over the socket, where the first `!` ends the key. The value is
+/// `len` arbitrary bytes: NUL bytes and non-UTF-8 are kept as they are.
+/// Safe to call from any thread.
 ///
 /// # Safety
 /// `broker` must be NULL or a pointer from `wsb_broker_new`; `key` a
@@ -1219,7 +1274,8 @@ pub unsafe extern "C" fn wsb_broker_webtalk_store(
     })
 }
 
-/// webtalk `[clear]` (also fine when absent). Safe to call from any thread.
+/// webtalk `[clear]` (also fine when absent). `key` names the key as for
+/// `wsb_broker_webtalk_store`. Safe to call from any thread.
 ///
 /// # Safety
 /// `broker` must be NULL or a pointer from `wsb_broker_new`; `key` a NUL-terminated string.
@@ -1235,9 +1291,14 @@ pub unsafe extern "C" fn wsb_broker_webtalk_clear(broker: *mut wsb_broker, key: 
     })
 }
 
-/// webtalk `[retrieve]`: copies the value under `key` into `buf`
-/// (NUL-terminated; `*needed` gets its size, NUL included; too small gives
-/// `WSB_RESULT_BUFFER_TOO_SMALL`). No value gives `WSB_RESULT_NOT_FOUND`.
+/// webtalk `[retrieve]`: copies the value under `key` (named as for
+/// `wsb_broker_webtalk_store`) into `buf`, followed by a NUL. The value is
+/// binary: it may itself hold NUL bytes and need not be UTF-8, so its length
+/// is `*needed - 1`, not `strlen(buf)`; pass `needed` to learn it. `*needed`
+/// gets the value's length plus 1 whenever a value exists (1 for an empty
+/// value). A `buf` shorter than that gives `WSB_RESULT_BUFFER_TOO_SMALL` and
+/// `""` in `buf` (when `len` ≥ 1); no value gives `WSB_RESULT_NOT_FOUND`
+/// (unlike the admin socket's `[ok] `, an empty value and no value differ).
 /// Safe to call from any thread.
 ///
 /// # Safety

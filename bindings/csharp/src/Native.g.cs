@@ -583,6 +583,9 @@ namespace Wsbroker
         internal static extern Result wsb_broker_config_set_listener(BrokerConfigHandle cfg, uint listener, byte[] addr);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_config_set_max_message(BrokerConfigHandle cfg, uint listener, UIntPtr bytes);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_broker_config_set_webtalk_admin_secret(BrokerConfigHandle cfg, byte[] secret);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]

@@ -330,6 +330,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], List[str]]] = {
     "wsb_broker_config_new": (ctypes.POINTER(wsb_broker_config), [], []),
     "wsb_broker_config_free": (None, [ctypes.POINTER(wsb_broker_config)], ["cfg"]),
     "wsb_broker_config_set_listener": (wsb_result, [ctypes.POINTER(wsb_broker_config), ctypes.c_uint32, ctypes.c_char_p], ["cfg", "listener", "addr"]),
+    "wsb_broker_config_set_max_message": (wsb_result, [ctypes.POINTER(wsb_broker_config), ctypes.c_uint32, ctypes.c_size_t], ["cfg", "listener", "bytes"]),
     "wsb_broker_config_set_webtalk_admin_secret": (wsb_result, [ctypes.POINTER(wsb_broker_config), ctypes.c_char_p], ["cfg", "secret"]),
     "wsb_broker_config_add_appws_app": (wsb_result, [ctypes.POINTER(wsb_broker_config), ctypes.c_char_p, ctypes.c_char_p], ["cfg", "name", "password"]),
     "wsb_broker_config_set_achex_quiet": (wsb_result, [ctypes.POINTER(wsb_broker_config), ctypes.c_bool], ["cfg", "quiet"]),

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use wsbroker::listeners::{DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_LIMIT};
+
 use crate::log::Level;
 
 /// The listeners, in the order PROTOCOLS.md §1 lists them (also the order of
@@ -75,6 +77,15 @@ impl fmt::Debug for Credential {
 }
 
 impl Credential {
+    /// Every value of a repeatable `NAME:PASSWORD` flag (none given: none).
+    fn parse_all(flag: &str, values: Option<Vec<String>>) -> Result<Vec<Credential>, String> {
+        values
+            .unwrap_or_default()
+            .iter()
+            .map(|s| Credential::parse(flag, s))
+            .collect()
+    }
+
     fn parse(flag: &str, s: &str) -> Result<Credential, String> {
         // The name cannot hold a colon; the password may.
         match s.split_once(':') {
@@ -95,9 +106,17 @@ pub struct Settings {
     pub webtalk_admin_secret: Option<String>,
     pub achex_services: Vec<Credential>,
     pub achex_quiet: bool,
+    /// `--achex-user`: when not empty, Achex user logins are checked against
+    /// these (table mode, PROTOCOLS.md §2.1) instead of open claims.
+    pub achex_users: Vec<Credential>,
+    /// `--max-message`: the message limit of every WebSocket listener.
+    pub max_message: usize,
     /// Never empty: with none configured, app `demo`, password `demo`.
     pub appws_apps: Vec<Credential>,
     pub log: Level,
+    /// Lines for the info log at start-up: settings the daemon derived
+    /// rather than read (e.g. webtalk-admin off because webtalk is).
+    pub notes: Vec<String>,
 }
 
 // The admin secret stays out of logs.
@@ -111,6 +130,8 @@ impl fmt::Debug for Settings {
             )
             .field("achex_services", &self.achex_services)
             .field("achex_quiet", &self.achex_quiet)
+            .field("achex_users", &self.achex_users)
+            .field("max_message", &self.max_message)
             .field("appws_apps", &self.appws_apps)
             .field("log", &self.log)
             .finish()
@@ -145,6 +166,8 @@ struct Layer {
     webtalk_admin_secret: Option<String>,
     achex_service: Option<Vec<String>>,
     achex_quiet: Option<bool>,
+    achex_user: Option<Vec<String>>,
+    max_message: Option<u64>,
     appws_app: Option<Vec<String>>,
     log: Option<String>,
 }
@@ -173,6 +196,8 @@ impl Layer {
             webtalk_admin_secret: self.webtalk_admin_secret.or(base.webtalk_admin_secret),
             achex_service: self.achex_service.or(base.achex_service),
             achex_quiet: self.achex_quiet.or(base.achex_quiet),
+            achex_user: self.achex_user.or(base.achex_user),
+            max_message: self.max_message.or(base.max_message),
             appws_app: self.appws_app.or(base.appws_app),
             log: self.log.or(base.log),
         }
@@ -186,18 +211,21 @@ impl Layer {
                 Some(v) => parse_bind(kind, &v)?,
             };
         }
-        let achex_services = self
-            .achex_service
-            .unwrap_or_default()
-            .iter()
-            .map(|s| Credential::parse("achex-service", s))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut appws_apps = self
-            .appws_app
-            .unwrap_or_default()
-            .iter()
-            .map(|s| Credential::parse("appws-app", s))
-            .collect::<Result<Vec<_>, _>>()?;
+        let achex_services = Credential::parse_all("achex-service", self.achex_service)?;
+        let achex_users = Credential::parse_all("achex-user", self.achex_user)?;
+        for (i, u) in achex_users.iter().enumerate() {
+            if achex_users[..i].iter().any(|v| v.name == u.name) {
+                return Err(format!("achex-user: {:?} is given twice", u.name));
+            }
+        }
+        let max_message = match self.max_message {
+            None => DEFAULT_MAX_MESSAGE_SIZE,
+            Some(n) => match usize::try_from(n) {
+                Ok(n) if (1..=MAX_MESSAGE_LIMIT).contains(&n) => n,
+                _ => return Err(format!("max-message: expected 1 to {MAX_MESSAGE_LIMIT} bytes, got {n}")),
+            },
+        };
+        let mut appws_apps = Credential::parse_all("appws-app", self.appws_app)?;
         if appws_apps.is_empty() {
             appws_apps.push(Credential {
                 name: "demo".into(),
@@ -213,8 +241,11 @@ impl Layer {
             webtalk_admin_secret: self.webtalk_admin_secret,
             achex_services,
             achex_quiet: self.achex_quiet.unwrap_or(false),
+            achex_users,
+            max_message,
             appws_apps,
             log,
+            notes: Vec::new(),
         })
     }
 }
@@ -263,6 +294,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
                 match flag {
                     "webtalk-admin-secret" => cli.webtalk_admin_secret = Some(value()?),
                     "achex-service" => cli.achex_service.get_or_insert_with(Vec::new).push(value()?),
+                    "achex-user" => cli.achex_user.get_or_insert_with(Vec::new).push(value()?),
+                    "max-message" => {
+                        let v = value()?;
+                        let n = v
+                            .parse()
+                            .map_err(|_| format!("max-message: expected a number of bytes, got {v:?}"))?;
+                        cli.max_message = Some(n);
+                    }
                     "appws-app" => cli.appws_app.get_or_insert_with(Vec::new).push(value()?),
                     "log" => cli.log = Some(value()?),
                     "config" => config = Some(PathBuf::from(value()?)),
@@ -278,7 +317,38 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
             parse_file(&text).map_err(|e| format!("{}: {e}", path.display()))?
         }
     };
-    Ok(Command::Run(Box::new(cli.over(file).resolve()?)))
+    // Where the webtalk and webtalk-admin values come from: 0 default,
+    // 1 the file, 2 the command line.
+    let given = |c: bool, f: bool| if c { 2 } else { u8::from(f) };
+    let webtalk_from = given(cli.webtalk.is_some(), file.webtalk.is_some());
+    let admin_from = given(cli.webtalk_admin.is_some(), file.webtalk_admin.is_some());
+    let mut settings = cli.over(file).resolve()?;
+    settings.webtalk_admin_needs_webtalk(webtalk_from, admin_from)?;
+    Ok(Command::Run(Box::new(settings)))
+}
+
+impl Settings {
+    /// The admin socket drives the webtalk listener's users, so it cannot run
+    /// without it. `off` only disables: webtalk off turns the admin socket
+    /// off too when its address is the default, or comes from a weaker
+    /// source (the file, with webtalk off on the command line). An address
+    /// given as explicitly as webtalk's `off` contradicts it: an error, before
+    /// anything is bound.
+    fn webtalk_admin_needs_webtalk(&mut self, webtalk_from: u8, admin_from: u8) -> Result<(), String> {
+        let (None, Some(admin)) = (self.bind(Kind::Webtalk), self.bind(Kind::WebtalkAdmin)) else {
+            return Ok(());
+        };
+        if admin_from >= webtalk_from {
+            return Err(format!(
+                "webtalk-admin {admin} needs the webtalk listener, which is off: \
+                 set webtalk-admin to off too, or turn webtalk on"
+            ));
+        }
+        self.binds[Kind::WebtalkAdmin.index()] = None;
+        self.notes
+            .push("webtalk-admin is off because webtalk is off".to_owned());
+        Ok(())
+    }
 }
 
 fn parse_file(text: &str) -> Result<Layer, String> {
@@ -302,12 +372,17 @@ Options:
   --webtalk-admin-secret TEXT  secret of the webtalk admin login
   --achex-service NAME:PASSWORD  credentials of an Achex service (repeatable)
   --achex-quiet                no {\"error\":...} replies on the Achex listener
+  --achex-user NAME:PASSWORD   an Achex user (repeatable); any given: only these
+                               may log in (table mode) [open claims]
+  --max-message BYTES          message limit of every WebSocket listener
+                               (1 to 1073741824; larger gets close 1009) [65536]
   --appws-app NAME:PASSWORD    an AppWebsocket app (repeatable) [demo:demo]
   --log LEVEL                  off, error, warn, info, debug or trace [info]
   --config FILE                TOML file; keys are the flag names; flags win
   --help, --version
 
 Each listener prints `<name> listening on <ip:port>` on stdout once it is up.
+With --webtalk off, the webtalk admin socket (which drives its users) is off too.
 SIGINT or SIGTERM closes every client with 1001 and exits 0.
 ";
 
@@ -347,6 +422,9 @@ mod tests {
         );
         assert!(s.achex_services.is_empty());
         assert_eq!(s.webtalk_admin_secret, None);
+        assert!(s.achex_users.is_empty());
+        assert_eq!(s.max_message, 65536);
+        assert!(s.notes.is_empty());
     }
 
     #[test]
@@ -367,8 +445,24 @@ mod tests {
             "debug",
             "--webtalk-admin-secret",
             "s3",
+            "--achex-user",
+            "ann:pw:x",
+            "--achex-user=bo:",
+            "--max-message",
+            "1000",
         ])
         .unwrap();
+        assert_eq!(s.achex_users.len(), 2);
+        assert_eq!(
+            (s.achex_users[0].name.as_str(), s.achex_users[0].password.as_str()),
+            ("ann", "pw:x")
+        );
+        assert_eq!(
+            (s.achex_users[1].name.as_str(), s.achex_users[1].password.as_str()),
+            ("bo", "")
+        );
+        assert_eq!(s.max_message, 1000);
+        assert!(!format!("{s:?}").contains("pw:x"));
         assert_eq!(s.bind(Kind::Achex), Some("0.0.0.0:1".parse().unwrap()));
         assert_eq!(s.bind(Kind::Http), None);
         assert_eq!(s.bind(Kind::Wschat), Some("[::1]:0".parse().unwrap()));
@@ -396,6 +490,13 @@ mod tests {
             &["--achex-service", ":pw"],
             &["--log", "loud"],
             &["--achex-quiet=maybe"],
+            &["--max-message", "0"],
+            &["--max-message", "-1"],
+            &["--max-message", "64k"],
+            &["--max-message", "1073741825"],
+            &["--max-message"],
+            &["--achex-user", "nopassword"],
+            &["--achex-user", "a:1", "--achex-user", "a:2"],
             &["--config", "/nonexistent/wsbroker.toml"],
         ] {
             assert!(run(args).is_err(), "{args:?}");
@@ -423,6 +524,8 @@ achex-service = ["a:1", "b:2"]
 achex-quiet = true
 appws-app = ["x:y"]
 log = "warn"
+achex-user = ["u:p"]
+max-message = 2000
 "#,
         )
         .unwrap();
@@ -437,6 +540,8 @@ log = "warn"
         assert_eq!(s.appws_apps[0].name, "x");
         assert_eq!(s.log, Level::Warn);
         assert_eq!(s.webtalk_admin_secret.as_deref(), Some("sec"));
+        assert_eq!(s.achex_users[0].name, "u");
+        assert_eq!(s.max_message, 2000);
 
         // Flags given before or after --config win; a repeated flag replaces the file's list.
         let s = run(&[
@@ -462,6 +567,42 @@ log = "warn"
         assert!(run(&["--config", p]).unwrap_err().contains("unknown"));
         std::fs::write(&path, "achex = 4010\n").unwrap();
         assert!(run(&["--config", p]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn webtalk_off_turns_the_admin_socket_off_unless_it_was_asked_for() {
+        let admin = "127.0.0.1:1";
+        // The default admin address follows webtalk.
+        let s = run(&["--webtalk", "off"]).unwrap();
+        assert_eq!(s.bind(Kind::Webtalk), None);
+        assert_eq!(s.bind(Kind::WebtalkAdmin), None);
+        assert_eq!(s.notes, ["webtalk-admin is off because webtalk is off"]);
+        let s = run(&["--webtalk", "off", "--webtalk-admin", "off"]).unwrap();
+        assert_eq!(s.bind(Kind::WebtalkAdmin), None);
+        assert!(s.notes.is_empty());
+        // An address given as explicitly as the off contradicts it.
+        let e = run(&["--webtalk", "off", "--webtalk-admin", admin]).unwrap_err();
+        assert!(
+            e.contains("webtalk-admin 127.0.0.1:1 needs the webtalk listener"),
+            "{e}"
+        );
+
+        let dir = std::env::temp_dir().join(format!("wsbroker-wt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        let p = path.to_str().unwrap();
+        // The file's admin address yields to webtalk off on the command line...
+        std::fs::write(&path, format!("webtalk-admin = \"{admin}\"\n")).unwrap();
+        let s = run(&["--config", p, "--webtalk", "off"]).unwrap();
+        assert_eq!(s.bind(Kind::WebtalkAdmin), None);
+        assert_eq!(s.notes.len(), 1);
+        // ...but not within the file, nor on the command line against the file.
+        std::fs::write(&path, format!("webtalk = \"off\"\nwebtalk-admin = \"{admin}\"\n")).unwrap();
+        assert!(run(&["--config", p]).is_err());
+        std::fs::write(&path, "webtalk = \"off\"\n").unwrap();
+        assert!(run(&["--config", p, "--webtalk-admin", admin]).is_err());
+        assert_eq!(run(&["--config", p]).unwrap().bind(Kind::WebtalkAdmin), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1301,6 +1301,20 @@ wsb_result wsb_appws_service_config_set_echo(struct wsb_appws_service_config *cf
 wsb_result wsb_appws_service_config_set_max_message_size(struct wsb_appws_service_config *cfg, size_t bytes);
 
 /**
+ * Serves `wss://` instead of `ws://`: TLS with the certificate chain (PEM,
+ * leaf first) and its private key (PEM), both read now. Returns
+ * `WSB_RESULT_INVALID_ARGUMENT` when a file cannot be read, holds no
+ * certificate or no usable key, or the key does not belong to the
+ * certificate (`wsb_last_error` names the file and the reason); the
+ * configuration is then unchanged. Both paths NULL turn TLS off again.
+ * Default: no TLS.
+ *
+ * # Safety
+ * `cfg` must be valid; each path NULL or a NUL-terminated string.
+ */
+wsb_result wsb_appws_service_config_set_tls(struct wsb_appws_service_config *cfg, const char *cert_chain_pem_path, const char *key_pem_path);
+
+/**
  * Binds and starts an app service. With `cb` set, events go to
  * `cb(userdata, service, event)` on an I/O thread (callback mode); with `cb`
  * NULL they wait for `wsb_appws_service_poll` (queue mode). `userdata_free`
@@ -1443,6 +1457,21 @@ void wsb_broker_config_free(struct wsb_broker_config *cfg);
  * `cfg` must be valid; `addr` a NUL-terminated string.
  */
 wsb_result wsb_broker_config_set_listener(struct wsb_broker_config *cfg, uint32_t listener, const char *addr);
+
+/**
+ * Makes a WebSocket listener (`WSB_LISTENER_ACHEX`, `_WSCHAT`, `_WEBTALK`
+ * or `_APPWS`) serve `wss://`: TLS with the certificate chain (PEM, leaf
+ * first) and its private key (PEM), both read now. Returns
+ * `WSB_RESULT_INVALID_ARGUMENT` for the webtalk admin socket (plain TCP), an
+ * unknown listener, or when a file cannot be read, holds no certificate or
+ * no usable key, or the key does not belong to the certificate
+ * (`wsb_last_error` names the file and the reason); the configuration is
+ * then unchanged. Both paths NULL turn TLS off again. Default: no TLS.
+ *
+ * # Safety
+ * `cfg` must be valid; each path NULL or a NUL-terminated string.
+ */
+wsb_result wsb_broker_config_set_listener_tls(struct wsb_broker_config *cfg, uint32_t listener, const char *cert_chain_pem_path, const char *key_pem_path);
 
 /**
  * Requires `[auth] SECRET` as the first frame of every webtalk admin
@@ -2149,6 +2178,21 @@ wsb_result wsb_server_config_set_path(struct wsb_server_config *cfg, const char 
  * `cfg` must be a valid configuration.
  */
 wsb_result wsb_server_config_set_event_queue_capacity(struct wsb_server_config *cfg, uint32_t n);
+
+/**
+ * Serves `wss://` instead of `ws://`: TLS with the certificate chain (PEM,
+ * leaf first) and its private key (PEM: PKCS#8, PKCS#1 or SEC1), both read
+ * now. Returns `WSB_RESULT_INVALID_ARGUMENT` when a file cannot be read,
+ * holds no certificate or no usable key, or the key does not belong to the
+ * certificate (`wsb_last_error` names the file and the reason); the
+ * configuration is then unchanged. Both paths NULL turn TLS off again.
+ * Default: no TLS.
+ *
+ * # Safety
+ * `cfg` must be a valid configuration; each path NULL or a NUL-terminated
+ * string.
+ */
+wsb_result wsb_server_config_set_tls(struct wsb_server_config *cfg, const char *cert_chain_pem_path, const char *key_pem_path);
 
 /**
  * Binds and starts a server on its own I/O thread(s).

@@ -330,3 +330,225 @@ fn reconnects_after_the_server_restarts() {
     c.send(b"again", true).unwrap();
     assert_eq!(next(&c).payload(), b"again");
 }
+
+// ---- server TLS through the C API ----
+
+fn c_last_error() -> String {
+    let mut buf = [0 as std::ffi::c_char; 512];
+    unsafe { wsbroker::ffi::wsb_last_error(buf.as_mut_ptr(), buf.len(), std::ptr::null_mut()) };
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn cpath(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.to_str().unwrap()).unwrap()
+}
+
+/// Calls `f` with the two paths as C strings (NULL for `None`).
+fn with_paths<R>(
+    c: Option<&Path>,
+    k: Option<&Path>,
+    f: impl FnOnce(*const std::ffi::c_char, *const std::ffi::c_char) -> R,
+) -> R {
+    let (c, k) = (c.map(cpath), k.map(cpath));
+    let p = |s: &Option<std::ffi::CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+    f(p(&c), p(&k))
+}
+
+/// A wss:// client trusting only `ca` sends `send`; returns the text of the
+/// first message it gets (panics when it cannot connect or nothing comes).
+fn wss_round_trip(url: &str, ca: &Path, send: &str) -> String {
+    let mut cc = ClientConfig::new(url);
+    cc.tls.ca_file = Some(ca.to_owned());
+    cc.tls.system_roots = false;
+    let c = Client::connect_queued(cc).unwrap();
+    connected(&c);
+    c.send(send.as_bytes(), true).unwrap();
+    String::from_utf8(next_msg(&c).payload().to_vec()).unwrap()
+}
+
+/// Each way a certificate and key pair can be unusable, with the result and
+/// the words `set_tls` reports; `set` is one of the C setters.
+fn check_tls_file_errors(dir: &Path, set: &dyn Fn(Option<&Path>, Option<&Path>) -> wsbroker::ffi::wsb_result) {
+    use wsbroker::ffi::wsb_result;
+    std::fs::create_dir_all(dir).unwrap();
+    let (_, cert, key) = make_pki(dir, 2);
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (_, _, other_key) = make_pki(&other, 2);
+    let bad_key = dir.join("bad.key");
+    std::fs::write(
+        &bad_key,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let missing = dir.join("missing.pem");
+    for (c, k, words) in [
+        (&missing, &key, "cannot read"),
+        (&key, &key, "no certificate found in"),
+        (&cert, &cert, "no private key found in"),
+        (&cert, &bad_key, "unusable private key in"),
+        (&cert, &other_key, "does not belong to the certificate"),
+    ] {
+        assert_eq!(set(Some(c), Some(k)), wsb_result::InvalidArgument, "{c:?} {k:?}");
+        let e = c_last_error();
+        assert!(e.contains(words), "{c:?} {k:?}: {e}");
+    }
+    assert!(c_last_error().contains(other_key.to_str().unwrap()));
+    assert_eq!(set(Some(&cert), None), wsb_result::NullPointer);
+    assert_eq!(set(None, Some(&key)), wsb_result::NullPointer);
+}
+
+#[test]
+fn c_server_serves_wss_and_explains_bad_files() {
+    use wsbroker::ffi::server::*;
+    use wsbroker::ffi::wsb_result;
+    let dir = tempdir("c-server-tls");
+    let cfg = wsb_server_config_new();
+    let set =
+        |c: Option<&Path>, k: Option<&Path>| with_paths(c, k, |c, k| unsafe { wsb_server_config_set_tls(cfg, c, k) });
+    check_tls_file_errors(&dir.join("errors"), &set);
+    let good = dir.join("good");
+    std::fs::create_dir_all(&good).unwrap();
+    let (ca, cert, key) = make_pki(&good, 2);
+    assert_eq!(set(Some(&cert), Some(&key)), wsb_result::Ok);
+    // A failed call leaves the configuration as it was: still TLS.
+    assert_eq!(set(Some(&dir.join("nope")), Some(&key)), wsb_result::InvalidArgument);
+
+    unsafe extern "C" fn echo(_: *mut std::ffi::c_void, s: *mut wsb_server, ev: *const wsb_event) {
+        let ev = unsafe { &*ev };
+        if ev.kind == wsb_event_type::Message as u32 {
+            unsafe { wsb_server_write(s, ev.conn, ev.data, ev.len, ev.is_text) };
+        }
+    }
+    let mut server = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { wsb_server_new(cfg, Some(echo), std::ptr::null_mut(), None, &mut server) },
+        wsb_result::Ok
+    );
+    let port = unsafe { wsb_server_port(server) };
+    assert_eq!(
+        wss_round_trip(&format!("wss://localhost:{port}/"), &ca, "over tls"),
+        "over tls"
+    );
+    // Plain ws:// gets no upgrade from a TLS listener.
+    let (e, m) = error_of(&format!("ws://localhost:{port}/"), |_| {});
+    assert_eq!(e, ConnectError::Handshake, "{m}");
+    unsafe { wsb_server_free(server) };
+
+    // Both NULL: plain ws:// again.
+    assert_eq!(set(None, None), wsb_result::Ok);
+    let mut server = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { wsb_server_new(cfg, Some(echo), std::ptr::null_mut(), None, &mut server) },
+        wsb_result::Ok
+    );
+    let port = unsafe { wsb_server_port(server) };
+    let c = Client::connect_queued(ClientConfig::new(format!("ws://127.0.0.1:{port}/"))).unwrap();
+    connected(&c);
+    unsafe {
+        wsb_server_free(server);
+        wsb_server_config_free(cfg);
+    }
+}
+
+#[test]
+fn c_app_service_and_broker_listeners_serve_wss() {
+    use wsbroker::ffi::appws::*;
+    use wsbroker::ffi::broker::*;
+    use wsbroker::ffi::wsb_result;
+    let dir = tempdir("c-listener-tls");
+    let (ca, cert, key) = make_pki(&dir, 2);
+    let (c, k) = (cpath(&cert), cpath(&key));
+
+    // The app service, with its built-in echo.
+    let scfg = wsb_appws_service_config_new();
+    unsafe {
+        assert_eq!(
+            wsb_appws_service_config_add_app(scfg, c"demo".as_ptr(), c"pw".as_ptr()),
+            wsb_result::Ok
+        );
+        assert_eq!(wsb_appws_service_config_set_echo(scfg, true), wsb_result::Ok);
+    }
+    let set = |c: Option<&Path>, k: Option<&Path>| {
+        with_paths(c, k, |c, k| unsafe { wsb_appws_service_config_set_tls(scfg, c, k) })
+    };
+    check_tls_file_errors(&dir.join("errors"), &set);
+    assert_eq!(
+        unsafe { wsb_appws_service_config_set_tls(scfg, c.as_ptr(), k.as_ptr()) },
+        wsb_result::Ok
+    );
+    let mut svc = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { wsb_appws_service_new(scfg, None, std::ptr::null_mut(), None, &mut svc) },
+        wsb_result::Ok
+    );
+    let port = unsafe { wsb_appws_service_port(svc) };
+    let mut ac = wsbroker::appws::AppClientConfig::new(format!("wss://localhost:{port}/"), "demo", "pw");
+    ac.client.tls.ca_file = Some(ca.clone());
+    ac.client.tls.system_roots = false;
+    let app = wsbroker::appws::AppClient::connect_queued(ac).unwrap();
+    let next_app = || app.poll(Some(Duration::from_secs(10))).expect("an event within 10 s");
+    assert_eq!(next_app(), wsbroker::appws::OwnedAppClientEvent::Connected);
+    app.send_json(r#"{"mt":"Ping","src":"s1"}"#).unwrap();
+    match next_app() {
+        wsbroker::appws::OwnedAppClientEvent::Message { mt, src, .. } => {
+            assert_eq!((mt.as_deref(), src.as_deref()), (Some("PingResult"), Some("s1")))
+        }
+        e => panic!("{e:?}"),
+    }
+    drop(app);
+    unsafe {
+        wsb_appws_service_free(svc);
+        wsb_appws_service_config_free(scfg);
+    }
+
+    // The broker: TLS per listener; the admin socket is plain TCP.
+    let bcfg = wsb_broker_config_new();
+    unsafe {
+        assert_eq!(
+            wsb_broker_config_set_listener(bcfg, wsb_listener::Wschat as u32, c"127.0.0.1:0".as_ptr()),
+            wsb_result::Ok
+        );
+        assert_eq!(
+            wsb_broker_config_set_listener_tls(bcfg, wsb_listener::WebtalkAdmin as u32, c.as_ptr(), k.as_ptr()),
+            wsb_result::InvalidArgument
+        );
+        assert!(c_last_error().contains("plain TCP"), "{}", c_last_error());
+        assert_eq!(
+            wsb_broker_config_set_listener_tls(bcfg, 99, c.as_ptr(), k.as_ptr()),
+            wsb_result::InvalidArgument
+        );
+    }
+    let set = |c: Option<&Path>, k: Option<&Path>| {
+        with_paths(c, k, |c, k| unsafe {
+            wsb_broker_config_set_listener_tls(bcfg, wsb_listener::Achex as u32, c, k)
+        })
+    };
+    check_tls_file_errors(&dir.join("errors2"), &set);
+    assert_eq!(set(Some(&cert), Some(&key)), wsb_result::Ok);
+    let mut broker = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { wsb_broker_new(bcfg, None, std::ptr::null_mut(), None, &mut broker) },
+        wsb_result::Ok
+    );
+    let achex = unsafe { wsb_broker_port(broker, wsb_listener::Achex as u32) };
+    let wschat = unsafe { wsb_broker_port(broker, wsb_listener::Wschat as u32) };
+    // Achex greets each session with its SID.
+    let reply = wss_round_trip(
+        &format!("wss://localhost:{achex}/"),
+        &ca,
+        r#"{"setID":"alice","passwd":"a"}"#,
+    );
+    assert!(reply.starts_with(r#"{"SID":"#), "{reply}");
+    // TLS is per listener: WSChat stays ws://.
+    let c = Client::connect_queued(ClientConfig::new(format!("ws://127.0.0.1:{wschat}/"))).unwrap();
+    connected(&c);
+    let (e, m) = error_of(&format!("ws://127.0.0.1:{achex}/"), |_| {});
+    assert_eq!(e, ConnectError::Handshake, "{m}");
+    unsafe {
+        wsb_broker_free(broker);
+        wsb_broker_config_free(bcfg);
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use super::handles::{in_callback, is_in_callback, Failure, Handles, LastError, SendPtr};
-use super::server::{wsb_conn_id, wsb_userdata_free_cb};
+use super::server::{load_server_tls, tls_paths, wsb_conn_id, wsb_userdata_free_cb};
 use super::{bytes_arg, guard, set_last_error, str_arg, wsb_result};
 use crate::appws::{
     self, AppClient, AppClientConfig, AppClientEvent, AppClientHandle, AppSendError, AppService, AppServiceConfig,
@@ -1384,6 +1384,29 @@ pub unsafe extern "C" fn wsb_appws_service_config_set_max_message_size(
         }
         c.engine.max_message_size = bytes;
         c.engine.max_frame_size = bytes;
+        Ok(())
+    })
+}
+
+/// Serves `wss://` instead of `ws://`: TLS with the certificate chain (PEM,
+/// leaf first) and its private key (PEM), both read now. Returns
+/// `WSB_RESULT_INVALID_ARGUMENT` when a file cannot be read, holds no
+/// certificate or no usable key, or the key does not belong to the
+/// certificate (`wsb_last_error` names the file and the reason); the
+/// configuration is then unchanged. Both paths NULL turn TLS off again.
+/// Default: no TLS.
+///
+/// # Safety
+/// `cfg` must be valid; each path NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_appws_service_config_set_tls(
+    cfg: *mut wsb_appws_service_config,
+    cert_chain_pem_path: *const c_char,
+    key_pem_path: *const c_char,
+) -> wsb_result {
+    with_service_cfg(cfg, |c| {
+        let paths = arg!(tls_paths(cert_chain_pem_path, key_pem_path));
+        c.engine.tls = load_server_tls(paths).map_err(|e| (wsb_result::InvalidArgument, e))?;
         Ok(())
     })
 }

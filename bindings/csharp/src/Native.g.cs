@@ -544,6 +544,9 @@ namespace Wsbroker
         internal static extern Result wsb_appws_service_config_set_max_message_size(AppwsServiceConfigHandle cfg, UIntPtr bytes);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_service_config_set_tls(AppwsServiceConfigHandle cfg, byte[] cert_chain_pem_path, byte[] key_pem_path);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_appws_service_new(AppwsServiceConfigHandle cfg, AppwsServiceEventCb cb, IntPtr userdata, UserdataFreeCb userdata_free, out AppwsServiceHandle @out);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -581,6 +584,9 @@ namespace Wsbroker
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_broker_config_set_listener(BrokerConfigHandle cfg, uint listener, byte[] addr);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_config_set_listener_tls(BrokerConfigHandle cfg, uint listener, byte[] cert_chain_pem_path, byte[] key_pem_path);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_broker_config_set_webtalk_admin_secret(BrokerConfigHandle cfg, byte[] secret);
@@ -798,6 +804,9 @@ namespace Wsbroker
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_server_config_set_event_queue_capacity(ServerConfigHandle cfg, uint n);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_server_config_set_tls(ServerConfigHandle cfg, byte[] cert_chain_pem_path, byte[] key_pem_path);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_server_new(ServerConfigHandle cfg, ServerEventCb cb, IntPtr userdata, UserdataFreeCb userdata_free, out ServerHandle @out);

@@ -73,11 +73,13 @@ pub fn start(
                     .collect(),
                 ..AchexConfig::default()
             };
-            let l = AchexListener::start(AchexListener::engine_config(bind), cfg)?;
+            let mut engine = AchexListener::engine_config(bind);
+            engine.tls = tls(settings);
+            let l = AchexListener::start(engine, cfg)?;
             Ok(Some(Box::new(Achex(l))))
         }
         Kind::Wschat => {
-            let l = wsbroker::listeners::wschat::start(ListenerConfig::new(bind))?;
+            let l = wsbroker::listeners::wschat::start(dialect_config(bind, settings))?;
             Ok(Some(Box::new(Dialect {
                 kind,
                 inner: Mutex::new(Some(Inner::WsChat(l))),
@@ -92,7 +94,7 @@ pub fn start(
                 secret: settings.webtalk_admin_secret.as_ref().map(|s| s.as_bytes().to_vec()),
                 ..AdminConfig::default()
             });
-            let l = wsbroker::listeners::webtalk::start(ListenerConfig::new(bind), admin)?;
+            let l = wsbroker::listeners::webtalk::start(dialect_config(bind, settings), admin)?;
             let shared = Arc::new(Mutex::new(Some(l)));
             started.webtalk = Some(shared.clone());
             Ok(Some(Box::new(Webtalk { shared, admin: false })))
@@ -116,7 +118,7 @@ pub fn start(
                     .collect(),
                 domain_passwords: Vec::new(),
             };
-            let l = wsbroker::listeners::appws::start(ListenerConfig::new(bind), &apps)?;
+            let l = wsbroker::listeners::appws::start(dialect_config(bind, settings), &apps)?;
             Ok(Some(Box::new(Dialect {
                 kind,
                 inner: Mutex::new(Some(Inner::AppWs(l))),
@@ -126,6 +128,17 @@ pub fn start(
         // Not a dialect: main.rs starts the status server itself.
         Kind::Http => Ok(None),
     }
+}
+
+/// `--tls-cert`/`--tls-key`: every WebSocket listener serves `wss://`.
+fn tls(settings: &Settings) -> Option<Arc<rustls::ServerConfig>> {
+    settings.tls.as_ref().map(|t| t.config.clone())
+}
+
+fn dialect_config(bind: SocketAddr, settings: &Settings) -> ListenerConfig {
+    let mut cfg = ListenerConfig::new(bind);
+    cfg.engine.tls = tls(settings);
+    cfg
 }
 
 struct Achex(AchexListener);

@@ -606,6 +606,11 @@ class ServerConfig : public detail::ConfigBase<ServerConfig, wsb_server_config, 
     ServerConfig &event_queue_capacity(uint32_t n) {
         return apply(wsb_server_config_set_event_queue_capacity(cfg_.get(), n), "event_queue_capacity");
     }
+    // Serve wss:// with this PEM certificate chain (leaf first) and its PEM private key, read now:
+    // a bad file makes status() InvalidArgument with error_detail() naming it.
+    ServerConfig &tls(const std::string &cert_chain_pem_path, const std::string &key_pem_path) {
+        return str2(wsb_server_config_set_tls, cert_chain_pem_path, key_pem_path, "tls");
+    }
 };
 
 // A borrowed server pointer, as handlers receive it. Cheap to copy; valid while the Server

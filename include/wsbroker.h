@@ -1843,9 +1843,11 @@ wsb_result wsb_client_config_set_client_cert(struct wsb_client_config *cfg, cons
 wsb_result wsb_client_config_set_insecure(struct wsb_client_config *cfg, bool insecure);
 
 /**
- * Tunnels through this HTTP proxy (`http://[user:password@]host:port`) with
- * CONNECT. NULL restores the default (the environment decides);
- * `""` disables proxies, the environment's included.
+ * Tunnels through this HTTP proxy (`[http://][user:password@]host[:port]`;
+ * no scheme means `http://`, no port 80) with CONNECT. Other schemes and a
+ * bad port give `WSB_RESULT_INVALID_ARGUMENT`. NULL restores the default
+ * (the environment decides, read the same way); `""` disables proxies, the
+ * environment's included.
  *
  * # Safety
  * `cfg` must be valid; `proxy` NULL or a NUL-terminated string.

@@ -404,9 +404,11 @@ pub unsafe extern "C" fn wsb_client_config_set_insecure(cfg: *mut wsb_client_con
     })
 }
 
-/// Tunnels through this HTTP proxy (`http://[user:password@]host:port`) with
-/// CONNECT. NULL restores the default (the environment decides);
-/// `""` disables proxies, the environment's included.
+/// Tunnels through this HTTP proxy (`[http://][user:password@]host[:port]`;
+/// no scheme means `http://`, no port 80) with CONNECT. Other schemes and a
+/// bad port give `WSB_RESULT_INVALID_ARGUMENT`. NULL restores the default
+/// (the environment decides, read the same way); `""` disables proxies, the
+/// environment's included.
 ///
 /// # Safety
 /// `cfg` must be valid; `proxy` NULL or a NUL-terminated string.
@@ -431,9 +433,7 @@ pub unsafe extern "C" fn wsb_client_config_set_proxy(cfg: *mut wsb_client_config
                 c.no_env_proxy = true;
             }
             Some(p) => {
-                if !p.starts_with("http://") {
-                    return Err(format!("unsupported proxy {p:?}: only http:// proxies (CONNECT)"));
-                }
+                crate::client::parse_proxy(&p)?;
                 c.proxy = Some(p);
             }
         }

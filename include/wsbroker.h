@@ -242,6 +242,14 @@ enum wsb_client_event_type
    * Auto-reconnect: attempt number `attempt` starts in `delay_ms`.
    */
   WSB_CLIENT_EVENT_TYPE_RECONNECTING = 8,
+  /**
+   * Auto-reconnect has stopped: `attempt` attempts in a row failed (the
+   * `max_attempts` of `wsb_client_config_set_reconnect`), the last one
+   * reported by the ERROR or CLOSED just before. No further attempt is
+   * made: the client stays disconnected (sends give
+   * `WSB_RESULT_NOT_CONNECTED`) until freed.
+   */
+  WSB_CLIENT_EVENT_TYPE_GAVE_UP = 9,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -768,7 +776,7 @@ typedef struct wsb_client_event {
    */
   uint32_t error;
   /**
-   * RECONNECTING: attempt number, from 1.
+   * RECONNECTING: attempt number, from 1; GAVE_UP: the attempts made.
    */
   uint32_t attempt;
   /**
@@ -1857,8 +1865,9 @@ wsb_result wsb_client_config_set_proxy(struct wsb_client_config *cfg, const char
 /**
  * Turns automatic reconnection on or off. Delays start at `initial_ms`,
  * double each attempt up to `max_ms`, with ±20 % jitter; `max_attempts` in a
- * row (0 = no limit). Every attempt is reported with a RECONNECTING event.
- * Default off.
+ * row (0 = no limit). Every attempt is reported with a RECONNECTING event;
+ * when `max_attempts` have failed, a GAVE_UP event says that no more will
+ * come. Default off: a connection that ends or fails is not retried.
  *
  * # Safety
  * `cfg` must be valid.

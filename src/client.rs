@@ -215,6 +215,12 @@ pub enum ClientEvent<'a> {
         attempt: u32,
         delay: Duration,
     },
+    /// Auto-reconnect has stopped: `attempts` attempts in a row failed (the
+    /// configured `max_attempts`). No further attempt is made; the client
+    /// stays disconnected.
+    GaveUp {
+        attempts: u32,
+    },
 }
 
 /// An owned [`ClientEvent`] (queue mode).
@@ -245,6 +251,9 @@ pub enum OwnedClientEvent {
     Reconnecting {
         attempt: u32,
         delay: Duration,
+    },
+    GaveUp {
+        attempts: u32,
     },
 }
 
@@ -278,6 +287,7 @@ impl OwnedClientEvent {
                 message: message.to_owned(),
             },
             ClientEvent::Reconnecting { attempt, delay } => OwnedClientEvent::Reconnecting { attempt, delay },
+            ClientEvent::GaveUp { attempts } => OwnedClientEvent::GaveUp { attempts },
         }
     }
 
@@ -524,6 +534,10 @@ impl Bridge {
         }
         st.attempts += 1;
         if rc.max_attempts > 0 && st.attempts > rc.max_attempts {
+            drop(st);
+            self.emit(ClientEvent::GaveUp {
+                attempts: rc.max_attempts,
+            });
             return;
         }
         let attempt = st.attempts;
@@ -983,20 +997,31 @@ mod tests {
 
     #[test]
     fn backoff_grows_with_jitter_and_caps() {
-        let r = Reconnect {
+        let mut r = Reconnect {
             initial: Duration::from_millis(100),
             max: Duration::from_secs(1),
             factor: 2.0,
-            jitter: 0.2,
+            jitter: 0.0,
             max_attempts: 0,
         };
-        for _ in 0..50 {
-            let d1 = r.delay(1).as_secs_f64();
-            assert!((0.08..=0.12).contains(&d1), "{d1}");
-            let d3 = r.delay(3).as_secs_f64();
-            assert!((0.32..=0.48).contains(&d3), "{d3}");
-            let d10 = r.delay(10).as_secs_f64();
-            assert!((0.8..=1.2).contains(&d10), "{d10}");
+        // Without jitter the delays are exact: doubling, then capped.
+        let exact: Vec<Duration> = (1..=6).chain([10, 1000]).map(|n| r.delay(n)).collect();
+        let ms = |v: &[u64]| v.iter().map(|&m| Duration::from_millis(m)).collect::<Vec<_>>();
+        assert_eq!(exact, ms(&[100, 200, 400, 800, 1000, 1000, 1000, 1000]));
+
+        // With ±20 % every delay stays in its window, and the delays spread
+        // over it (200 uniform draws cover far more than half of it).
+        r.jitter = 0.2;
+        for (n, base) in [(1u32, 0.1f64), (3, 0.4), (10, 1.0)] {
+            let d: Vec<f64> = (0..200).map(|_| r.delay(n).as_secs_f64()).collect();
+            let (lo, hi) = d
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+            assert!(
+                lo >= base * 0.8 - 1e-9 && hi <= base * 1.2 + 1e-9,
+                "attempt {n}: {lo}..{hi}"
+            );
+            assert!(hi - lo > base * 0.2, "attempt {n}: jitter does not spread: {lo}..{hi}");
         }
     }
 

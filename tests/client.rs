@@ -331,6 +331,86 @@ fn reconnects_after_the_server_restarts() {
     assert_eq!(next(&c).payload(), b"again");
 }
 
+#[test]
+fn without_reconnect_a_lost_connection_stays_lost() {
+    let s = echo_server(Config::default());
+    let addr = s.local_addr();
+    let c = Client::connect_queued(ClientConfig::new(format!("ws://{addr}/"))).unwrap();
+    connected(&c);
+    s.shutdown();
+    assert!(matches!(next(&c), OwnedClientEvent::Closed { by_host: false, .. }));
+    // The server comes back at once; a client that retried (the reconnect
+    // default would be 500 ms ± 20 %) would be seen there within 1.5 s.
+    let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = opened.clone();
+    let _again = Server::start(
+        Config {
+            bind: addr,
+            ..Config::default()
+        },
+        move |_: &ServerHandle, e: Event<'_>| {
+            if let Event::Open { .. } = e {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        },
+    )
+    .unwrap();
+    match c.poll(Some(Duration::from_millis(1500))) {
+        Err(wsbroker::engine::PollError::Timeout) => {}
+        other => panic!("expected no event, got {other:?}"),
+    }
+    assert_eq!(
+        opened.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no attempt reached the server"
+    );
+    assert!(!c.is_connected());
+}
+
+#[test]
+fn reconnect_gives_up_after_max_attempts_and_says_so() {
+    let s = echo_server(Config::default());
+    let mut cfg = ClientConfig::new(format!("ws://{}/", s.local_addr()));
+    cfg.reconnect = Some(Reconnect {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(100),
+        max_attempts: 2,
+        ..Reconnect::default()
+    });
+    let c = Client::connect_queued(cfg).unwrap();
+    connected(&c);
+    s.shutdown();
+    let mut kinds = Vec::new();
+    loop {
+        let e = next(&c);
+        let end = matches!(e, OwnedClientEvent::GaveUp { .. });
+        kinds.push(match e {
+            OwnedClientEvent::Closed { .. } => "closed".to_string(),
+            OwnedClientEvent::Reconnecting { attempt, .. } => format!("reconnecting {attempt}"),
+            OwnedClientEvent::Error { error, .. } => format!("error {error:?}"),
+            OwnedClientEvent::GaveUp { attempts } => format!("gave up {attempts}"),
+            e => format!("{e:?}"),
+        });
+        if end {
+            break;
+        }
+    }
+    assert_eq!(
+        kinds,
+        [
+            "closed",
+            "reconnecting 1",
+            "error Refused",
+            "reconnecting 2",
+            "error Refused",
+            "gave up 2"
+        ]
+    );
+    // Nothing follows.
+    assert!(c.poll(Some(Duration::from_millis(500))).is_err());
+    assert!(c.send(b"x", true).is_err());
+}
+
 // ---- server TLS through the C API ----
 
 fn c_last_error() -> String {

@@ -498,7 +498,10 @@ impl ClientHandler for Bridge {
                 by_host,
             } => self.closed(status, reason, by_host, None),
             ClientEvent::Error { error, message } => self.closed(-1, message, false, Some(error)),
-            ClientEvent::Pong { .. } | ClientEvent::Drain | ClientEvent::Reconnecting { .. } => {}
+            ClientEvent::Pong { .. }
+            | ClientEvent::Drain
+            | ClientEvent::Reconnecting { .. }
+            | ClientEvent::GaveUp { .. } => {}
         }
     }
 

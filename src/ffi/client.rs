@@ -56,6 +56,12 @@ pub enum wsb_client_event_type {
     Error = 7,
     /// Auto-reconnect: attempt number `attempt` starts in `delay_ms`.
     Reconnecting = 8,
+    /// Auto-reconnect has stopped: `attempt` attempts in a row failed (the
+    /// `max_attempts` of `wsb_client_config_set_reconnect`), the last one
+    /// reported by the ERROR or CLOSED just before. No further attempt is
+    /// made: the client stays disconnected (sends give
+    /// `WSB_RESULT_NOT_CONNECTED`) until freed.
+    GaveUp = 9,
 }
 
 /// One client event. Every pointer is borrowed: in callback mode until the
@@ -77,7 +83,7 @@ pub struct wsb_client_event {
     pub close_status: i32,
     /// ERROR: why the attempt failed (a `wsb_result` value).
     pub error: u32,
-    /// RECONNECTING: attempt number, from 1.
+    /// RECONNECTING: attempt number, from 1; GAVE_UP: the attempts made.
     pub attempt: u32,
     /// RECONNECTING: delay before the attempt, in ms.
     pub delay_ms: u32,
@@ -156,6 +162,10 @@ fn fill(out: &mut wsb_client_event, ev: &ClientEvent<'_>, text: &CString) {
             out.attempt = attempt;
             out.delay_ms = delay.as_millis().min(u32::MAX as u128) as u32;
         }
+        ClientEvent::GaveUp { attempts } => {
+            out.kind = wsb_client_event_type::GaveUp as u32;
+            out.attempt = attempts;
+        }
     }
 }
 
@@ -195,6 +205,7 @@ fn as_event(e: &OwnedClientEvent) -> ClientEvent<'_> {
             attempt: *attempt,
             delay: *delay,
         },
+        OwnedClientEvent::GaveUp { attempts } => ClientEvent::GaveUp { attempts: *attempts },
     }
 }
 
@@ -443,8 +454,9 @@ pub unsafe extern "C" fn wsb_client_config_set_proxy(cfg: *mut wsb_client_config
 
 /// Turns automatic reconnection on or off. Delays start at `initial_ms`,
 /// double each attempt up to `max_ms`, with ±20 % jitter; `max_attempts` in a
-/// row (0 = no limit). Every attempt is reported with a RECONNECTING event.
-/// Default off.
+/// row (0 = no limit). Every attempt is reported with a RECONNECTING event;
+/// when `max_attempts` have failed, a GAVE_UP event says that no more will
+/// come. Default off: a connection that ends or fails is not retried.
 ///
 /// # Safety
 /// `cfg` must be valid.

@@ -60,6 +60,7 @@ namespace Wsbroker
         Closed = 6,
         Error = 7,
         Reconnecting = 8,
+        GaveUp = 9,
     }
 
     /// <summary><c>wsb_broker_event_type</c> values.</summary>

@@ -66,6 +66,7 @@ class ClientEventType(enum.IntEnum):
     CLOSED = 6
     ERROR = 7
     RECONNECTING = 8
+    GAVE_UP = 9
 
 
 class BrokerEventType(enum.IntEnum):

@@ -377,8 +377,8 @@ enum wsb_appws_client_event_type
    */
   WSB_APPWS_CLIENT_EVENT_TYPE_CONNECTED = 1,
   /**
-   * The login failed; `text` holds the reason. The client closes with 1000
-   * and CLOSED follows.
+   * The login failed (refused, or no answer within the login timeout);
+   * `text` holds the reason. The client closes with 1000 and CLOSED follows.
    */
   WSB_APPWS_CLIENT_EVENT_TYPE_LOGIN_FAILED = 2,
   /**
@@ -984,10 +984,10 @@ wsb_result wsb_appws_hash(const char *session_key, const char *seed, const char 
  * `Admin`, no `info`; change it with `wsb_appws_client_config_set_identity`);
  * with `password` NULL it runs in authenticator mode (CHALLENGE event, then
  * `wsb_appws_client_authenticate`). Defaults: automatic flow control, no
- * send results, no keep-alive, 10 s connect timeout, system root
- * certificates, 16 MiB messages. Returns NULL if `url` or `app` is NULL or
- * not UTF-8. The caller owns the result and must call
- * `wsb_appws_client_config_free` once.
+ * send results, no keep-alive, 10 s connect timeout, 10 s login timeout,
+ * system root certificates, proxy from the environment, 16 MiB messages.
+ * Returns NULL if `url` or `app` is NULL or not UTF-8. The caller owns the
+ * result and must call `wsb_appws_client_config_free` once.
  *
  * # Safety
  * `url` and `app` must be NULL or NUL-terminated strings; `password` too.
@@ -1050,6 +1050,17 @@ wsb_result wsb_appws_client_config_set_keep_alive_ms(struct wsb_appws_client_con
  * `cfg` must be valid.
  */
 wsb_result wsb_appws_client_config_set_connect_timeout_ms(struct wsb_appws_client_config *cfg, uint32_t ms);
+
+/**
+ * Sets the time allowed from the WebSocket's opening to `AppLoginResult`
+ * (ms, > 0; in authenticator mode the host's `wsb_appws_client_authenticate`
+ * counts against it). When it passes, LOGIN_FAILED says what was still
+ * awaited, the client closes with 1000 and CLOSED follows. Default 10,000.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_appws_client_config_set_login_timeout_ms(struct wsb_appws_client_config *cfg, uint32_t ms);
 
 /**
  * Trusts the CA certificates in this PEM file, besides the system roots

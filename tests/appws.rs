@@ -46,6 +46,19 @@ fn next(c: &AppClient) -> OwnedAppClientEvent {
     c.poll(Some(WAIT)).expect("an event within 10 s")
 }
 
+/// The next event is Closed with 1000 sent by the client itself.
+fn closed_by_host(c: &AppClient) {
+    match next(c) {
+        OwnedAppClientEvent::Closed {
+            status: 1000,
+            by_host: true,
+            error: None,
+            ..
+        } => {}
+        e => panic!("expected Closed 1000 by the client, got {e:?}"),
+    }
+}
+
 #[test]
 fn client_logs_in_and_talks_to_our_service() {
     let (s, rx) = answering_service();
@@ -83,15 +96,7 @@ fn client_logs_in_and_talks_to_our_service() {
     assert_eq!(c.send_json("{nope"), Err(appws::AppSendError::InvalidJson));
 
     c.close().unwrap();
-    match next(&c) {
-        OwnedAppClientEvent::Closed {
-            status: 1000,
-            by_host: true,
-            error: None,
-            ..
-        } => {}
-        e => panic!("{e:?}"),
-    }
+    closed_by_host(&c);
     assert_eq!(c.poll(Some(WAIT)), Err(wsbroker::engine::PollError::Closed));
     assert!(c.encrypt(b"s", b"d").is_ok(), "the key of the last login stays usable");
     match rx.recv_timeout(WAIT).unwrap() {
@@ -430,4 +435,87 @@ fn authenticator_mode_and_close_before_open() {
         e => panic!("{e:?}"),
     }
     assert_eq!(c2.poll(Some(Duration::ZERO)), Err(wsbroker::engine::PollError::Closed));
+}
+
+/// A WebSocket server playing a service that stops answering: it never
+/// answers at all, or (with `challenge`) answers AppChallenge and then
+/// nothing more.
+fn stalling_service(challenge: bool) -> Server {
+    Server::start(Config::default(), move |s: &ServerHandle, e: Event<'_>| {
+        if let Event::Message { conn, data, .. } = e {
+            if challenge && data == br#"{"mt":"AppChallenge"}"# {
+                let _ = s.send(conn, br#"{"mt":"AppChallengeResult","challenge":"1234"}"#, true);
+            }
+        }
+    })
+    .unwrap()
+}
+
+#[test]
+fn login_that_gets_no_answer_times_out() {
+    for (challenge, waiting) in [(false, "no AppChallengeResult"), (true, "no AppLoginResult")] {
+        let s = stalling_service(challenge);
+        let mut cfg = AppClientConfig::new(url(s.local_addr()), "demo", "demo");
+        cfg.login_timeout = Duration::from_millis(300);
+        let t0 = std::time::Instant::now();
+        let c = AppClient::connect_queued(cfg).unwrap();
+        match next(&c) {
+            OwnedAppClientEvent::LoginFailed { reason } => {
+                assert!(reason.contains(waiting) && reason.contains("300 ms"), "{reason}")
+            }
+            e => panic!("expected LoginFailed, got {e:?}"),
+        }
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+            "{waited:?}"
+        );
+        closed_by_host(&c);
+        assert!(!c.is_connected());
+        assert!(c.send_json("{}").is_err());
+    }
+}
+
+#[test]
+fn login_timeout_from_c() {
+    use wsbroker::ffi::appws::*;
+    use wsbroker::ffi::wsb_result;
+    let s = stalling_service(false);
+    let u = std::ffi::CString::new(url(s.local_addr())).unwrap();
+    let cfg = unsafe { wsb_appws_client_config_new(u.as_ptr(), c"demo".as_ptr(), c"demo".as_ptr()) };
+    unsafe {
+        assert_eq!(
+            wsb_appws_client_config_set_login_timeout_ms(cfg, 0),
+            wsb_result::InvalidArgument
+        );
+        assert_eq!(wsb_appws_client_config_set_login_timeout_ms(cfg, 200), wsb_result::Ok);
+    }
+    let mut c = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { wsb_appws_client_new(cfg, None, std::ptr::null_mut(), None, &mut c) },
+        wsb_result::Ok
+    );
+    let mut kinds = Vec::new();
+    let t0 = std::time::Instant::now();
+    while kinds.last() != Some(&(wsb_appws_client_event_type::Closed as u32)) {
+        let mut ev: wsb_appws_client_event = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { wsb_appws_client_poll(c, 5000, &mut ev) }, wsb_result::Ok);
+        kinds.push(ev.kind);
+        if ev.kind == wsb_appws_client_event_type::LoginFailed as u32 {
+            let text = unsafe { std::ffi::CStr::from_ptr(ev.text) }.to_string_lossy();
+            assert!(text.contains("login timed out"), "{text}");
+        }
+    }
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        kinds,
+        [
+            wsb_appws_client_event_type::LoginFailed as u32,
+            wsb_appws_client_event_type::Closed as u32
+        ]
+    );
+    unsafe {
+        assert_eq!(wsb_appws_client_free(c), wsb_result::Ok);
+        wsb_appws_client_config_free(cfg);
+    }
 }

@@ -298,8 +298,8 @@ pub enum wsb_appws_client_event_type {
     /// `AppLoginResult` with `ok:true` arrived (ConnectComplete): messages may
     /// be sent and the crypto functions work.
     Connected = 1,
-    /// The login failed; `text` holds the reason. The client closes with 1000
-    /// and CLOSED follows.
+    /// The login failed (refused, or no answer within the login timeout);
+    /// `text` holds the reason. The client closes with 1000 and CLOSED follows.
     LoginFailed = 2,
     /// A message after login: `json`/`len` hold its JSON text (NUL-terminated),
     /// `mt` and `src` its `mt` and `src` members (`""` if absent or not strings).
@@ -451,10 +451,10 @@ impl Drop for CClientHandler {
 /// `Admin`, no `info`; change it with `wsb_appws_client_config_set_identity`);
 /// with `password` NULL it runs in authenticator mode (CHALLENGE event, then
 /// `wsb_appws_client_authenticate`). Defaults: automatic flow control, no
-/// send results, no keep-alive, 10 s connect timeout, system root
-/// certificates, 16 MiB messages. Returns NULL if `url` or `app` is NULL or
-/// not UTF-8. The caller owns the result and must call
-/// `wsb_appws_client_config_free` once.
+/// send results, no keep-alive, 10 s connect timeout, 10 s login timeout,
+/// system root certificates, proxy from the environment, 16 MiB messages.
+/// Returns NULL if `url` or `app` is NULL or not UTF-8. The caller owns the
+/// result and must call `wsb_appws_client_config_free` once.
 ///
 /// # Safety
 /// `url` and `app` must be NULL or NUL-terminated strings; `password` too.
@@ -615,6 +615,27 @@ pub unsafe extern "C" fn wsb_appws_client_config_set_connect_timeout_ms(
             return Err((wsb_result::InvalidArgument, "connect timeout must be positive".into()));
         }
         c.client.connect_timeout = Duration::from_millis(ms as u64);
+        Ok(())
+    })
+}
+
+/// Sets the time allowed from the WebSocket's opening to `AppLoginResult`
+/// (ms, > 0; in authenticator mode the host's `wsb_appws_client_authenticate`
+/// counts against it). When it passes, LOGIN_FAILED says what was still
+/// awaited, the client closes with 1000 and CLOSED follows. Default 10,000.
+///
+/// # Safety
+/// `cfg` must be valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_appws_client_config_set_login_timeout_ms(
+    cfg: *mut wsb_appws_client_config,
+    ms: u32,
+) -> wsb_result {
+    with_client_cfg(cfg, |c| {
+        if ms == 0 {
+            return Err((wsb_result::InvalidArgument, "login timeout must be positive".into()));
+        }
+        c.login_timeout = Duration::from_millis(ms as u64);
         Ok(())
     })
 }

@@ -472,6 +472,9 @@ namespace Wsbroker
         internal static extern Result wsb_appws_client_config_set_connect_timeout_ms(AppwsClientConfigHandle cfg, uint ms);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_config_set_login_timeout_ms(AppwsClientConfigHandle cfg, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_appws_client_config_set_ca_file(AppwsClientConfigHandle cfg, byte[] path);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]

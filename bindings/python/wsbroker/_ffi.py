@@ -294,6 +294,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], List[str]]] = {
     "wsb_appws_client_config_set_send_results": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_bool], ["cfg", "enable"]),
     "wsb_appws_client_config_set_keep_alive_ms": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_uint32], ["cfg", "ms"]),
     "wsb_appws_client_config_set_connect_timeout_ms": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_uint32], ["cfg", "ms"]),
+    "wsb_appws_client_config_set_login_timeout_ms": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_uint32], ["cfg", "ms"]),
     "wsb_appws_client_config_set_ca_file": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_char_p], ["cfg", "path"]),
     "wsb_appws_client_config_set_insecure": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_bool], ["cfg", "insecure"]),
     "wsb_appws_client_new": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), wsb_appws_client_event_cb, ctypes.c_void_p, wsb_userdata_free_cb, ctypes.POINTER(ctypes.POINTER(wsb_appws_client))], ["cfg", "cb", "userdata", "userdata_free", "out"]),

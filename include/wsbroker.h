@@ -1072,6 +1072,45 @@ wsb_result wsb_appws_client_config_set_login_timeout_ms(struct wsb_appws_client_
 wsb_result wsb_appws_client_config_set_ca_file(struct wsb_appws_client_config *cfg, const char *path);
 
 /**
+ * Trusts the operating system's root certificates (default true). With
+ * false and no CA file, `wsb_appws_client_new` fails for a `wss://` URL.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_appws_client_config_set_system_roots(struct wsb_appws_client_config *cfg, bool enable);
+
+/**
+ * Presents this client certificate chain and private key (PEM files, read
+ * by `wsb_appws_client_new`) when the server asks for one.
+ *
+ * # Safety
+ * `cfg` must be valid; both paths NUL-terminated strings.
+ */
+wsb_result wsb_appws_client_config_set_client_cert(struct wsb_appws_client_config *cfg, const char *cert_chain_path, const char *key_path);
+
+/**
+ * Tunnels through this HTTP proxy (`[http://][user:password@]host[:port]`;
+ * no scheme means `http://`, no port 80) with CONNECT. Other schemes and a
+ * bad port give `WSB_RESULT_INVALID_ARGUMENT`. NULL restores the default
+ * (`https_proxy`, `http_proxy`, `no_proxy` from the environment; never for
+ * loopback hosts); `""` disables proxies, the environment's included.
+ *
+ * # Safety
+ * `cfg` must be valid; `proxy` NULL or a NUL-terminated string.
+ */
+wsb_result wsb_appws_client_config_set_proxy(struct wsb_appws_client_config *cfg, const char *proxy);
+
+/**
+ * Adds a request header to the WebSocket upgrade (name: token characters;
+ * value without CR/LF), e.g. a cookie or an authorization the PBX needs.
+ *
+ * # Safety
+ * `cfg` must be valid; `name` and `value` NUL-terminated strings.
+ */
+wsb_result wsb_appws_client_config_add_header(struct wsb_appws_client_config *cfg, const char *name, const char *value);
+
+/**
  * Accepts any server certificate when true. For development only. Default
  * false.
  *
@@ -1088,8 +1127,9 @@ wsb_result wsb_appws_client_config_set_insecure(struct wsb_appws_client_config *
  * `userdata_free` (may be NULL) is called exactly once with `userdata` when
  * the client is freed, or before this function returns if it fails.
  *
- * Returns `WSB_RESULT_INVALID_ARGUMENT` for a bad URL, an unreadable CA
- * file or `info` that is not JSON (`wsb_last_error` says which). Connection
+ * Returns `WSB_RESULT_INVALID_ARGUMENT` for a bad URL, an unreadable CA file
+ * or client certificate, no trusted root (system roots off and no CA file,
+ * for `wss://`) or `info` that is not JSON (`wsb_last_error` says which). Connection
  * failures come later, as a CLOSED event with `error` set. On success the
  * caller owns `*out` and must call `wsb_appws_client_free` once.
  *

@@ -519,3 +519,94 @@ fn login_timeout_from_c() {
         wsb_appws_client_config_free(cfg);
     }
 }
+
+/// Reads an HTTP head byte by byte (so nothing after it is consumed).
+fn read_head(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 << 10 {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A one-connection HTTP CONNECT proxy: reports the CONNECT head, then the
+/// head the client sends through the tunnel (a ws:// upgrade request), and
+/// relays both ways.
+fn connect_proxy() -> (std::net::SocketAddr, mpsc::Receiver<String>) {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut down, _)) = l.accept() else { return };
+        down.set_read_timeout(Some(WAIT)).unwrap();
+        let connect = read_head(&mut down);
+        let target = connect.split(' ').nth(1).unwrap_or("").to_owned();
+        let _ = tx.send(connect);
+        let Ok(mut up) = std::net::TcpStream::connect(target) else {
+            return;
+        };
+        down.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").unwrap();
+        let upgrade = read_head(&mut down);
+        up.write_all(upgrade.as_bytes()).unwrap();
+        let _ = tx.send(upgrade);
+        let (mut d, mut u) = (down.try_clone().unwrap(), up.try_clone().unwrap());
+        std::thread::spawn(move || std::io::copy(&mut u, &mut d));
+        let _ = std::io::copy(&mut down, &mut up);
+    });
+    (addr, rx)
+}
+
+#[test]
+fn c_client_through_a_proxy_with_extra_headers() {
+    use wsbroker::ffi::appws::*;
+    use wsbroker::ffi::wsb_result;
+    let (s, _events) = answering_service();
+    let (proxy, seen) = connect_proxy();
+    let u = std::ffi::CString::new(url(s.local_addr())).unwrap();
+    let cfg = unsafe { wsb_appws_client_config_new(u.as_ptr(), c"demo".as_ptr(), c"demo".as_ptr()) };
+    // No scheme: http://, as with curl.
+    let p = std::ffi::CString::new(proxy.to_string()).unwrap();
+    unsafe {
+        assert_eq!(
+            wsb_appws_client_config_set_proxy(cfg, c"socks5://h:1".as_ptr()),
+            wsb_result::InvalidArgument
+        );
+        assert_eq!(wsb_appws_client_config_set_proxy(cfg, p.as_ptr()), wsb_result::Ok);
+        assert_eq!(
+            wsb_appws_client_config_add_header(cfg, c"Bad Name".as_ptr(), c"x".as_ptr()),
+            wsb_result::InvalidArgument
+        );
+        assert_eq!(
+            wsb_appws_client_config_add_header(cfg, c"X-Pbx-Token".as_ptr(), c"t1".as_ptr()),
+            wsb_result::Ok
+        );
+    }
+    let mut c = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { wsb_appws_client_new(cfg, None, std::ptr::null_mut(), None, &mut c) },
+        wsb_result::Ok
+    );
+    let mut ev: wsb_appws_client_event = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { wsb_appws_client_poll(c, 10_000, &mut ev) }, wsb_result::Ok);
+    assert_eq!(ev.kind, wsb_appws_client_event_type::Connected as u32);
+    let connect = seen.recv_timeout(WAIT).unwrap();
+    assert!(
+        connect.starts_with(&format!("CONNECT {} HTTP/1.1\r\n", s.local_addr())),
+        "{connect}"
+    );
+    let upgrade = seen.recv_timeout(WAIT).unwrap();
+    assert!(
+        upgrade.starts_with("GET / HTTP/1.1\r\n") && upgrade.contains("\r\nX-Pbx-Token: t1\r\n"),
+        "{upgrade}"
+    );
+    unsafe {
+        assert_eq!(wsb_appws_client_free(c), wsb_result::Ok);
+        wsb_appws_client_config_free(cfg);
+    }
+}

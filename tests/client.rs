@@ -632,3 +632,111 @@ fn c_app_service_and_broker_listeners_serve_wss() {
         wsb_broker_config_free(bcfg);
     }
 }
+
+/// Server TLS that asks for a client certificate signed by `ca`.
+fn requiring_client_certs(ca: &Path, cert: &Path, key: &Path) -> std::sync::Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), provider.clone())
+            .build()
+            .unwrap();
+    let chain = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, PrivateKeyDer::from_pem_file(key).unwrap())
+        .unwrap();
+    std::sync::Arc::new(cfg)
+}
+
+#[test]
+fn c_appws_client_tls_settings() {
+    use wsbroker::ffi::appws::*;
+    use wsbroker::ffi::wsb_result;
+    let dir = tempdir("c-appws-client-tls");
+    let (ca, cert, key) = make_pki(&dir, 2);
+    let mut scfg = wsbroker::appws::AppServiceConfig::new();
+    scfg.apps.push(("demo".into(), "demo".into()));
+    scfg.echo = true;
+    // The server certificate has no extended key usage, so it serves as a client certificate too.
+    scfg.engine.tls = Some(requiring_client_certs(&ca, &cert, &key));
+    let svc = wsbroker::appws::AppService::start_queued(scfg).unwrap();
+    let url = std::ffi::CString::new(format!("wss://localhost:{}/", svc.local_addr().port())).unwrap();
+
+    let config = || {
+        let cfg = unsafe { wsb_appws_client_config_new(url.as_ptr(), c"demo".as_ptr(), c"demo".as_ptr()) };
+        assert_eq!(
+            unsafe { wsb_appws_client_config_set_system_roots(cfg, false) },
+            wsb_result::Ok
+        );
+        cfg
+    };
+    let start = |cfg: *mut wsb_appws_client_config| {
+        let mut c = std::ptr::null_mut();
+        let r = unsafe { wsb_appws_client_new(cfg, None, std::ptr::null_mut(), None, &mut c) };
+        unsafe { wsb_appws_client_config_free(cfg) };
+        (r, c)
+    };
+    let first_event = |c: *mut wsb_appws_client| {
+        let mut ev: wsb_appws_client_event = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { wsb_appws_client_poll(c, 10_000, &mut ev) }, wsb_result::Ok);
+        unsafe { wsb_appws_client_free(c) };
+        (ev.kind, ev.error)
+    };
+
+    // Without the system roots and without a CA file nothing is trusted.
+    let (r, _) = start(config());
+    assert_eq!(r, wsb_result::InvalidArgument);
+    assert!(c_last_error().contains("no trusted root"), "{}", c_last_error());
+
+    // A client certificate that cannot be read is named.
+    let cfg = config();
+    let missing = cpath(&dir.join("missing.pem"));
+    let (ca_c, cert_c, key_c) = (cpath(&ca), cpath(&cert), cpath(&key));
+    unsafe {
+        assert_eq!(wsb_appws_client_config_set_ca_file(cfg, ca_c.as_ptr()), wsb_result::Ok);
+        assert_eq!(
+            wsb_appws_client_config_set_client_cert(cfg, missing.as_ptr(), key_c.as_ptr()),
+            wsb_result::Ok
+        );
+    }
+    let (r, _) = start(cfg);
+    assert_eq!(r, wsb_result::InvalidArgument);
+    assert!(c_last_error().contains("missing.pem"), "{}", c_last_error());
+
+    // The service asks for a certificate: with one the login goes through...
+    let cfg = config();
+    unsafe {
+        assert_eq!(wsb_appws_client_config_set_ca_file(cfg, ca_c.as_ptr()), wsb_result::Ok);
+        assert_eq!(
+            wsb_appws_client_config_set_client_cert(cfg, cert_c.as_ptr(), key_c.as_ptr()),
+            wsb_result::Ok
+        );
+    }
+    let (r, c) = start(cfg);
+    assert_eq!(r, wsb_result::Ok);
+    assert_eq!(first_event(c), (wsb_appws_client_event_type::Connected as u32, 0));
+
+    // ...and without one the connection never opens.
+    let cfg = config();
+    assert_eq!(
+        unsafe { wsb_appws_client_config_set_ca_file(cfg, ca_c.as_ptr()) },
+        wsb_result::Ok
+    );
+    let (r, c) = start(cfg);
+    assert_eq!(r, wsb_result::Ok);
+    let (kind, error) = first_event(c);
+    assert_eq!(kind, wsb_appws_client_event_type::Closed as u32);
+    assert_ne!(error, 0, "a failed attempt, not a closed connection");
+    svc.shutdown();
+}

@@ -656,6 +656,78 @@ pub unsafe extern "C" fn wsb_appws_client_config_set_ca_file(
     })
 }
 
+/// Trusts the operating system's root certificates (default true). With
+/// false and no CA file, `wsb_appws_client_new` fails for a `wss://` URL.
+///
+/// # Safety
+/// `cfg` must be valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_appws_client_config_set_system_roots(
+    cfg: *mut wsb_appws_client_config,
+    enable: bool,
+) -> wsb_result {
+    with_client_cfg(cfg, |c| {
+        c.client.tls.system_roots = enable;
+        Ok(())
+    })
+}
+
+/// Presents this client certificate chain and private key (PEM files, read
+/// by `wsb_appws_client_new`) when the server asks for one.
+///
+/// # Safety
+/// `cfg` must be valid; both paths NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_appws_client_config_set_client_cert(
+    cfg: *mut wsb_appws_client_config,
+    cert_chain_path: *const c_char,
+    key_path: *const c_char,
+) -> wsb_result {
+    with_client_cfg(cfg, |c| {
+        let chain = PathBuf::from(arg!(str_arg(cert_chain_path, "cert_chain_path")));
+        let key = PathBuf::from(arg!(str_arg(key_path, "key_path")));
+        c.client.tls.client_cert = Some((chain, key));
+        Ok(())
+    })
+}
+
+/// Tunnels through this HTTP proxy (`[http://][user:password@]host[:port]`;
+/// no scheme means `http://`, no port 80) with CONNECT. Other schemes and a
+/// bad port give `WSB_RESULT_INVALID_ARGUMENT`. NULL restores the default
+/// (`https_proxy`, `http_proxy`, `no_proxy` from the environment; never for
+/// loopback hosts); `""` disables proxies, the environment's included.
+///
+/// # Safety
+/// `cfg` must be valid; `proxy` NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_appws_client_config_set_proxy(
+    cfg: *mut wsb_appws_client_config,
+    proxy: *const c_char,
+) -> wsb_result {
+    with_client_cfg(cfg, |c| {
+        let p = arg!(opt_str(proxy, "proxy")).map(str::to_owned);
+        super::client::set_proxy(&mut c.client, p).map_err(|e| (wsb_result::InvalidArgument, e))
+    })
+}
+
+/// Adds a request header to the WebSocket upgrade (name: token characters;
+/// value without CR/LF), e.g. a cookie or an authorization the PBX needs.
+///
+/// # Safety
+/// `cfg` must be valid; `name` and `value` NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_appws_client_config_add_header(
+    cfg: *mut wsb_appws_client_config,
+    name: *const c_char,
+    value: *const c_char,
+) -> wsb_result {
+    with_client_cfg(cfg, |c| {
+        let (n, v) = (arg!(str_arg(name, "name")), arg!(str_arg(value, "value")));
+        super::client::add_header(&mut c.client, n.to_owned(), v.to_owned())
+            .map_err(|e| (wsb_result::InvalidArgument, e))
+    })
+}
+
 /// Accepts any server certificate when true. For development only. Default
 /// false.
 ///
@@ -679,8 +751,9 @@ pub unsafe extern "C" fn wsb_appws_client_config_set_insecure(
 /// `userdata_free` (may be NULL) is called exactly once with `userdata` when
 /// the client is freed, or before this function returns if it fails.
 ///
-/// Returns `WSB_RESULT_INVALID_ARGUMENT` for a bad URL, an unreadable CA
-/// file or `info` that is not JSON (`wsb_last_error` says which). Connection
+/// Returns `WSB_RESULT_INVALID_ARGUMENT` for a bad URL, an unreadable CA file
+/// or client certificate, no trusted root (system roots off and no CA file,
+/// for `wss://`) or `info` that is not JSON (`wsb_last_error` says which). Connection
 /// failures come later, as a CLOSED event with `error` set. On success the
 /// caller owns `*out` and must call `wsb_appws_client_free` once.
 ///

@@ -300,16 +300,19 @@ pub unsafe extern "C" fn wsb_client_config_add_header(
         (Ok(n), Ok(v)) => (n.to_owned(), v.to_owned()),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    with_cfg(cfg, |c| {
-        if n.is_empty() || n.bytes().any(|b| b <= b' ' || b == b':' || b >= 0x7F) {
-            return Err(format!("invalid header name {n:?}"));
-        }
-        if v.bytes().any(|b| b == b'\r' || b == b'\n') {
-            return Err(format!("header {n} has a line break in its value"));
-        }
-        c.headers.push((n, v));
-        Ok(())
-    })
+    with_cfg(cfg, |c| add_header(c, n, v))
+}
+
+/// `wsb_client_config_add_header` and `wsb_appws_client_config_add_header`.
+pub(crate) fn add_header(c: &mut ClientConfig, name: String, value: String) -> Result<(), String> {
+    if name.is_empty() || name.bytes().any(|b| b <= b' ' || b == b':' || b >= 0x7F) {
+        return Err(format!("invalid header name {name:?}"));
+    }
+    if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+        return Err(format!("header {name} has a line break in its value"));
+    }
+    c.headers.push((name, value));
+    Ok(())
 }
 
 /// Offers a subprotocol (in the order added).
@@ -433,23 +436,27 @@ pub unsafe extern "C" fn wsb_client_config_set_proxy(cfg: *mut wsb_client_config
             Err(r) => return r,
         }
     };
-    with_cfg(cfg, |c| {
-        match p {
-            None => {
-                c.proxy = None;
-                c.no_env_proxy = false;
-            }
-            Some(p) if p.is_empty() => {
-                c.proxy = None;
-                c.no_env_proxy = true;
-            }
-            Some(p) => {
-                crate::client::parse_proxy(&p)?;
-                c.proxy = Some(p);
-            }
+    with_cfg(cfg, |c| set_proxy(c, p))
+}
+
+/// `wsb_client_config_set_proxy` and `wsb_appws_client_config_set_proxy`:
+/// `None` = the environment decides, `""` = no proxy at all.
+pub(crate) fn set_proxy(c: &mut ClientConfig, proxy: Option<String>) -> Result<(), String> {
+    match proxy {
+        None => {
+            c.proxy = None;
+            c.no_env_proxy = false;
         }
-        Ok(())
-    })
+        Some(p) if p.is_empty() => {
+            c.proxy = None;
+            c.no_env_proxy = true;
+        }
+        Some(p) => {
+            crate::client::parse_proxy(&p)?;
+            c.proxy = Some(p);
+        }
+    }
+    Ok(())
 }
 
 /// Turns automatic reconnection on or off. Delays start at `initial_ms`,

@@ -478,6 +478,18 @@ namespace Wsbroker
         internal static extern Result wsb_appws_client_config_set_ca_file(AppwsClientConfigHandle cfg, byte[] path);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_config_set_system_roots(AppwsClientConfigHandle cfg, [MarshalAs(UnmanagedType.I1)] bool enable);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_config_set_client_cert(AppwsClientConfigHandle cfg, byte[] cert_chain_path, byte[] key_path);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_config_set_proxy(AppwsClientConfigHandle cfg, byte[] proxy);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_config_add_header(AppwsClientConfigHandle cfg, byte[] name, byte[] value);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_appws_client_config_set_insecure(AppwsClientConfigHandle cfg, [MarshalAs(UnmanagedType.I1)] bool insecure);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]

@@ -1257,8 +1257,10 @@ bool wsb_appws_client_is_connected(const struct wsb_appws_client *client);
  * `WSB_RESULT_INTERRUPTED` after `wsb_appws_client_interrupt`,
  * `WSB_RESULT_SHUT_DOWN` after CLOSED has been polled,
  * `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
- * valid until the next poll on this client: poll from one thread at a time.
- * In automatic flow control, polling a MESSAGE completes it.
+ * valid until the next poll on this client, so poll from one thread at a
+ * time: a poll that finds another one running on this client waits for it
+ * within its own `timeout_ms`, then returns `WSB_RESULT_TIMEOUT`. In
+ * automatic flow control, polling a MESSAGE completes it.
  *
  * # Safety
  * `client` must be NULL or a pointer from `wsb_appws_client_new`; `out` valid.
@@ -2049,8 +2051,10 @@ bool wsb_client_is_connected(const struct wsb_client *client);
  * for the next event and fills `*out`. `WSB_RESULT_TIMEOUT` when none came,
  * `WSB_RESULT_INTERRUPTED` after `wsb_client_interrupt`,
  * `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
- * valid until the next poll on this client: poll from one thread at a time.
- * In automatic flow control, polling a MESSAGE completes it.
+ * valid until the next poll on this client, so poll from one thread at a
+ * time: a poll that finds another one running on this client waits for it
+ * within its own `timeout_ms`, then returns `WSB_RESULT_TIMEOUT`. In
+ * automatic flow control, polling a MESSAGE completes it.
  *
  * # Safety
  * `client` must be NULL or a pointer from `wsb_client_new`; `out` valid.

@@ -740,3 +740,102 @@ fn c_appws_client_tls_settings() {
     assert_ne!(error, 0, "a failed attempt, not a closed connection");
     svc.shutdown();
 }
+
+/// One `poll(timeout_ms) -> (result, event kind, time taken)` waits long on
+/// another thread; a second poll must time out after its own timeout (and
+/// one of 0 at once), and the first must still get the event `send` causes.
+fn check_polls_keep_their_own_timeouts(
+    poll: impl Fn(i32) -> (wsbroker::ffi::wsb_result, u32, Duration) + Sync,
+    send: impl FnOnce(),
+    message: u32,
+) {
+    use wsbroker::ffi::wsb_result;
+    std::thread::scope(|scope| {
+        let long = scope.spawn(|| poll(8_000));
+        std::thread::sleep(Duration::from_millis(200));
+        let (r, _, took) = poll(300);
+        assert_eq!(r, wsb_result::Timeout);
+        assert!(
+            took >= Duration::from_millis(290) && took < Duration::from_millis(2000),
+            "{took:?}"
+        );
+        let (r, _, took) = poll(0);
+        assert_eq!(r, wsb_result::Timeout);
+        assert!(took < Duration::from_millis(200), "0 just checks: {took:?}");
+        send();
+        let (r, kind, took) = long.join().unwrap();
+        assert_eq!((r, kind), (wsb_result::Ok, message));
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    });
+}
+
+#[test]
+fn c_concurrent_client_polls_each_keep_their_own_timeout() {
+    use wsbroker::ffi::client::*;
+    use wsbroker::ffi::wsb_result;
+    let s = echo_server(Config::default());
+    let url = std::ffi::CString::new(format!("ws://{}/", s.local_addr())).unwrap();
+    let cfg = unsafe { wsb_client_config_new(url.as_ptr()) };
+    let mut c = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { wsb_client_new(cfg, None, std::ptr::null_mut(), None, &mut c) },
+        wsb_result::Ok
+    );
+    let addr = c as usize;
+    let poll = move |ms: i32| {
+        let mut ev: wsb_client_event = unsafe { std::mem::zeroed() };
+        let t0 = std::time::Instant::now();
+        let r = unsafe { wsb_client_poll(addr as *mut wsb_client, ms, &mut ev) };
+        (r, ev.kind, t0.elapsed())
+    };
+    assert_eq!(poll(10_000).1, wsb_client_event_type::Connected as u32);
+    check_polls_keep_their_own_timeouts(
+        poll,
+        || assert_eq!(unsafe { wsb_client_send(c, b"x".as_ptr(), 1, true) }, wsb_result::Ok),
+        wsb_client_event_type::Message as u32,
+    );
+    unsafe {
+        assert_eq!(wsb_client_free(c), wsb_result::Ok);
+        wsb_client_config_free(cfg);
+    }
+}
+
+#[test]
+fn c_concurrent_appws_client_polls_each_keep_their_own_timeout() {
+    use wsbroker::ffi::appws::*;
+    use wsbroker::ffi::wsb_result;
+    let mut scfg = wsbroker::appws::AppServiceConfig::new();
+    scfg.apps.push(("demo".into(), "demo".into()));
+    scfg.echo = true;
+    let svc = wsbroker::appws::AppService::start_queued(scfg).unwrap();
+    let u = std::ffi::CString::new(format!("ws://{}/", svc.local_addr())).unwrap();
+    let cfg = unsafe { wsb_appws_client_config_new(u.as_ptr(), c"demo".as_ptr(), c"demo".as_ptr()) };
+    let mut c = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { wsb_appws_client_new(cfg, None, std::ptr::null_mut(), None, &mut c) },
+        wsb_result::Ok
+    );
+    let addr = c as usize;
+    let poll = move |ms: i32| {
+        let mut ev: wsb_appws_client_event = unsafe { std::mem::zeroed() };
+        let t0 = std::time::Instant::now();
+        let r = unsafe { wsb_appws_client_poll(addr as *mut wsb_appws_client, ms, &mut ev) };
+        (r, ev.kind, t0.elapsed())
+    };
+    assert_eq!(poll(10_000).1, wsb_appws_client_event_type::Connected as u32);
+    check_polls_keep_their_own_timeouts(
+        poll,
+        || {
+            assert_eq!(
+                unsafe { wsb_appws_client_send(c, cr#"{"mt":"Ping"}"#.as_ptr()) },
+                wsb_result::Ok
+            )
+        },
+        wsb_appws_client_event_type::Message as u32,
+    );
+    unsafe {
+        assert_eq!(wsb_appws_client_free(c), wsb_result::Ok);
+        wsb_appws_client_config_free(cfg);
+    }
+    svc.shutdown();
+}

@@ -7,6 +7,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use super::handles::{in_callback, is_in_callback, Failure, Handles, LastError, SendPtr};
+use super::poll_gate::PollGate;
 use super::server::{load_server_tls, tls_paths, wsb_conn_id, wsb_userdata_free_cb};
 use super::{bytes_arg, guard, set_last_error, str_arg, wsb_result};
 use crate::appws::{
@@ -285,6 +286,7 @@ pub struct wsb_appws_client {
     client: Mutex<Option<AppClient>>,
     handle: AppClientHandle,
     polled: Mutex<Option<(OwnedAppClientEvent, ClientStrings)>>,
+    poll_gate: PollGate,
     last_error: Mutex<String>,
     _userdata: Option<UserdataHolder>,
 }
@@ -799,6 +801,7 @@ pub unsafe extern "C" fn wsb_appws_client_new(
             handle: client.handle().clone(),
             client: Mutex::new(Some(client)),
             polled: Mutex::new(None),
+            poll_gate: PollGate::new(),
             last_error: Mutex::new(String::new()),
             _userdata: holder,
         });
@@ -1063,8 +1066,10 @@ pub unsafe extern "C" fn wsb_appws_client_is_connected(client: *const wsb_appws_
 /// `WSB_RESULT_INTERRUPTED` after `wsb_appws_client_interrupt`,
 /// `WSB_RESULT_SHUT_DOWN` after CLOSED has been polled,
 /// `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
-/// valid until the next poll on this client: poll from one thread at a time.
-/// In automatic flow control, polling a MESSAGE completes it.
+/// valid until the next poll on this client, so poll from one thread at a
+/// time: a poll that finds another one running on this client waits for it
+/// within its own `timeout_ms`, then returns `WSB_RESULT_TIMEOUT`. In
+/// automatic flow control, polling a MESSAGE completes it.
 ///
 /// # Safety
 /// `client` must be NULL or a pointer from `wsb_appws_client_new`; `out` valid.
@@ -1082,9 +1087,11 @@ pub unsafe extern "C" fn wsb_appws_client_poll(
         if !o.handle.is_queued() {
             return Err((wsb_result::InvalidState, "the client is in callback mode".into()));
         }
+        let Some((_turn, timeout)) = o.poll_gate.turn(timeout_ms) else {
+            return Ok(wsb_result::Timeout);
+        };
         let mut slot = lock(&o.polled);
         *slot = None;
-        let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
         match poll_result(o.handle.poll(timeout), "client")? {
             Ok(ev) => {
                 let strings = client_strings(&ev.as_event());

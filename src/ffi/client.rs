@@ -7,6 +7,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use super::handles::{in_callback, is_in_callback, Failure, Handles, LastError, SendPtr};
+use super::poll_gate::PollGate;
 use super::server::wsb_userdata_free_cb;
 use super::{bytes_arg, copy_out, guard, set_last_error, str_arg, wsb_result};
 use crate::client::{Client, ClientConfig, ClientEvent, ClientHandle, OwnedClientEvent, Reconnect};
@@ -23,6 +24,7 @@ pub struct wsb_client {
     client: Mutex<Option<Client>>,
     handle: ClientHandle,
     polled: Mutex<Option<(OwnedClientEvent, CString)>>,
+    poll_gate: PollGate,
     last_error: Mutex<String>,
 }
 
@@ -619,6 +621,7 @@ pub unsafe extern "C" fn wsb_client_new(
                     handle: client.handle().clone(),
                     client: Mutex::new(Some(client)),
                     polled: Mutex::new(None),
+                    poll_gate: PollGate::new(),
                     last_error: Mutex::new(String::new()),
                 });
                 let p = CLIENTS.add(obj);
@@ -793,8 +796,10 @@ pub unsafe extern "C" fn wsb_client_is_connected(client: *const wsb_client) -> b
 /// for the next event and fills `*out`. `WSB_RESULT_TIMEOUT` when none came,
 /// `WSB_RESULT_INTERRUPTED` after `wsb_client_interrupt`,
 /// `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
-/// valid until the next poll on this client: poll from one thread at a time.
-/// In automatic flow control, polling a MESSAGE completes it.
+/// valid until the next poll on this client, so poll from one thread at a
+/// time: a poll that finds another one running on this client waits for it
+/// within its own `timeout_ms`, then returns `WSB_RESULT_TIMEOUT`. In
+/// automatic flow control, polling a MESSAGE completes it.
 ///
 /// # Safety
 /// `client` must be NULL or a pointer from `wsb_client_new`; `out` valid.
@@ -812,9 +817,11 @@ pub unsafe extern "C" fn wsb_client_poll(
         if !o.handle.is_queued() {
             return Err((wsb_result::InvalidState, "the client is in callback mode".into()));
         }
+        let Some((_turn, timeout)) = o.poll_gate.turn(timeout_ms) else {
+            return Ok(wsb_result::Timeout);
+        };
         let mut slot = o.polled.lock().unwrap_or_else(|e| e.into_inner());
         *slot = None;
-        let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
         let r = o.handle.poll(timeout);
         match r {
             Ok(ev) => {

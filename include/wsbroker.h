@@ -242,6 +242,14 @@ enum wsb_client_event_type
    * Auto-reconnect: attempt number `attempt` starts in `delay_ms`.
    */
   WSB_CLIENT_EVENT_TYPE_RECONNECTING = 8,
+  /**
+   * Auto-reconnect has stopped: `attempt` attempts in a row failed (the
+   * `max_attempts` of `wsb_client_config_set_reconnect`), the last one
+   * reported by the ERROR or CLOSED just before. No further attempt is
+   * made: the client stays disconnected (sends give
+   * `WSB_RESULT_NOT_CONNECTED`) until freed.
+   */
+  WSB_CLIENT_EVENT_TYPE_GAVE_UP = 9,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -369,8 +377,8 @@ enum wsb_appws_client_event_type
    */
   WSB_APPWS_CLIENT_EVENT_TYPE_CONNECTED = 1,
   /**
-   * The login failed; `text` holds the reason. The client closes with 1000
-   * and CLOSED follows.
+   * The login failed (refused, or no answer within the login timeout);
+   * `text` holds the reason. The client closes with 1000 and CLOSED follows.
    */
   WSB_APPWS_CLIENT_EVENT_TYPE_LOGIN_FAILED = 2,
   /**
@@ -769,7 +777,7 @@ typedef struct wsb_client_event {
    */
   uint32_t error;
   /**
-   * RECONNECTING: attempt number, from 1.
+   * RECONNECTING: attempt number, from 1; GAVE_UP: the attempts made.
    */
   uint32_t attempt;
   /**
@@ -977,10 +985,10 @@ wsb_result wsb_appws_hash(const char *session_key, const char *seed, const char 
  * `Admin`, no `info`; change it with `wsb_appws_client_config_set_identity`);
  * with `password` NULL it runs in authenticator mode (CHALLENGE event, then
  * `wsb_appws_client_authenticate`). Defaults: automatic flow control, no
- * send results, no keep-alive, 10 s connect timeout, system root
- * certificates, 16 MiB messages. Returns NULL if `url` or `app` is NULL or
- * not UTF-8. The caller owns the result and must call
- * `wsb_appws_client_config_free` once.
+ * send results, no keep-alive, 10 s connect timeout, 10 s login timeout,
+ * system root certificates, proxy from the environment, 16 MiB messages.
+ * Returns NULL if `url` or `app` is NULL or not UTF-8. The caller owns the
+ * result and must call `wsb_appws_client_config_free` once.
  *
  * # Safety
  * `url` and `app` must be NULL or NUL-terminated strings; `password` too.
@@ -1045,6 +1053,17 @@ wsb_result wsb_appws_client_config_set_keep_alive_ms(struct wsb_appws_client_con
 wsb_result wsb_appws_client_config_set_connect_timeout_ms(struct wsb_appws_client_config *cfg, uint32_t ms);
 
 /**
+ * Sets the time allowed from the WebSocket's opening to `AppLoginResult`
+ * (ms, > 0; in authenticator mode the host's `wsb_appws_client_authenticate`
+ * counts against it). When it passes, LOGIN_FAILED says what was still
+ * awaited, the client closes with 1000 and CLOSED follows. Default 10,000.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_appws_client_config_set_login_timeout_ms(struct wsb_appws_client_config *cfg, uint32_t ms);
+
+/**
  * Trusts the CA certificates in this PEM file, besides the system roots
  * (checked by `wsb_appws_client_new`).
  *
@@ -1052,6 +1071,45 @@ wsb_result wsb_appws_client_config_set_connect_timeout_ms(struct wsb_appws_clien
  * `cfg` must be valid; `path` a NUL-terminated string.
  */
 wsb_result wsb_appws_client_config_set_ca_file(struct wsb_appws_client_config *cfg, const char *path);
+
+/**
+ * Trusts the operating system's root certificates (default true). With
+ * false and no CA file, `wsb_appws_client_new` fails for a `wss://` URL.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_appws_client_config_set_system_roots(struct wsb_appws_client_config *cfg, bool enable);
+
+/**
+ * Presents this client certificate chain and private key (PEM files, read
+ * by `wsb_appws_client_new`) when the server asks for one.
+ *
+ * # Safety
+ * `cfg` must be valid; both paths NUL-terminated strings.
+ */
+wsb_result wsb_appws_client_config_set_client_cert(struct wsb_appws_client_config *cfg, const char *cert_chain_path, const char *key_path);
+
+/**
+ * Tunnels through this HTTP proxy (`[http://][user:password@]host[:port]`;
+ * no scheme means `http://`, no port 80) with CONNECT. Other schemes and a
+ * bad port give `WSB_RESULT_INVALID_ARGUMENT`. NULL restores the default
+ * (`https_proxy`, `http_proxy`, `no_proxy` from the environment; never for
+ * loopback hosts); `""` disables proxies, the environment's included.
+ *
+ * # Safety
+ * `cfg` must be valid; `proxy` NULL or a NUL-terminated string.
+ */
+wsb_result wsb_appws_client_config_set_proxy(struct wsb_appws_client_config *cfg, const char *proxy);
+
+/**
+ * Adds a request header to the WebSocket upgrade (name: token characters;
+ * value without CR/LF), e.g. a cookie or an authorization the PBX needs.
+ *
+ * # Safety
+ * `cfg` must be valid; `name` and `value` NUL-terminated strings.
+ */
+wsb_result wsb_appws_client_config_add_header(struct wsb_appws_client_config *cfg, const char *name, const char *value);
 
 /**
  * Accepts any server certificate when true. For development only. Default
@@ -1070,8 +1128,9 @@ wsb_result wsb_appws_client_config_set_insecure(struct wsb_appws_client_config *
  * `userdata_free` (may be NULL) is called exactly once with `userdata` when
  * the client is freed, or before this function returns if it fails.
  *
- * Returns `WSB_RESULT_INVALID_ARGUMENT` for a bad URL, an unreadable CA
- * file or `info` that is not JSON (`wsb_last_error` says which). Connection
+ * Returns `WSB_RESULT_INVALID_ARGUMENT` for a bad URL, an unreadable CA file
+ * or client certificate, no trusted root (system roots off and no CA file,
+ * for `wss://`) or `info` that is not JSON (`wsb_last_error` says which). Connection
  * failures come later, as a CLOSED event with `error` set. On success the
  * caller owns `*out` and must call `wsb_appws_client_free` once.
  *
@@ -1199,8 +1258,10 @@ bool wsb_appws_client_is_connected(const struct wsb_appws_client *client);
  * `WSB_RESULT_INTERRUPTED` after `wsb_appws_client_interrupt`,
  * `WSB_RESULT_SHUT_DOWN` after CLOSED has been polled,
  * `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
- * valid until the next poll on this client: poll from one thread at a time.
- * In automatic flow control, polling a MESSAGE completes it.
+ * valid until the next poll on this client, so poll from one thread at a
+ * time: a poll that finds another one running on this client waits for it
+ * within its own `timeout_ms`, then returns `WSB_RESULT_TIMEOUT`. In
+ * automatic flow control, polling a MESSAGE completes it.
  *
  * # Safety
  * `client` must be NULL or a pointer from `wsb_appws_client_new`; `out` valid.
@@ -1300,6 +1361,20 @@ wsb_result wsb_appws_service_config_set_echo(struct wsb_appws_service_config *cf
  * `cfg` must be valid.
  */
 wsb_result wsb_appws_service_config_set_max_message_size(struct wsb_appws_service_config *cfg, size_t bytes);
+
+/**
+ * Serves `wss://` instead of `ws://`: TLS with the certificate chain (PEM,
+ * leaf first) and its private key (PEM), both read now. Returns
+ * `WSB_RESULT_INVALID_ARGUMENT` when a file cannot be read, holds no
+ * certificate or no usable key, or the key does not belong to the
+ * certificate (`wsb_last_error` names the file and the reason); the
+ * configuration is then unchanged. Both paths NULL turn TLS off again.
+ * Default: no TLS.
+ *
+ * # Safety
+ * `cfg` must be valid; each path NULL or a NUL-terminated string.
+ */
+wsb_result wsb_appws_service_config_set_tls(struct wsb_appws_service_config *cfg, const char *cert_chain_pem_path, const char *key_pem_path);
 
 /**
  * Binds and starts an app service. With `cb` set, events go to
@@ -1457,6 +1532,21 @@ wsb_result wsb_broker_config_set_listener(struct wsb_broker_config *cfg, uint32_
  * `cfg` must be valid.
  */
 wsb_result wsb_broker_config_set_max_message(struct wsb_broker_config *cfg, uint32_t listener, size_t bytes);
+
+/**
+ * Makes a WebSocket listener (`WSB_LISTENER_ACHEX`, `_WSCHAT`, `_WEBTALK`
+ * or `_APPWS`) serve `wss://`: TLS with the certificate chain (PEM, leaf
+ * first) and its private key (PEM), both read now. Returns
+ * `WSB_RESULT_INVALID_ARGUMENT` for the webtalk admin socket (plain TCP), an
+ * unknown listener, or when a file cannot be read, holds no certificate or
+ * no usable key, or the key does not belong to the certificate
+ * (`wsb_last_error` names the file and the reason); the configuration is
+ * then unchanged. Both paths NULL turn TLS off again. Default: no TLS.
+ *
+ * # Safety
+ * `cfg` must be valid; each path NULL or a NUL-terminated string.
+ */
+wsb_result wsb_broker_config_set_listener_tls(struct wsb_broker_config *cfg, uint32_t listener, const char *cert_chain_pem_path, const char *key_pem_path);
 
 /**
  * Requires `[auth] SECRET` as the first frame of every webtalk admin
@@ -1847,9 +1937,11 @@ wsb_result wsb_client_config_set_client_cert(struct wsb_client_config *cfg, cons
 wsb_result wsb_client_config_set_insecure(struct wsb_client_config *cfg, bool insecure);
 
 /**
- * Tunnels through this HTTP proxy (`http://[user:password@]host:port`) with
- * CONNECT. NULL restores the default (the environment decides);
- * `""` disables proxies, the environment's included.
+ * Tunnels through this HTTP proxy (`[http://][user:password@]host[:port]`;
+ * no scheme means `http://`, no port 80) with CONNECT. Other schemes and a
+ * bad port give `WSB_RESULT_INVALID_ARGUMENT`. NULL restores the default
+ * (the environment decides, read the same way); `""` disables proxies, the
+ * environment's included.
  *
  * # Safety
  * `cfg` must be valid; `proxy` NULL or a NUL-terminated string.
@@ -1859,8 +1951,9 @@ wsb_result wsb_client_config_set_proxy(struct wsb_client_config *cfg, const char
 /**
  * Turns automatic reconnection on or off. Delays start at `initial_ms`,
  * double each attempt up to `max_ms`, with ±20 % jitter; `max_attempts` in a
- * row (0 = no limit). Every attempt is reported with a RECONNECTING event.
- * Default off.
+ * row (0 = no limit). Every attempt is reported with a RECONNECTING event;
+ * when `max_attempts` have failed, a GAVE_UP event says that no more will
+ * come. Default off: a connection that ends or fails is not retried.
  *
  * # Safety
  * `cfg` must be valid.
@@ -1991,8 +2084,10 @@ bool wsb_client_is_connected(const struct wsb_client *client);
  * for the next event and fills `*out`. `WSB_RESULT_TIMEOUT` when none came,
  * `WSB_RESULT_INTERRUPTED` after `wsb_client_interrupt`,
  * `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
- * valid until the next poll on this client: poll from one thread at a time.
- * In automatic flow control, polling a MESSAGE completes it.
+ * valid until the next poll on this client, so poll from one thread at a
+ * time: a poll that finds another one running on this client waits for it
+ * within its own `timeout_ms`, then returns `WSB_RESULT_TIMEOUT`. In
+ * automatic flow control, polling a MESSAGE completes it.
  *
  * # Safety
  * `client` must be NULL or a pointer from `wsb_client_new`; `out` valid.
@@ -2182,6 +2277,21 @@ wsb_result wsb_server_config_set_path(struct wsb_server_config *cfg, const char 
  * `cfg` must be a valid configuration.
  */
 wsb_result wsb_server_config_set_event_queue_capacity(struct wsb_server_config *cfg, uint32_t n);
+
+/**
+ * Serves `wss://` instead of `ws://`: TLS with the certificate chain (PEM,
+ * leaf first) and its private key (PEM: PKCS#8, PKCS#1 or SEC1), both read
+ * now. Returns `WSB_RESULT_INVALID_ARGUMENT` when a file cannot be read,
+ * holds no certificate or no usable key, or the key does not belong to the
+ * certificate (`wsb_last_error` names the file and the reason); the
+ * configuration is then unchanged. Both paths NULL turn TLS off again.
+ * Default: no TLS.
+ *
+ * # Safety
+ * `cfg` must be a valid configuration; each path NULL or a NUL-terminated
+ * string.
+ */
+wsb_result wsb_server_config_set_tls(struct wsb_server_config *cfg, const char *cert_chain_pem_path, const char *key_pem_path);
 
 /**
  * Binds and starts a server on its own I/O thread(s).

@@ -6,7 +6,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use super::handles::{in_callback, is_in_callback, Failure, Handles, LastError, SendPtr};
-use super::server::wsb_userdata_free_cb;
+use super::server::{load_server_tls, tls_paths, wsb_userdata_free_cb};
 use super::{bytes_arg, copy_out, guard, set_last_error, str_arg, wsb_result};
 use crate::broker::AuthMode;
 use crate::dialect::achex::{AchexConfig, AchexEvent, HostError, HostItem, HostTarget, Membership, ServiceHandle};
@@ -49,6 +49,8 @@ pub struct wsb_broker_config {
     /// Per WebSocket listener (indexed by `wsb_listener`): the message limit
     /// when not the 64 KiB default.
     max_message: [Option<usize>; 6],
+    /// TLS of each WebSocket listener, indexed by `wsb_listener` value.
+    tls: [Option<Arc<rustls::ServerConfig>>; 6],
 }
 
 struct AuthCallbackHolder {
@@ -199,6 +201,7 @@ pub extern "C" fn wsb_broker_config_new() -> *mut wsb_broker_config {
             credentials: HashMap::new(),
             auth: None,
             max_message: [None; 6],
+            tls: Default::default(),
         }))
     })
 }
@@ -289,6 +292,39 @@ pub unsafe extern "C" fn wsb_broker_config_set_max_message(
             ));
         }
         c.max_message[l] = Some(bytes);
+        Ok(())
+    })
+}
+
+/// Makes a WebSocket listener (`WSB_LISTENER_ACHEX`, `_WSCHAT`, `_WEBTALK`
+/// or `_APPWS`) serve `wss://`: TLS with the certificate chain (PEM, leaf
+/// first) and its private key (PEM), both read now. Returns
+/// `WSB_RESULT_INVALID_ARGUMENT` for the webtalk admin socket (plain TCP), an
+/// unknown listener, or when a file cannot be read, holds no certificate or
+/// no usable key, or the key does not belong to the certificate
+/// (`wsb_last_error` names the file and the reason); the configuration is
+/// then unchanged. Both paths NULL turn TLS off again. Default: no TLS.
+///
+/// # Safety
+/// `cfg` must be valid; each path NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_config_set_listener_tls(
+    cfg: *mut wsb_broker_config,
+    listener: u32,
+    cert_chain_pem_path: *const c_char,
+    key_pem_path: *const c_char,
+) -> wsb_result {
+    let paths = match tls_paths(cert_chain_pem_path, key_pem_path) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    with_cfg(cfg, |c| {
+        match listener {
+            1 | 2 | 3 | 5 => {}
+            4 => return Err("the webtalk admin socket is plain TCP: it has no TLS".into()),
+            _ => return Err(format!("unknown listener {listener}")),
+        }
+        c.tls[listener as usize] = load_server_tls(paths)?;
         Ok(())
     })
 }
@@ -624,7 +660,7 @@ pub unsafe extern "C" fn wsb_broker_new(
                     services: c.services.clone(),
                     ..AchexConfig::default()
                 };
-                match AchexListener::start(listener_config(c, 1, bind).engine, ac) {
+                match AchexListener::start(listener_config(c, wsb_listener::Achex, bind).engine, ac) {
                     Ok(l) => Some(l),
                     Err(e) => {
                         // SAFETY: made above by wsb_broker_config_new.
@@ -726,13 +762,14 @@ fn take<T>(m: &Mutex<Option<T>>) -> Option<T> {
     m.lock().unwrap_or_else(|e| e.into_inner()).take()
 }
 
-/// The settings of WebSocket listener `which` (a `wsb_listener` value).
-fn listener_config(c: &wsb_broker_config, which: usize, bind: std::net::SocketAddr) -> ListenerConfig {
-    let l = ListenerConfig::new(bind);
-    match c.max_message[which] {
-        Some(n) => l.max_message_size(n),
-        None => l,
+/// A WebSocket listener's settings on `bind`: its message limit and TLS, if configured.
+fn listener_config(c: &wsb_broker_config, which: wsb_listener, bind: std::net::SocketAddr) -> ListenerConfig {
+    let mut lc = ListenerConfig::new(bind);
+    if let Some(n) = c.max_message[which as usize] {
+        lc = lc.max_message_size(n);
     }
+    lc.engine.tls = c.tls[which as usize].clone();
+    lc
 }
 
 type Others = (Option<WsChatListener>, Option<WebtalkListener>, Option<AppWsListener>);
@@ -748,7 +785,10 @@ fn start_others(c: &wsb_broker_config) -> Result<Others, (wsb_result, String)> {
         (r, format!("{what}: cannot listen on {bind}: {e}"))
     };
     let wschat = match c.wschat_bind {
-        Some(b) => Some(crate::listeners::wschat::start(listener_config(c, 2, b)).map_err(|e| fail("wschat", b, e))?),
+        Some(b) => Some(
+            crate::listeners::wschat::start(listener_config(c, wsb_listener::Wschat, b))
+                .map_err(|e| fail("wschat", b, e))?,
+        ),
         None => None,
     };
     if c.webtalk_admin_bind.is_some() && c.webtalk_bind.is_none() {
@@ -764,7 +804,10 @@ fn start_others(c: &wsb_broker_config) -> Result<Others, (wsb_result, String)> {
                 secret: c.webtalk_admin_secret.clone(),
                 ..AdminConfig::default()
             });
-            Some(crate::listeners::webtalk::start(listener_config(c, 3, b), admin).map_err(|e| fail("webtalk", b, e))?)
+            Some(
+                crate::listeners::webtalk::start(listener_config(c, wsb_listener::Webtalk, b), admin)
+                    .map_err(|e| fail("webtalk", b, e))?,
+            )
         }
         None => None,
     };
@@ -774,7 +817,10 @@ fn start_others(c: &wsb_broker_config) -> Result<Others, (wsb_result, String)> {
                 apps: c.appws_apps.clone(),
                 domain_passwords: Vec::new(),
             };
-            Some(crate::listeners::appws::start(listener_config(c, 5, b), &apps).map_err(|e| fail("appws", b, e))?)
+            Some(
+                crate::listeners::appws::start(listener_config(c, wsb_listener::Appws, b), &apps)
+                    .map_err(|e| fail("appws", b, e))?,
+            )
         }
         None => None,
     };

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -98,6 +99,42 @@ impl Credential {
     }
 }
 
+/// `--tls-cert` and `--tls-key`, read and checked while the settings are
+/// resolved, so a bad file is a usage error before anything binds.
+#[derive(Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub config: Arc<rustls::ServerConfig>,
+}
+
+// Equal when they name the same files (the loaded configuration has no `==`).
+impl PartialEq for Tls {
+    fn eq(&self, other: &Tls) -> bool {
+        self.cert == other.cert && self.key == other.key
+    }
+}
+
+impl Eq for Tls {}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cert {} key {}", self.cert.display(), self.key.display())
+    }
+}
+
+impl Tls {
+    fn load(cert: Option<String>, key: Option<String>) -> Result<Option<Tls>, String> {
+        let (cert, key) = match (cert, key) {
+            (None, None) => return Ok(None),
+            (Some(c), Some(k)) => (PathBuf::from(c), PathBuf::from(k)),
+            _ => return Err("tls-cert and tls-key go together: give both or neither".into()),
+        };
+        let config = wsbroker::tls::server_config(&cert, &key).map_err(|e| format!("tls: {e}"))?;
+        Ok(Some(Tls { cert, key, config }))
+    }
+}
+
 /// The effective settings.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -117,6 +154,8 @@ pub struct Settings {
     /// Lines for the info log at start-up: settings the daemon derived
     /// rather than read (e.g. webtalk-admin off because webtalk is).
     pub notes: Vec<String>,
+    /// Every WebSocket listener serves `wss://` with this.
+    pub tls: Option<Tls>,
 }
 
 // The admin secret stays out of logs.
@@ -134,6 +173,7 @@ impl fmt::Debug for Settings {
             .field("max_message", &self.max_message)
             .field("appws_apps", &self.appws_apps)
             .field("log", &self.log)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -170,6 +210,8 @@ struct Layer {
     max_message: Option<u64>,
     appws_app: Option<Vec<String>>,
     log: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 impl Layer {
@@ -200,6 +242,8 @@ impl Layer {
             max_message: self.max_message.or(base.max_message),
             appws_app: self.appws_app.or(base.appws_app),
             log: self.log.or(base.log),
+            tls_cert: self.tls_cert.or(base.tls_cert),
+            tls_key: self.tls_key.or(base.tls_key),
         }
     }
 
@@ -236,6 +280,7 @@ impl Layer {
             None => Level::Info,
             Some(l) => l.parse().map_err(|e| format!("log: {e}"))?,
         };
+        let tls = Tls::load(self.tls_cert, self.tls_key)?;
         Ok(Settings {
             binds,
             webtalk_admin_secret: self.webtalk_admin_secret,
@@ -246,6 +291,7 @@ impl Layer {
             appws_apps,
             log,
             notes: Vec::new(),
+            tls,
         })
     }
 }
@@ -304,6 +350,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
                     }
                     "appws-app" => cli.appws_app.get_or_insert_with(Vec::new).push(value()?),
                     "log" => cli.log = Some(value()?),
+                    "tls-cert" => cli.tls_cert = Some(value()?),
+                    "tls-key" => cli.tls_key = Some(value()?),
                     "config" => config = Some(PathBuf::from(value()?)),
                     _ => return Err(format!("unknown flag --{flag} (see --help)")),
                 }
@@ -378,6 +426,8 @@ Options:
                                (1 to 1073741824; larger gets close 1009) [65536]
   --appws-app NAME:PASSWORD    an AppWebsocket app (repeatable) [demo:demo]
   --log LEVEL                  off, error, warn, info, debug or trace [info]
+  --tls-cert FILE              PEM certificate chain: every WebSocket listener serves wss://
+  --tls-key FILE               PEM private key of --tls-cert (both or neither)
   --config FILE                TOML file; keys are the flag names; flags win
   --help, --version
 
@@ -567,6 +617,67 @@ max-message = 2000
         assert!(run(&["--config", p]).unwrap_err().contains("unknown"));
         std::fs::write(&path, "achex = 4010\n").unwrap();
         assert!(run(&["--config", p]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A self-signed certificate and its key, made by openssl, in `dir`.
+    fn self_signed(dir: &std::path::Path) -> (String, String) {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .args(["-days", "1", "-subj", "/CN=localhost"])
+            .output()
+            .expect("openssl runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (cert.to_str().unwrap().to_owned(), key.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn tls_flags_and_keys() {
+        let dir = std::env::temp_dir().join(format!("wsbroker-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = self_signed(&dir);
+        assert_eq!(run(&[]).unwrap().tls, None);
+
+        let s = run(&["--tls-cert", &cert, "--tls-key", &key]).unwrap();
+        let t = s.tls.as_ref().expect("TLS on");
+        assert_eq!(
+            (t.cert.to_str().unwrap(), t.key.to_str().unwrap()),
+            (&cert[..], &key[..])
+        );
+
+        let path = dir.join("tls.toml");
+        std::fs::write(&path, format!("tls-cert = {cert:?}\ntls-key = {key:?}\n")).unwrap();
+        assert_eq!(run(&["--config", path.to_str().unwrap()]).unwrap().tls, s.tls);
+
+        // One without the other, and files that cannot serve, are usage errors naming the file.
+        let e = run(&["--tls-cert", &cert]).unwrap_err();
+        assert!(e.contains("tls-key"), "{e}");
+        let e = run(&["--tls-key", &key]).unwrap_err();
+        assert!(e.contains("tls-cert"), "{e}");
+        let missing = dir.join("missing.pem");
+        let e = run(&["--tls-cert", missing.to_str().unwrap(), "--tls-key", &key]).unwrap_err();
+        assert!(e.contains("missing.pem") && e.contains("cannot read"), "{e}");
+        // Swapped: the key file holds no certificate.
+        let e = run(&["--tls-cert", &key, "--tls-key", &cert]).unwrap_err();
+        assert!(e.contains("no certificate found in"), "{e}");
+        let other = dir.join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        let (_, other_key) = self_signed(&other);
+        let e = run(&["--tls-cert", &cert, "--tls-key", &other_key]).unwrap_err();
+        assert!(e.contains("does not belong to the certificate"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -62,7 +62,8 @@ pub fn start(
     settings: &Settings,
     started: &mut Started,
 ) -> io::Result<Option<Box<dyn Listener>>> {
-    let ws = ListenerConfig::new(bind).max_message_size(settings.max_message);
+    let mut ws = ListenerConfig::new(bind).max_message_size(settings.max_message);
+    ws.engine.tls = tls(settings);
     match kind {
         Kind::Achex => {
             let cfg = AchexConfig {
@@ -138,6 +139,11 @@ pub fn start(
         // Not a dialect: main.rs starts the status server itself.
         Kind::Http => Ok(None),
     }
+}
+
+/// `--tls-cert`/`--tls-key`: every WebSocket listener serves `wss://`.
+fn tls(settings: &Settings) -> Option<Arc<rustls::ServerConfig>> {
+    settings.tls.as_ref().map(|t| t.config.clone())
 }
 
 struct Achex(AchexListener);

@@ -94,7 +94,8 @@ $(CSOUT)/WsbrokerTests.exe: $(wildcard $(CSDIR)/tests/*.cs) $(CSOUT)/Wsbroker.dl
 	$(MCS) -langversion:7 -warnaserror -r:$(CSOUT)/Wsbroker.dll -r:System.dll -r:System.Core.dll -out:$@ $(CSDIR)/tests/*.cs
 
 test-csharp: lib $(CSOUT)/WsbrokerTests.exe
-	cd $(CSOUT) && LD_LIBRARY_PATH=$(abspath $(LIBDIR)) $(MONO) --debug WsbrokerTests.exe
+	cd $(CSOUT) && LD_LIBRARY_PATH=$(abspath $(LIBDIR)) WSB_INCLUDE=$(abspath include) CC=$(CC) \
+	  $(MONO) --debug WsbrokerTests.exe
 
 # ---- everything ----
 

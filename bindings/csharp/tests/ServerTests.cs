@@ -36,6 +36,7 @@ static partial class ServerTests
         };
         tests.AddRange(ClientTestList());
         tests.AddRange(AppwsBrokerTestList());
+        tests.AddRange(NativeTestList());
         int passed = 0, failed = 0;
         foreach (var t in tests)
         {

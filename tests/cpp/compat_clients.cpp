@@ -19,7 +19,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// ---- Achex: an echo server; "bye" closes with 4000 ----
+// ---- Achex: an echo server; "bye" closes with 4000, "bin" answers with a binary frame ----
+
+// Not UTF-8, with a NUL: only a binary frame can carry it.
+const std::string kBinary("\x00\xff\x80" "bin\x00", 7);
 
 void echo_event(void *, wsb_server *s, const wsb_event *ev) {
     if (ev->kind != WSB_EVENT_TYPE_MESSAGE) {
@@ -27,6 +30,10 @@ void echo_event(void *, wsb_server *s, const wsb_event *ev) {
     }
     if (ev->is_text && ev->len == 3 && std::memcmp(ev->data, "bye", 3) == 0) {
         (void)wsb_server_close(s, ev->conn, 4000, "bye");
+        return;
+    }
+    if (ev->is_text && ev->len == 3 && std::memcmp(ev->data, "bin", 3) == 0) {
+        (void)wsb_server_write(s, ev->conn, reinterpret_cast<const uint8_t *>(kBinary.data()), kBinary.size(), false);
         return;
     }
     (void)wsb_server_write(s, ev->conn, ev->data, ev->len, ev->is_text);
@@ -45,9 +52,10 @@ void achex_test() {
         CHECK(c.ws_send("one") == 0);
         CHECK(c.ws_send("two") == 0);
         CHECK(c.ws_send(std::string("th\0ree", 6)) == 0);
+        CHECK(c.ws_send("bin") == 0);
         std::vector<std::string> got;
         int retval = 1;
-        for (int i = 0; i < 100 && got.size() < 3; i++) {
+        for (int i = 0; i < 100 && got.size() < 4; i++) {
             if (c.ws_incomming_data(100, &retval)) {
                 WS_Frame_Queue q = c.ws_recv();
                 while (!q.empty()) {
@@ -57,8 +65,10 @@ void achex_test() {
             }
             CHECK(retval == 0);
         }
-        CHECK(got.size() == 3);
-        CHECK(got.size() == 3 && got[0] == "one" && got[1] == "two" && got[2] == std::string("th\0ree", 6));
+        CHECK(got.size() == 4);
+        CHECK(got.size() == 4 && got[0] == "one" && got[1] == "two" && got[2] == std::string("th\0ree", 6));
+        // A binary frame arrives as its exact bytes, in order; the queue has no text flag.
+        CHECK(got.size() == 4 && got[3] == kBinary);
         CHECK(c.ws_recv().empty());
         // Nothing queued: false after the timeout, still usable.
         CHECK(!c.ws_incomming_data(50, retval));

@@ -24,7 +24,7 @@ CSOUT := $(BUILD)/csharp
 MCS   ?= mcs
 MONO  ?= mono
 
-.PHONY: all lib examples test test-rust test-interop test-python test-csharp lint header bindings \
+.PHONY: all lib examples test test-rust test-interop test-python test-csharp test-docs lint header bindings \
 	python-wheel bench clean run-echo $(LIBDIR)/libwsbroker.so
 
 all: examples
@@ -97,9 +97,16 @@ test-csharp: lib $(CSOUT)/WsbrokerTests.exe
 	cd $(CSOUT) && LD_LIBRARY_PATH=$(abspath $(LIBDIR)) WSB_INCLUDE=$(abspath include) CC=$(CC) \
 	  $(MONO) --debug WsbrokerTests.exe
 
+# ---- documentation ----
+
+# Compiles and runs the C, C++, Python and C# examples of README.md and docs/*.md against real
+# peers (each block carries a <!-- doc-test: ... --> marker; see tests/docs/test_docs.py).
+test-docs: lib $(CSOUT)/Wsbroker.dll
+	WSB_LIBDIR=$(LIBDIR) WSB_CSHARP_DIR=$(CSOUT) CC=$(CC) CXX=$(CXX) MCS=$(MCS) MONO=$(MONO) $(PYTEST) tests/docs
+
 # ---- everything ----
 
-test: lint test-rust examples test-interop test-cpp test-install test-python test-csharp
+test: lint test-rust examples test-interop test-cpp test-install test-python test-csharp test-docs
 
 bench: examples
 	$(CARGO) build --release --bin wsbroker

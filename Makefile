@@ -24,7 +24,7 @@ CSOUT := $(BUILD)/csharp
 MCS   ?= mcs
 MONO  ?= mono
 
-.PHONY: all lib examples test test-rust test-interop test-python test-csharp lint header bindings \
+.PHONY: all lib examples test test-rust test-interop test-python test-csharp test-docs lint header bindings \
 	python-wheel bench fuzz clean run-echo $(LIBDIR)/libwsbroker.so
 
 all: examples
@@ -94,7 +94,15 @@ $(CSOUT)/WsbrokerTests.exe: $(wildcard $(CSDIR)/tests/*.cs) $(CSOUT)/Wsbroker.dl
 	$(MCS) -langversion:7 -warnaserror -r:$(CSOUT)/Wsbroker.dll -r:System.dll -r:System.Core.dll -out:$@ $(CSDIR)/tests/*.cs
 
 test-csharp: lib $(CSOUT)/WsbrokerTests.exe
-	cd $(CSOUT) && LD_LIBRARY_PATH=$(abspath $(LIBDIR)) $(MONO) --debug WsbrokerTests.exe
+	cd $(CSOUT) && LD_LIBRARY_PATH=$(abspath $(LIBDIR)) WSB_INCLUDE=$(abspath include) CC=$(CC) \
+	  $(MONO) --debug WsbrokerTests.exe
+
+# ---- documentation ----
+
+# Compiles and runs the C, C++, Python and C# examples of README.md and docs/*.md against real
+# peers (each block carries a <!-- doc-test: ... --> marker; see tests/docs/test_docs.py).
+test-docs: lib $(CSOUT)/Wsbroker.dll
+	WSB_LIBDIR=$(LIBDIR) WSB_CSHARP_DIR=$(CSOUT) CC=$(CC) CXX=$(CXX) MCS=$(MCS) MONO=$(MONO) $(PYTEST) tests/docs
 
 # ---- fuzzing (not part of `make test`) ----
 
@@ -112,7 +120,7 @@ fuzz:
 
 # ---- everything ----
 
-test: lint test-rust examples test-interop test-cpp test-install test-python test-csharp
+test: lint test-rust examples test-interop test-cpp test-install test-python test-csharp test-docs
 
 bench: examples
 	$(CARGO) build --release --bin wsbroker

@@ -11,7 +11,8 @@
 # Layout under PREFIX:
 #   LIBDIR/libwsbroker.so (+ the SONAME link and the real file if the library has a SONAME)
 #   LIBDIR/libwsbroker.a
-#   LIBDIR/pkgconfig/wsbroker.pc
+#   LIBDIR/pkgconfig/wsbroker.pc         (shared: -lwsbroker)
+#   LIBDIR/pkgconfig/wsbroker-static.pc  (the archive by path, with its system libraries)
 #   LIBDIR/cmake/wsbroker/wsbrokerConfig.cmake, wsbrokerConfigVersion.cmake
 #   include/wsbroker.h
 #   include/wsbroker/wsbroker.hpp, include/wsbroker/compat/*.hpp
@@ -93,6 +94,7 @@ subst() {
     chmod 644 "$2"
 }
 subst pkgconfig/wsbroker.pc.in "$lib/pkgconfig/wsbroker.pc"
+subst pkgconfig/wsbroker-static.pc.in "$lib/pkgconfig/wsbroker-static.pc"
 subst cmake/wsbrokerConfig.cmake.in "$lib/cmake/wsbroker/wsbrokerConfig.cmake"
 subst cmake/wsbrokerConfigVersion.cmake.in "$lib/cmake/wsbroker/wsbrokerConfigVersion.cmake"
 echo "installed wsbroker $version into $root"

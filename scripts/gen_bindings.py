@@ -352,13 +352,15 @@ def cs_param(h: Header, fn: Function | None, p: Param) -> str:
     raise ValueError(f"no C# mapping for {p} in {fn.name}")
 
 
-def cs_return(h: Header, t: CType) -> tuple[str, str]:
+def cs_return(h: Header, t: CType) -> tuple[str | None, str]:
+    """(attribute line or None, type) of a return value; C's one-byte `bool` needs its attribute on
+    functions and on callback delegates alike (the default marshalling is a 4-byte BOOL)."""
     if t.ptr == 0:
         ty = cs_scalar(h, t.base)
-        return ("[return: MarshalAs(UnmanagedType.I1)]\n        " if ty == "bool" else "", ty)
+        return ("[return: MarshalAs(UnmanagedType.I1)]" if ty == "bool" else None, ty)
     if t.struct_name in h.opaque:
-        return ("", cs_handle(t.struct_name))
-    return ("", "IntPtr")
+        return (None, cs_handle(t.struct_name))
+    return (None, "IntPtr")
 
 
 def gen_csharp(h: Header) -> str:
@@ -397,8 +399,11 @@ def gen_csharp(h: Header) -> str:
         w("")
     for c in h.callbacks:
         params = ", ".join(cs_param(h, None, p) for p in c.params)
+        attr, ret = cs_return(h, c.ret)
         w("    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]")
-        w(f"    internal delegate {cs_return(h, c.ret)[1]} {pascal(short(c.name))}({params});")
+        if attr:
+            w(f"    {attr}")
+        w(f"    internal delegate {ret} {pascal(short(c.name))}({params});")
         w("")
     for name in h.opaque:
         free = f"{name}_free"
@@ -441,7 +446,9 @@ def gen_csharp(h: Header) -> str:
         params = ", ".join(cs_param(h, f, p) for p in f.params)
         w("")
         w("        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]")
-        w(f"        {attr}internal static extern {ret} {f.name}({params});")
+        if attr:
+            w(f"        {attr}")
+        w(f"        internal static extern {ret} {f.name}({params});")
     w("    }")
     w("}")
     w("")

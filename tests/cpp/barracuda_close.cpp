@@ -3,7 +3,9 @@
 //   "/delete"    the host deletes the connection object inside the frame callback: close 1000,
 //                no close callback;
 //   "/report"    answers "report closes=C live=L" (close callbacks so far, live objects);
+//   an empty frame prints "empty-frame text=T" (its data must be a non-NULL "") and is echoed;
 //   other frames are echoed; pings are echoed as a text "ping:<payload>".
+// The upgrade hook leaves connections to "/refuse" unclaimed (the shim closes them with 1008).
 // The close callback prints "close-cb STATUS" and deletes its object. Objects still open at
 // exit outlive the dispatcher, exercising its detach path. Every callback checks that it got the
 // exact WSSCB* and WSS* registered.
@@ -37,7 +39,12 @@ struct Conn : public WSSCB {
         Conn *c = self(o, wss);
         const char *s = static_cast<const char *>(data);
         CHECK(data != nullptr && s[len] == '\0');
-        if (text && std::strncmp(s, "/close ", 7) == 0) {
+        if (len == 0) {
+            // PROTOCOLS.md 6.1: never NULL, "" when empty.
+            CHECK(data != nullptr && s[0] == '\0');
+            std::printf("empty-frame text=%d\n", text);
+            CHECK(wss->write(data, 0, text != 0) == 0);
+        } else if (text && std::strncmp(s, "/close ", 7) == 0) {
             CHECK(wss->close(std::atoi(s + 7)) == 0);
             CHECK(!wss->isValid());
             CHECK(wss->write("x", 1, true) < 0);
@@ -90,6 +97,11 @@ int main() {
         wsb::ServerConfig cfg;
         cfg.bind("127.0.0.1:0").ping_interval(std::chrono::milliseconds(0)).close_timeout(std::chrono::seconds(2));
         WssServer disp(cfg, [](WssServer *d, HttpRequest *req) {
+            if (std::strcmp(req->getPath(), "/refuse") == 0) {
+                std::printf("not claimed\n");
+                std::fflush(stdout);
+                return;
+            }
             // Barracuda style: the connection object is built on the request and deleted if the
             // upgrade fails.
             Conn *c = new Conn(d);

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <dirent.h>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -18,7 +19,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// ---- Achex: an echo server; "bye" closes with 4000 ----
+// ---- Achex: an echo server; "bye" closes with 4000, "bin" answers with a binary frame ----
+
+// Not UTF-8, with a NUL: only a binary frame can carry it.
+const std::string kBinary("\x00\xff\x80" "bin\x00", 7);
 
 void echo_event(void *, wsb_server *s, const wsb_event *ev) {
     if (ev->kind != WSB_EVENT_TYPE_MESSAGE) {
@@ -26,6 +30,10 @@ void echo_event(void *, wsb_server *s, const wsb_event *ev) {
     }
     if (ev->is_text && ev->len == 3 && std::memcmp(ev->data, "bye", 3) == 0) {
         (void)wsb_server_close(s, ev->conn, 4000, "bye");
+        return;
+    }
+    if (ev->is_text && ev->len == 3 && std::memcmp(ev->data, "bin", 3) == 0) {
+        (void)wsb_server_write(s, ev->conn, reinterpret_cast<const uint8_t *>(kBinary.data()), kBinary.size(), false);
         return;
     }
     (void)wsb_server_write(s, ev->conn, ev->data, ev->len, ev->is_text);
@@ -44,9 +52,10 @@ void achex_test() {
         CHECK(c.ws_send("one") == 0);
         CHECK(c.ws_send("two") == 0);
         CHECK(c.ws_send(std::string("th\0ree", 6)) == 0);
+        CHECK(c.ws_send("bin") == 0);
         std::vector<std::string> got;
         int retval = 1;
-        for (int i = 0; i < 100 && got.size() < 3; i++) {
+        for (int i = 0; i < 100 && got.size() < 4; i++) {
             if (c.ws_incomming_data(100, &retval)) {
                 WS_Frame_Queue q = c.ws_recv();
                 while (!q.empty()) {
@@ -56,8 +65,10 @@ void achex_test() {
             }
             CHECK(retval == 0);
         }
-        CHECK(got.size() == 3);
-        CHECK(got.size() == 3 && got[0] == "one" && got[1] == "two" && got[2] == std::string("th\0ree", 6));
+        CHECK(got.size() == 4);
+        CHECK(got.size() == 4 && got[0] == "one" && got[1] == "two" && got[2] == std::string("th\0ree", 6));
+        // A binary frame arrives as its exact bytes, in order; the queue has no text flag.
+        CHECK(got.size() == 4 && got[3] == kBinary);
         CHECK(c.ws_recv().empty());
         // Nothing queued: false after the timeout, still usable.
         CHECK(!c.ws_incomming_data(50, retval));
@@ -107,6 +118,18 @@ void service_event(void *, wsb_appws_service *s, const wsb_appws_service_event *
     (void)wsb_appws_service_reply(s, ev->conn, ev->src, reply.c_str());
 }
 
+// The threads of this process: a released client leaves none behind.
+int thread_count() {
+    int n = 0;
+    if (DIR *d = opendir("/proc/self/task")) {
+        while (dirent *e = readdir(d)) {
+            n += e->d_name[0] != '.';
+        }
+        closedir(d);
+    }
+    return n;
+}
+
 struct User : UAppWebsocketClient, UAppWebsocketAuthenticator {
     std::mutex m;
     std::condition_variable cv;
@@ -114,6 +137,8 @@ struct User : UAppWebsocketClient, UAppWebsocketAuthenticator {
     std::vector<std::string> messages; // "mt src json"
     bool complete_each = true;
     bool delete_on_close = false;
+    // ConnectComplete calls Connect again (once) with these, from the client's own thread.
+    std::string reconnect_uri;
     const char *password = "demo";
 
     void note() { cv.notify_all(); }
@@ -122,10 +147,24 @@ struct User : UAppWebsocketClient, UAppWebsocketAuthenticator {
         return cv.wait_for(g, limit, done);
     }
 
-    void AppWebsocketClientConnectComplete(IAppWebsocketClient *) override {
+    void AppWebsocketClientConnectComplete(IAppWebsocketClient *c) override {
+        {
+            std::lock_guard<std::mutex> g(m);
+            connected++;
+            note();
+        }
+        if (!reconnect_uri.empty()) {
+            std::string uri;
+            uri.swap(reconnect_uri);
+            int before = closed_now();
+            c->Connect(uri.c_str(), "demo", "demo", "", "demo", "00000000000000000000000000000000", "Admin");
+            // The first connection's Closed came from inside Connect, before it returned.
+            CHECK(closed_now() == before + 1);
+        }
+    }
+    int closed_now() {
         std::lock_guard<std::mutex> g(m);
-        connected++;
-        note();
+        return closed;
     }
     void AppWebsocketClientMessage(IAppWebsocketClient *c, const char *msg, word base, const char *mt,
                                    const char *src) override {
@@ -193,10 +232,11 @@ void appws_test() {
 
         c->Close();
         CHECK(u.wait([&] { return u.closed == 1; }));
-        std::this_thread::sleep_for(100ms);
-        CHECK(u.closed == 1 && u.connected == 1);
+        CHECK(!u.wait([&] { return u.closed != 1 || u.connected != 1; }, 100ms)); // nothing more
         delete c;
     }
+    // Every client below is freed (and its thread joined) by the end of its block.
+    const int threads = thread_count();
     {
         // Manual flow control: the second message waits for MessageComplete.
         User u;
@@ -211,11 +251,12 @@ void appws_test() {
         CHECK(u.wait([&] { return u.messages.size() == 2; }));
         CHECK(u.messages.size() == 2 && u.messages[1].rfind("B2 b ", 0) == 0);
         c->MessageComplete();
-        // Deleting the client inside Closed.
+        // Deleting the client inside Closed: released once the callback returns, deterministically.
         u.delete_on_close = true;
         c->Close();
         CHECK(u.wait([&] { return u.closed == 1; }));
-        std::this_thread::sleep_for(300ms); // the release thread finishes
+        FinishReleases();
+        CHECK(thread_count() == threads);
     }
     {
         // A wrong password: Closed once, no ConnectComplete; the client may be reused.
@@ -231,8 +272,43 @@ void appws_test() {
         c->Connect(uri.c_str(), "demo", &u);
         CHECK(u.wait([&] { return u.connected == 1; }));
         delete c; // no Closed after deletion
-        std::this_thread::sleep_for(100ms);
-        CHECK(u.closed == 1);
+        CHECK(!u.wait([&] { return u.closed != 1; }, 100ms));
+        CHECK(thread_count() == threads);
+    }
+    {
+        // Connect while connected: the first connection's Closed comes from inside Connect,
+        // before the second connection starts; each Connect gets exactly one Closed.
+        User u;
+        IAppWebsocketClient *c = IAppWebsocketClient::Create(nullptr, &u, nullptr, nullptr, nullptr, nullptr);
+        c->Connect(uri.c_str(), "demo", "demo", "", "demo", guid, "Admin");
+        CHECK(u.wait([&] { return u.connected == 1; }));
+        c->Connect(uri.c_str(), "demo", "demo", "", "demo", guid, "Admin");
+        CHECK(u.closed_now() == 1);
+        CHECK(u.wait([&] { return u.connected == 2; }));
+        c->MessageSend("{\"mt\":\"Again\",\"src\":\"s2\"}");
+        CHECK(u.wait([&] { return u.messages.size() == 1; }));
+        CHECK(!u.messages.empty() && u.messages[0].rfind("AgainResult s2 ", 0) == 0);
+        c->Close();
+        CHECK(u.wait([&] { return u.closed == 2; }));
+        CHECK(!u.wait([&] { return u.closed != 2 || u.connected != 2; }, 100ms));
+
+        // The same from the client's own thread: Connect inside ConnectComplete.
+        u.reconnect_uri = uri;
+        c->Connect(uri.c_str(), "demo", "demo", "", "demo", guid, "Admin");
+        CHECK(u.wait([&] { return u.connected == 4; }));
+        CHECK(u.closed_now() == 3);
+        c->Close();
+        CHECK(u.wait([&] { return u.closed == 4; }));
+
+        // Deleting the client inside the Closed that Connect delivers: nothing starts.
+        c->Connect(uri.c_str(), "demo", "demo", "", "demo", guid, "Admin");
+        CHECK(u.wait([&] { return u.connected == 5; }));
+        u.delete_on_close = true;
+        c->Connect(uri.c_str(), "demo", "demo", "", "demo", guid, "Admin");
+        CHECK(u.closed_now() == 5);
+        CHECK(!u.wait([&] { return u.connected != 5 || u.closed != 5; }, 300ms));
+        FinishReleases();
+        CHECK(thread_count() == threads);
     }
     {
         // An authenticator with the wrong password fails like a password login.

@@ -174,10 +174,28 @@ async def barracuda_close(s):
         pong = await ws.ping(b"")
         await asyncio.wait_for(pong, TIMEOUT)
         assert await recv(ws) == "ping:"
+        # Empty frames reach the frame callback as a non-NULL "" (PROTOCOLS.md 6.1).
+        await ws.send("")
+        assert await recv(ws) == ""
+        await s.expect(r"empty-frame text=1")
+        await ws.send(b"")
+        assert await recv(ws) == b""
+        await s.expect(r"empty-frame text=0")
         # Host close: the client sees 4000; the close callback must not run.
         await ws.send("/close 4000")
         await expect_close(ws, 4000)
     await s.expect(r"host-close")
+    # close(0) and close(1005) go out as 1000 (PROTOCOLS.md 6.2: <= 0 and codes not allowed on
+    # the wire); still no close callback.
+    for status in (0, 1005):
+        async with connect(s) as ws:
+            await ws.send(f"/close {status}")
+            await expect_close(ws, 1000)
+        await s.expect(r"host-close")
+    # A connection the upgrade hook does not claim is closed with 1008.
+    async with connect(s, "/refuse") as ws:
+        await expect_close(ws, 1008, "not accepted")
+    await s.expect(r"not claimed")
     async with connect(s) as ws:
         # Deleting the object inside the frame callback closes with 1000, no callback.
         await ws.send("/delete")
@@ -185,9 +203,9 @@ async def barracuda_close(s):
     await s.expect(r"deleted")
     # Give a wrongly delivered close callback time to show up in the report.
     await asyncio.sleep(0.3)
-    # The host-closed object stays alive (the host owns it now) and got no close callback.
+    # The host-closed objects stay alive (the host owns them now) and got no close callback.
     got = await report()
-    assert got == "report closes=0 live=2", got
+    assert got == "report closes=0 live=4", got
 
     ws = await connect(s)
     await ws.close(4001)
@@ -203,12 +221,12 @@ async def barracuda_close(s):
     ws.transport.abort()
     await s.expect(r"close-cb -1")
     got = await report()
-    assert got == "report closes=3 live=2", got
+    assert got == "report closes=3 live=4", got
     # One connection left open for the exit path (the object outlives the dispatcher).
     await connect(s)
     await asyncio.sleep(0.1)
     got = await report()
-    assert got == "report closes=3 live=3", got
+    assert got == "report closes=3 live=5", got
 
 
 SCENARIOS = {

@@ -1,5 +1,7 @@
 // The second translation unit of hpp_test: it includes every C++ header again, so a missing
 // `inline` in them fails the link with a duplicate symbol.
+#include "compat/achex_client.hpp"
+#include "compat/appwebsocket_client.hpp"
 #include "compat/barracuda_wss.hpp"
 #include "hpp_test.hpp"
 #include "wsbroker.hpp"
@@ -23,4 +25,16 @@ std::string describe(const wsb::Event &ev) {
         return "close " + std::to_string(ev.close_status) + (ev.closed_by_host ? " host " : " peer ") + std::string(ev.data);
     }
     return "unknown";
+}
+
+int compat_second_tu() {
+    IAppWebsocketClient *c = IAppWebsocketClient::Create(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
+    char out[8] = "x";
+    c->Hash("seed", "data", out, sizeof out); // not connected: ""
+    delete c;
+    FinishReleases();
+    WS_Client_Connection refused(1, "127.0.0.1", 2000);
+    int retval = 0;
+    (void)refused.ws_incomming_data(0, retval);
+    return out[0] == '\0' ? retval : 1;
 }

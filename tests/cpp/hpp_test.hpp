@@ -10,5 +10,8 @@
 wsb::ServerConfig test_config();
 // One line per event, as the driver expects it ("open /path", "text 5", "close 1000 peer bye").
 std::string describe(const wsb::Event &ev);
+// Uses the achex and appwebsocket shims from the second translation unit: negative (a refused
+// connection's retval) when they work.
+int compat_second_tu();
 
 #endif

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs into a temporary prefix with packaging/install.sh, then builds examples-c/echo_server.c
-# (and a C++ program) against the installed tree only: with pkg-config (shared and static) and
-# with CMake (wsbroker::wsbroker, wsbroker::static). Each program then runs briefly: an echo
-# through a real WebSocket client. Ends with "N passed, M failed"; exits 1 if anything failed.
+# Installs into a temporary prefix with `make install PREFIX=...` (the documented command), then
+# builds examples-c/echo_server.c (and a C++ program) against the installed tree only: with
+# pkg-config (wsbroker: shared; wsbroker-static: the archive) and with CMake (wsbroker::wsbroker,
+# wsbroker::static). Static binaries must not need libwsbroker.so (ldd). Each program then runs
+# briefly: an echo through a real WebSocket client. A staged install (DESTDIR) is checked too.
+# Ends with "N passed, M failed"; exits 1 if anything failed.
 #
-# Environment: WSB_LIBDIR (default target/release), PY (default .venv/bin/python), CC, CXX.
+# Environment: WSB_LIBDIR (default target/release), PY (default .venv/bin/python), CC, CXX, MAKE.
 # Needs pkg-config and cmake. Run from anywhere.
 set -uo pipefail
 
@@ -14,6 +16,7 @@ LIBDIR=${WSB_LIBDIR:-target/release}
 PY=${PY:-.venv/bin/python}
 CC=${CC:-gcc}
 CXX=${CXX:-g++}
+MAKE=${MAKE:-make}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 PREFIX=$TMP/prefix
@@ -43,8 +46,18 @@ for tool in pkg-config cmake; do
 done
 ((failed)) && finish
 
-run "install" sh packaging/install.sh --prefix "$PREFIX" --destdir "" --build "$LIBDIR"
+# DESTDIR and MAKEFLAGS from an enclosing make must not leak into the installs below.
+run "make install PREFIX=..." env -u DESTDIR -u MAKEFLAGS -u MAKELEVEL "$MAKE" --no-print-directory -C "$REPO" \
+    install PREFIX="$PREFIX" LIBDIR="$LIBDIR"
 ((failed)) && finish
+
+# A staged install: files under DESTDIR, paths in the pkg-config files without it.
+STAGE=$TMP/stage
+run "make install DESTDIR=... stages under DESTDIR" bash -c "env -u MAKEFLAGS -u MAKELEVEL '$MAKE' --no-print-directory -C '$REPO' \
+    install PREFIX=/opt/wsb DESTDIR='$STAGE' LIBDIR='$LIBDIR' >/dev/null \
+    && test -f '$STAGE/opt/wsb/lib/libwsbroker.a' && test -f '$STAGE/opt/wsb/include/wsbroker/compat/barracuda_wss.hpp' \
+    && grep -qx 'prefix=/opt/wsb' '$STAGE/opt/wsb/lib/pkgconfig/wsbroker.pc' \
+    && grep -qx 'prefix=/opt/wsb' '$STAGE/opt/wsb/lib/pkgconfig/wsbroker-static.pc' && test ! -e /opt/wsb/lib/libwsbroker.a"
 
 # The sources are copied out so nothing from the repository's include/ can leak in.
 SRC=$TMP/src
@@ -56,14 +69,20 @@ run "pkg-config --modversion" bash -c '[[ $(pkg-config --modversion wsbroker) ==
 run "pkg-config shared build" bash -c "$CC -std=c11 -Wall -Wextra -Werror '$SRC/echo_server.c' -o '$TMP/out/echo_pc' \
     \$(pkg-config --cflags --libs wsbroker) -Wl,-rpath,\$(pkg-config --variable=libdir wsbroker)"
 run "pkg-config shared binary uses the installed library" bash -c "ldd '$TMP/out/echo_pc' | grep -q '$PREFIX/lib/libwsbroker.so'"
-run "pkg-config static build" bash -c "$CC -std=c11 -Wall -Wextra -Werror \$(pkg-config --cflags wsbroker) '$SRC/echo_server.c' \
-    -o '$TMP/out/echo_pc_static' \$(pkg-config --variable=libdir wsbroker)/libwsbroker.a \$(pkg-config --static --libs-only-l wsbroker | sed 's/-lwsbroker//')"
+# The documented static recipe, exactly: the shared library sits next to the archive.
+run "pkg-config static build (wsbroker-static)" bash -c "$CC -std=c11 -Wall -Wextra -Werror '$SRC/echo_server.c' \
+    -o '$TMP/out/echo_pc_static' \$(pkg-config --cflags --libs wsbroker-static)"
+run "pkg-config static binary does not need libwsbroker.so" bash -c "ldd '$TMP/out/echo_pc_static' && ! ldd '$TMP/out/echo_pc_static' | grep -q libwsbroker"
+run "pkg-config C++ static build (wsbroker-static)" bash -c "$CXX -std=c++17 -Wall -Wextra -Werror '$REPO/tests/packaging/consumer/hello.cpp' \
+    -o '$TMP/out/hello_pc_static' \$(pkg-config --cflags --libs wsbroker-static) && ! ldd '$TMP/out/hello_pc_static' | grep -q libwsbroker"
 run "pkg-config C++ build" bash -c "$CXX -std=c++17 -Wall -Wextra -Werror '$REPO/tests/packaging/consumer/hello.cpp' -o '$TMP/out/hello_pc' \
     \$(pkg-config --cflags --libs wsbroker) -Wl,-rpath,\$(pkg-config --variable=libdir wsbroker)"
 
 run "cmake configure" cmake -S tests/packaging/consumer -B "$TMP/cmake" -DCMAKE_PREFIX_PATH="$PREFIX" \
     -DWSB_EXAMPLES_DIR="$SRC" -DCMAKE_C_COMPILER="$CC" -DCMAKE_CXX_COMPILER="$CXX" -DCMAKE_BUILD_TYPE=Release
 run "cmake build" cmake --build "$TMP/cmake"
+run "cmake wsbroker::static binary does not need libwsbroker.so" bash -c "ldd '$TMP/cmake/echo_static' && ! ldd '$TMP/cmake/echo_static' | grep -q libwsbroker"
+run "cmake wsbroker::wsbroker binary uses the installed library" bash -c "ldd '$TMP/cmake/echo_shared' | grep -q '$PREFIX/lib/libwsbroker.so'"
 # find_version REQUEST: configures a project that only calls find_package(wsbroker REQUEST).
 find_version() {
     local dir
@@ -84,6 +103,7 @@ for bin in echo_shared echo_static; do
     run "run cmake $bin" "$PY" tests/packaging/echo_check.py "$TMP/cmake/$bin"
 done
 run "run hello_pc" "$TMP/out/hello_pc"
+run "run hello_pc_static" "$TMP/out/hello_pc_static"
 run "run cmake hello_cpp" "$TMP/cmake/hello_cpp"
 
 finish

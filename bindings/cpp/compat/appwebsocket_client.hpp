@@ -10,6 +10,9 @@
 // data, out, outLen); Close(); and the four UAppWebsocketClient callbacks.
 // AppWebsocketClientClosed comes exactly once per Connect (after Close(), a remote close, a
 // dropped or failed connection, or a failed login), and the client may be deleted inside it.
+// Connect while a connection is live ends that one first: it is closed (1000) and its Closed
+// is delivered from inside Connect, before the new connection starts (a client deleted in that
+// Closed starts nothing). Deleting the client ends its connection without a Closed.
 //
 // What changes:
 //   * The platform objects (IIoMux, ISocketProvider, IDns, IInstanceLog) are accepted and
@@ -23,8 +26,10 @@
 //     sessionKey) — the session key travels in clear (§7 open point 10).
 //   * Encrypt/Decrypt/Hash need one more output byte than the vendor's 2x, 1/2 and 64, for the
 //     NUL (§5.2); a buffer that is too small gets "".
-//   * A client deleted inside one of its own callbacks is released on a short-lived thread
-//     (wsbroker cannot stop a client from its own thread).
+//   * A client deleted inside one of its own callbacks (or reconnected there) is released by
+//     one shared release thread once the callback has returned (wsbroker cannot stop a client
+//     from its own thread). FinishReleases() waits for those releases; it also runs at exit,
+//     and that thread is joined then.
 //
 // Names are declared in wsb::compat::innovaphone and, unless WSB_INNOVAPHONE_NO_GLOBAL is
 // defined, brought into the global namespace.
@@ -34,7 +39,10 @@
 #include "wsbroker.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -106,16 +114,89 @@ struct Link {
     wsb_appws_client *client = nullptr;
     // The thread running one of this link's callbacks, if any.
     std::atomic<std::thread::id> callback_thread{};
+    // Set by whoever delivers (or gives up) this connection's Closed: exactly once.
+    std::atomic<bool> closed{false};
+};
+
+// Frees the clients that cannot be freed where they were let go of (inside their own
+// callback): one worker thread, started on demand, that ends when nothing is left and is
+// joined by the next release, by wait() or at exit.
+class Releaser {
+  public:
+    static Releaser &instance() {
+        static Releaser r;
+        return r;
+    }
+
+    void release(wsb_appws_client *c) {
+        std::lock_guard<std::mutex> g(m_);
+        queue_.push_back(c);
+        if (!running_) {
+            // The previous worker has left its loop (running_ false); collect it.
+            if (worker_.joinable()) {
+                worker_.join();
+            }
+            running_ = true;
+            worker_ = std::thread([this] { run(); });
+        }
+    }
+
+    // Waits until every queued client has been freed and the worker has ended.
+    void wait() {
+        std::thread done;
+        {
+            std::unique_lock<std::mutex> g(m_);
+            idle_.wait(g, [this] { return !running_; });
+            done.swap(worker_);
+        }
+        if (done.joinable()) {
+            done.join();
+        }
+    }
+
+    ~Releaser() { wait(); }
+
+  private:
+    Releaser() = default;
+
+    void run() {
+        std::unique_lock<std::mutex> g(m_);
+        while (!queue_.empty()) {
+            wsb_appws_client *c = queue_.front();
+            queue_.pop_front();
+            g.unlock();
+            // Waits for the callback that let go of it to return.
+            (void)wsb_appws_client_free(c);
+            g.lock();
+        }
+        running_ = false;
+        idle_.notify_all();
+    }
+
+    std::mutex m_;
+    std::condition_variable idle_;
+    std::deque<wsb_appws_client *> queue_;
+    std::thread worker_;
+    bool running_ = false;
 };
 
 } // namespace detail
+
+// Blocks until every client deleted (or reconnected) inside its own callback has been freed:
+// its connection closed, its thread joined. Never call it from a client callback.
+inline void FinishReleases() { detail::Releaser::instance().wait(); }
 
 class AppWebsocketClient final : public IAppWebsocketClient {
   public:
     explicit AppWebsocketClient(UAppWebsocketClient *user) : user_(user) {}
     AppWebsocketClient(const AppWebsocketClient &) = delete;
     AppWebsocketClient &operator=(const AppWebsocketClient &) = delete;
-    ~AppWebsocketClient() override { release(); }
+    ~AppWebsocketClient() override {
+        if (deleted_ != nullptr) {
+            *deleted_ = true;
+        }
+        (void)end(false);
+    }
 
     void Connect(const char *uri, const char *pwd, const char *app, const char *domain, const char *sip,
                  const char *guid, const char *dn) override {
@@ -193,25 +274,49 @@ class AppWebsocketClient final : public IAppWebsocketClient {
 
     wsb_appws_client *current() const { return link_ != nullptr ? link_->client : nullptr; }
 
-    // Frees the current connection's client. From inside its own callback the library cannot
-    // stop it, so a short-lived thread does, once the callback has returned.
-    void release() {
+    // Lets go of the current connection: no further callback of it reaches the user, and its
+    // client is freed (by the releaser when called from one of its own callbacks, where the
+    // library cannot free it). Returns true when its Closed is still owed and `closed_owed`
+    // asked for it; the caller then delivers it.
+    bool end(bool closed_owed) {
         detail::Link *l = link_;
         link_ = nullptr;
         if (l == nullptr) {
-            return;
+            return false;
         }
         l->owner = nullptr;
+        // Claims the Closed against a callback delivering it right now (only one side wins).
+        bool owed = !l->closed.exchange(true) && closed_owed;
         wsb_appws_client *c = l->client;
         if (l->callback_thread.load() == std::this_thread::get_id()) {
-            std::thread([c] { (void)wsb_appws_client_free(c); }).detach();
+            detail::Releaser::instance().release(c);
         } else {
+            // Returns once a callback in progress has finished; `l` is deleted by then.
             (void)wsb_appws_client_free(c);
         }
+        return owed;
     }
 
     void start(wsb_appws_client_config *cfg, UAppWebsocketAuthenticator *authenticator) {
-        release();
+        // Each Connect is owed one Closed: the live connection's comes now, before the next one
+        // starts. The user may delete this client in it (then nothing starts) or Connect again
+        // (that connection is then ended the same way).
+        while (link_ != nullptr) {
+            if (end(true) && user_ != nullptr) {
+                bool deleted = false;
+                bool *outer = deleted_;
+                deleted_ = &deleted;
+                user_->AppWebsocketClientClosed(this);
+                if (deleted) {
+                    if (outer != nullptr) {
+                        *outer = true;
+                    }
+                    wsb_appws_client_config_free(cfg);
+                    return;
+                }
+                deleted_ = outer;
+            }
+        }
         auto *l = new detail::Link(this, user_, authenticator);
         wsb_result r = WSB_RESULT_INVALID_ARGUMENT;
         if (cfg != nullptr && wsb_appws_client_config_set_manual_complete(cfg, true) == WSB_RESULT_OK &&
@@ -258,8 +363,11 @@ class AppWebsocketClient final : public IAppWebsocketClient {
             }
             break;
         case WSB_APPWS_CLIENT_EVENT_TYPE_CLOSED:
-            // The last use of self: the callback may delete it.
-            l->user->AppWebsocketClientClosed(self);
+            // The last use of self: the callback may delete it. Skipped when a Connect from
+            // another thread has just claimed this Closed (it delivers it itself).
+            if (!l->closed.exchange(true)) {
+                l->user->AppWebsocketClientClosed(self);
+            }
             break;
         default:
             break;
@@ -270,6 +378,8 @@ class AppWebsocketClient final : public IAppWebsocketClient {
 
     UAppWebsocketClient *user_;
     detail::Link *link_ = nullptr;
+    // Set while Connect delivers a Closed: tells it whether the user deleted this client there.
+    bool *deleted_ = nullptr;
 };
 
 inline IAppWebsocketClient *IAppWebsocketClient::Create(IIoMux *iomux, UAppWebsocketClient *user,
@@ -289,6 +399,7 @@ inline IAppWebsocketClient *IAppWebsocketClient::Create(IIoMux *iomux, UAppWebso
 } // namespace wsb
 
 #if !defined(WSB_INNOVAPHONE_NO_GLOBAL)
+using wsb::compat::innovaphone::FinishReleases;
 using wsb::compat::innovaphone::IAppWebsocketClient;
 using wsb::compat::innovaphone::IDns;
 using wsb::compat::innovaphone::IInstanceLog;

@@ -238,7 +238,7 @@ namespace Wsbroker
                 }
             }
             Library.Check(r, "wsb_appws_client_new");
-            _handle = handle;
+            _handle = ExitRelease.Track(handle);
         }
 
         internal static int LiveRegistrations { get { return Registrations<AppWebsocketClient>.Live; } }
@@ -626,7 +626,7 @@ namespace Wsbroker
                 }
             }
             Library.Check(r, "wsb_appws_service_new");
-            _handle = handle;
+            _handle = ExitRelease.Track(handle);
         }
 
         internal static int LiveRegistrations { get { return Registrations<AppService>.Live; } }

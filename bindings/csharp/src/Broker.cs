@@ -133,7 +133,7 @@ namespace Wsbroker
                 r = NativeMethods.wsb_broker_new(cfg, s_onEvent, userdata, Registrations<Broker>.Free, out handle);
             }
             Library.Check(r, "wsb_broker_new");
-            _handle = handle;
+            _handle = ExitRelease.Track(handle);
         }
 
         /// <summary>Registrations (event dispatchers and auth handlers) the library still holds.</summary>

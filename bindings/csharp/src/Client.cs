@@ -231,7 +231,7 @@ namespace Wsbroker
                 }
             }
             Library.Check(r, "wsb_client_new");
-            _handle = handle;
+            _handle = ExitRelease.Track(handle);
         }
 
         /// <summary>Registrations the library still holds (for tests of userdata_free).</summary>

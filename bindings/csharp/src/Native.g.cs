@@ -229,6 +229,7 @@ namespace Wsbroker
     internal delegate void AppwsServiceEventCb(IntPtr userdata, IntPtr service, IntPtr @event);
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    [return: MarshalAs(UnmanagedType.I1)]
     internal delegate bool AuthCb(IntPtr userdata, IntPtr name, IntPtr password, IntPtr reason, UIntPtr reason_len);
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]

@@ -5,6 +5,8 @@
 // C# 7 at most (it must build with mono's mcs as well as with dotnet).
 using System;
 using System.Collections.Generic;
+using System.Linq;
+using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -305,6 +307,58 @@ namespace Wsbroker
         }
     }
 
+    /// <summary>Frees, when the process exits, the native objects nobody disposed. Without it mono
+    /// hangs at exit: it waits for every thread that ever ran managed code, which includes each
+    /// library thread that delivered a callback, and such a thread ends only when its object is
+    /// freed (finalizers run after that wait). Held weakly, so finalizers still free objects that
+    /// become unreachable earlier.</summary>
+    internal static class ExitRelease
+    {
+        static readonly List<WeakReference<SafeHandle>> s_open = new List<WeakReference<SafeHandle>>();
+        static int s_pruneAt = 16;
+        static bool s_hooked;
+
+        /// <summary>Returns <paramref name="handle"/>, now released at exit if still open.</summary>
+        public static T Track<T>(T handle) where T : SafeHandle
+        {
+            lock (s_open)
+            {
+                if (!s_hooked)
+                {
+                    AppDomain.CurrentDomain.ProcessExit += (sender, e) => ReleaseAll();
+                    s_hooked = true;
+                }
+                if (s_open.Count >= s_pruneAt)
+                {
+                    s_open.RemoveAll(w => Open(w) == null);
+                    s_pruneAt = Math.Max(16, s_open.Count * 2);
+                }
+                s_open.Add(new WeakReference<SafeHandle>(handle));
+            }
+            return handle;
+        }
+
+        static SafeHandle Open(WeakReference<SafeHandle> w)
+        {
+            SafeHandle h;
+            return w.TryGetTarget(out h) && !h.IsClosed ? h : null;
+        }
+
+        static void ReleaseAll()
+        {
+            List<SafeHandle> open;
+            lock (s_open)
+            {
+                open = s_open.Select(Open).Where(h => h != null).ToList();
+                s_open.Clear();
+            }
+            foreach (SafeHandle h in open)
+            {
+                h.Dispose();
+            }
+        }
+    }
+
     /// <summary>The GCHandles one owner type (Server, Client, ...) gives the library as callback
     /// userdata, counted so tests can check that userdata_free releases every one.</summary>
     internal static class Registrations<TOwner>
@@ -359,10 +413,29 @@ namespace Wsbroker
 
         /// <summary>The event callback of every owner type (each owner's static <c>cb</c> delegate
         /// wraps this).</summary>
+        /// <remarks>The owner is touched only inside <see cref="Deliver"/>, and <see cref="Scrub"/> then
+        /// overwrites the argument and return registers: mono (hybrid suspend, its default) keeps the
+        /// registers a library thread had when it left managed code and scans them conservatively
+        /// until that thread comes back, so an owner left in one would never be collected and its
+        /// finalizer would never free the native object.</remarks>
         public static void OnEvent(IntPtr userdata, IntPtr handle, IntPtr ev)
         {
-            EventSink<TOwner> sink = null;
             PendingErrors.Enter();
+            try
+            {
+                Deliver(userdata, ev);
+            }
+            finally
+            {
+                PendingErrors.Leave();
+            }
+            Scrub(null, null, null, null, null, null);
+        }
+
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        static void Deliver(IntPtr userdata, IntPtr ev)
+        {
+            EventSink<TOwner> sink = null;
             try
             {
                 sink = (EventSink<TOwner>)GCHandle.FromIntPtr(userdata).Target;
@@ -379,10 +452,12 @@ namespace Wsbroker
                     sink._pending.Add(e);
                 }
             }
-            finally
-            {
-                PendingErrors.Leave();
-            }
+        }
+
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        static object Scrub(object a, object b, object c, object d, object e, object f)
+        {
+            return null;
         }
     }
 
@@ -579,7 +654,7 @@ namespace Wsbroker
                 }
             }
             Library.Check(r, "wsb_server_new");
-            _handle = handle;
+            _handle = ExitRelease.Track(handle);
         }
 
         /// <summary>Registrations the library still holds (for tests of userdata_free).</summary>

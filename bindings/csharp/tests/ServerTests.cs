@@ -15,8 +15,12 @@ static partial class ServerTests
 {
     const int TimeoutMs = 10000;
 
-    static int Main()
+    static int Main(string[] args)
     {
+        if (args.Length == 1 && args[0] == LeaveOpenMode)
+        {
+            return LeaveOpen();
+        }
         var tests = new List<KeyValuePair<string, Action>>
         {
             T("library version matches the header", VersionMatchesHeader),
@@ -37,6 +41,8 @@ static partial class ServerTests
         };
         tests.AddRange(ClientTestList());
         tests.AddRange(AppwsBrokerTestList());
+        tests.AddRange(NativeTestList());
+        tests.AddRange(LifetimeTestList());
         int passed = 0, failed = 0;
         foreach (var t in tests)
         {

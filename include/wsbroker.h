@@ -987,10 +987,11 @@ wsb_result wsb_appws_hash(const char *session_key, const char *seed, const char 
 struct wsb_appws_client_config *wsb_appws_client_config_new(const char *url, const char *app, const char *password);
 
 /**
- * Frees a configuration; NULL is a no-op. A client keeps its own copy.
+ * Frees a configuration; NULL is a no-op, and so is a pointer already freed
+ * or unknown (`wsb_last_error` then says so). A client keeps its own copy.
  *
  * # Safety
- * `cfg` must be NULL or a pointer from `wsb_appws_client_config_new`, freed once.
+ * `cfg` must be NULL or a pointer from `wsb_appws_client_config_new`.
  */
 void wsb_appws_client_config_free(struct wsb_appws_client_config *cfg);
 
@@ -1072,7 +1073,8 @@ wsb_result wsb_appws_client_config_set_insecure(struct wsb_appws_client_config *
  * Returns `WSB_RESULT_INVALID_ARGUMENT` for a bad URL, an unreadable CA
  * file or `info` that is not JSON (`wsb_last_error` says which). Connection
  * failures come later, as a CLOSED event with `error` set. On success the
- * caller owns `*out` and must call `wsb_appws_client_free` once.
+ * caller owns `*out` and must call `wsb_appws_client_free` once. A freed or
+ * unknown `cfg` gives `WSB_RESULT_NOT_FOUND`.
  *
  * # Safety
  * `cfg` must be a valid configuration; `out` a valid pointer; `cb` and
@@ -1236,10 +1238,11 @@ wsb_result wsb_appws_client_last_error(const struct wsb_appws_client *client, ch
 struct wsb_appws_service_config *wsb_appws_service_config_new(void);
 
 /**
- * Frees a configuration; NULL is a no-op. A service keeps its own copy.
+ * Frees a configuration; NULL is a no-op, and so is a pointer already freed
+ * or unknown (`wsb_last_error` then says so). A service keeps its own copy.
  *
  * # Safety
- * `cfg` must be NULL or a pointer from `wsb_appws_service_config_new`, freed once.
+ * `cfg` must be NULL or a pointer from `wsb_appws_service_config_new`.
  */
 void wsb_appws_service_config_free(struct wsb_appws_service_config *cfg);
 
@@ -1308,6 +1311,7 @@ wsb_result wsb_appws_service_config_set_max_message_size(struct wsb_appws_servic
  * freed, or before this function returns if it fails. Returns
  * `WSB_RESULT_ADDR_IN_USE` or `WSB_RESULT_IO` when it cannot listen. On
  * success the caller owns `*out` and must call `wsb_appws_service_free` once.
+ * A freed or unknown `cfg` gives `WSB_RESULT_NOT_FOUND`.
  *
  * # Safety
  * `cfg` must be a valid configuration; `out` a valid pointer; `cb` and
@@ -1427,11 +1431,12 @@ wsb_result wsb_appws_service_last_error(const struct wsb_appws_service *service,
 struct wsb_broker_config *wsb_broker_config_new(void);
 
 /**
- * Frees a broker configuration; NULL is a no-op. A broker keeps its own copy
- * (the auth callback's `userdata_free` runs when the last of them goes).
+ * Frees a broker configuration; NULL is a no-op, and so is a pointer already
+ * freed or unknown (`wsb_last_error` then says so). A broker keeps its own
+ * copy (the auth callback's `userdata_free` runs when the last of them goes).
  *
  * # Safety
- * `cfg` must be NULL or a pointer from `wsb_broker_config_new`, freed once.
+ * `cfg` must be NULL or a pointer from `wsb_broker_config_new`.
  */
 void wsb_broker_config_free(struct wsb_broker_config *cfg);
 
@@ -1490,8 +1495,9 @@ wsb_result wsb_broker_config_add_credentials(struct wsb_broker_config *cfg, cons
 /**
  * Lets the host decide every user login (see `wsb_auth_cb`); takes
  * precedence over a credentials table. `userdata_free` (may be NULL) runs
- * once when neither this configuration nor a broker made from it needs the
- * callback any more.
+ * exactly once: when neither this configuration nor a broker made from it
+ * needs the callback any more, or before this function returns when `cb`
+ * is NULL or the call fails.
  *
  * # Safety
  * `cfg` must be valid; `cb` a valid function or NULL (NULL restores open mode).
@@ -1505,7 +1511,8 @@ wsb_result wsb_broker_config_set_auth_callback(struct wsb_broker_config *cfg, ws
  * once with `userdata` when the broker is freed, or before this function
  * returns if it fails. On success the caller owns `*out` and must call
  * `wsb_broker_free` once. `WSB_RESULT_ADDR_IN_USE` and `WSB_RESULT_IO` tell
- * why a listener could not bind (`wsb_last_error` says which).
+ * why a listener could not bind (`wsb_last_error` says which); a freed or
+ * unknown `cfg` gives `WSB_RESULT_NOT_FOUND`.
  *
  * # Safety
  * `cfg` must be NULL (defaults) or valid; `out` a valid pointer; `cb` and
@@ -1747,10 +1754,12 @@ wsb_result wsb_broker_webtalk_retrieve(struct wsb_broker *broker, const char *ke
 struct wsb_client_config *wsb_client_config_new(const char *url);
 
 /**
- * Frees a client configuration; NULL is a no-op. A client keeps its own copy.
+ * Frees a client configuration; NULL is a no-op, and so is a pointer already
+ * freed or unknown (`wsb_last_error` then says so). A client keeps its own
+ * copy.
  *
  * # Safety
- * `cfg` must be NULL or a pointer from `wsb_client_config_new`, freed once.
+ * `cfg` must be NULL or a pointer from `wsb_client_config_new`.
  */
 void wsb_client_config_free(struct wsb_client_config *cfg);
 
@@ -1883,7 +1892,8 @@ wsb_result wsb_client_config_set_ping_interval_ms(struct wsb_client_config *cfg,
  * Returns `WSB_RESULT_INVALID_ARGUMENT` for a bad URL or an unreadable CA or
  * certificate file (`wsb_last_error` says which and why). Connection failures
  * come later, as an ERROR event. On success the caller owns `*out` and must
- * call `wsb_client_free` once.
+ * call `wsb_client_free` once. A freed or unknown `cfg` gives
+ * `WSB_RESULT_NOT_FOUND`.
  *
  * # Safety
  * `cfg` must be a valid configuration; `out` a valid pointer; `cb` and
@@ -2003,11 +2013,12 @@ const char *wsb_result_str(uint32_t r);
 struct wsb_server_config *wsb_server_config_new(void);
 
 /**
- * Frees a configuration. `wsb_server_config_free(NULL)` is a no-op. A server
+ * Frees a configuration. `wsb_server_config_free(NULL)` is a no-op; so is a
+ * pointer already freed or unknown (`wsb_last_error` then says so). A server
  * created from it keeps its own copy.
  *
  * # Safety
- * `cfg` must be NULL or a pointer from `wsb_server_config_new`, freed once.
+ * `cfg` must be NULL or a pointer from `wsb_server_config_new`.
  */
 void wsb_server_config_free(struct wsb_server_config *cfg);
 
@@ -2161,7 +2172,8 @@ wsb_result wsb_server_config_set_event_queue_capacity(struct wsb_server_config *
  *
  * On success the caller owns `*out` and must call `wsb_server_free` once.
  * On failure `*out` is untouched and `wsb_last_error` tells why (e.g. the
- * address is in use: `WSB_RESULT_ADDR_IN_USE`).
+ * address is in use: `WSB_RESULT_ADDR_IN_USE`; a freed or unknown `cfg`:
+ * `WSB_RESULT_NOT_FOUND`).
  *
  * # Safety
  * `cfg` must be NULL or valid; `out` a valid pointer; `cb` and `userdata_free`

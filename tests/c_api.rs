@@ -1,12 +1,17 @@
 //! The C boundary's promises: results, never crashes, for misuse of every kind.
 
+mod common;
+
 use std::ffi::{c_void, CStr};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::ptr::{null, null_mut};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tungstenite::Message;
+use wsbroker::ffi::appws::*;
+use wsbroker::ffi::broker::*;
+use wsbroker::ffi::client::*;
 use wsbroker::ffi::server::*;
 use wsbroker::ffi::{wsb_last_error, wsb_result};
 
@@ -201,4 +206,189 @@ fn freeing_inside_the_callback_is_refused_and_callback_mode_cannot_poll() {
     }
     assert_eq!(PEER_STATUS.load(Ordering::SeqCst), 4321, "peer close code, not by host");
     unsafe { assert_eq!(wsb_server_free(s), wsb_result::Ok) };
+}
+
+fn poll_for(s: *mut wsb_server, ms: i32) -> Result<wsb_event, wsb_result> {
+    let mut ev: wsb_event = unsafe { std::mem::zeroed() };
+    match unsafe { wsb_server_poll(s, ms, &mut ev) } {
+        wsb_result::Ok => Ok(ev),
+        r => Err(r),
+    }
+}
+
+/// A queue-mode server with `setup` applied to its configuration.
+fn queue_server(setup: impl FnOnce(*mut wsb_server_config)) -> (*mut wsb_server, SocketAddr) {
+    let mut s = null_mut();
+    unsafe {
+        let cfg = wsb_server_config_new();
+        setup(cfg);
+        assert_eq!(wsb_server_new(cfg, None, null_mut(), None, &mut s), wsb_result::Ok);
+        wsb_server_config_free(cfg);
+    }
+    let port = unsafe { wsb_server_port(s) };
+    (s, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// The next event of `kind` (others skipped), within 10 s.
+fn next(s: *mut wsb_server, kind: wsb_event_type) -> wsb_event {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(ev) = poll_for(s, 200) {
+            if ev.kind == kind as u32 {
+                return ev;
+            }
+        }
+    }
+    panic!("no {kind:?} event");
+}
+
+#[test]
+fn freeing_a_config_twice_or_using_it_afterwards_gives_results_for_every_kind() {
+    unsafe {
+        // Server: the freed configuration is unknown to setters and to _new;
+        // a newer configuration (likely at the same address) is untouched by
+        // the stale pointer.
+        let a = wsb_server_config_new();
+        wsb_server_config_free(a);
+        wsb_server_config_free(a);
+        assert!(last_error().contains("unknown config"), "{}", last_error());
+        assert_eq!(wsb_server_config_set_threads(a, 2), wsb_result::NotFound);
+        let mut s = null_mut();
+        assert_eq!(wsb_server_new(a, None, null_mut(), None, &mut s), wsb_result::NotFound);
+        assert!(s.is_null());
+        let b = wsb_server_config_new();
+        assert_ne!(a, b);
+        wsb_server_config_free(a);
+        assert_eq!(wsb_server_config_set_max_connections(b, 7), wsb_result::Ok);
+        assert_eq!(wsb_server_new(b, None, null_mut(), None, &mut s), wsb_result::Ok);
+        assert_eq!(wsb_server_free(s), wsb_result::Ok);
+        wsb_server_config_free(b);
+
+        let a = wsb_client_config_new(c"ws://127.0.0.1:9/".as_ptr());
+        wsb_client_config_free(a);
+        wsb_client_config_free(a);
+        assert_eq!(wsb_client_config_set_insecure(a, true), wsb_result::NotFound);
+        let mut c = null_mut();
+        assert_eq!(wsb_client_new(a, None, null_mut(), None, &mut c), wsb_result::NotFound);
+        let b = wsb_client_config_new(c"ws://127.0.0.1:9/".as_ptr());
+        wsb_client_config_free(a);
+        assert_eq!(wsb_client_config_set_insecure(b, true), wsb_result::Ok);
+        wsb_client_config_free(b);
+
+        let a = wsb_appws_client_config_new(c"ws://127.0.0.1:9/".as_ptr(), c"app".as_ptr(), c"pw".as_ptr());
+        wsb_appws_client_config_free(a);
+        wsb_appws_client_config_free(a);
+        assert_eq!(wsb_appws_client_config_set_insecure(a, true), wsb_result::NotFound);
+        let mut ac = null_mut();
+        assert_eq!(
+            wsb_appws_client_new(a, None, null_mut(), None, &mut ac),
+            wsb_result::NotFound
+        );
+        let b = wsb_appws_client_config_new(c"ws://127.0.0.1:9/".as_ptr(), c"app".as_ptr(), c"pw".as_ptr());
+        wsb_appws_client_config_free(a);
+        assert_eq!(wsb_appws_client_config_set_insecure(b, true), wsb_result::Ok);
+        wsb_appws_client_config_free(b);
+
+        let a = wsb_appws_service_config_new();
+        wsb_appws_service_config_free(a);
+        wsb_appws_service_config_free(a);
+        assert_eq!(wsb_appws_service_config_set_echo(a, true), wsb_result::NotFound);
+        let mut svc = null_mut();
+        assert_eq!(
+            wsb_appws_service_new(a, None, null_mut(), None, &mut svc),
+            wsb_result::NotFound
+        );
+        let b = wsb_appws_service_config_new();
+        wsb_appws_service_config_free(a);
+        assert_eq!(wsb_appws_service_config_set_echo(b, true), wsb_result::Ok);
+        wsb_appws_service_config_free(b);
+
+        let a = wsb_broker_config_new();
+        wsb_broker_config_free(a);
+        wsb_broker_config_free(a);
+        assert_eq!(wsb_broker_config_set_achex_quiet(a, true), wsb_result::NotFound);
+        let mut br = null_mut();
+        assert_eq!(wsb_broker_new(a, None, null_mut(), None, &mut br), wsb_result::NotFound);
+        let b = wsb_broker_config_new();
+        wsb_broker_config_free(a);
+        assert_eq!(wsb_broker_config_set_achex_quiet(b, true), wsb_result::Ok);
+        wsb_broker_config_free(b);
+    }
+}
+
+#[test]
+fn a_stale_server_pointer_never_reaches_a_newer_server() {
+    let (a, _) = queue_server(|_| {});
+    assert_eq!(unsafe { wsb_server_free(a) }, wsb_result::Ok);
+    // New servers are the same size as the freed one, so the allocator
+    // hands its memory out again; the stale pointer must still name nothing.
+    for _ in 0..20 {
+        let (b, addr) = queue_server(|_| {});
+        assert_ne!(a, b, "a freed server's pointer was handed out again");
+        unsafe {
+            assert_eq!(wsb_server_free(a), wsb_result::NotFound);
+            assert_eq!(wsb_server_write(a, 1, b"x".as_ptr(), 1, true), wsb_result::NotFound);
+        }
+        // b still serves.
+        let mut ws = common::connect(addr);
+        let open = next(b, wsb_event_type::Open);
+        unsafe {
+            assert_eq!(
+                wsb_server_write(b, open.conn, b"alive".as_ptr(), 5, true),
+                wsb_result::Ok
+            );
+        }
+        assert_eq!(common::recv_text(&mut ws), "alive");
+        // Gone first, so that free need not wait for its closing handshake.
+        drop(ws);
+        assert_eq!(unsafe { wsb_server_free(b) }, wsb_result::Ok);
+    }
+}
+
+/// What a queue-mode server's `userdata_free` frees: another queue-mode
+/// server and a queue-mode client.
+struct Others {
+    server: usize,
+    client: usize,
+    done: std::sync::mpsc::Sender<(wsb_result, wsb_result)>,
+}
+
+unsafe extern "C" fn free_others(ud: *mut c_void) {
+    let o = Box::from_raw(ud as *mut Others);
+    let r = (
+        wsb_server_free(o.server as *mut wsb_server),
+        wsb_client_free(o.client as *mut wsb_client),
+    );
+    let _ = o.done.send(r);
+}
+
+#[test]
+fn a_userdata_free_that_frees_other_queue_mode_objects_does_not_deadlock() {
+    let (other, _) = queue_server(|_| {});
+    let mut client = null_mut();
+    unsafe {
+        let cfg = wsb_client_config_new(c"ws://127.0.0.1:9/".as_ptr());
+        assert_eq!(wsb_client_new(cfg, None, null_mut(), None, &mut client), wsb_result::Ok);
+        wsb_client_config_free(cfg);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ud = Box::into_raw(Box::new(Others {
+        server: other as usize,
+        client: client as usize,
+        done: tx,
+    }));
+    let mut s = null_mut();
+    unsafe {
+        assert_eq!(
+            wsb_server_new(null(), None, ud as *mut c_void, Some(free_others), &mut s),
+            wsb_result::Ok
+        );
+    }
+    let s = s as usize;
+    let freeing = std::thread::spawn(move || unsafe { wsb_server_free(s as *mut wsb_server) });
+    let freed = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("userdata_free did not finish: wsb_server_free deadlocked");
+    assert_eq!(freed, (wsb_result::Ok, wsb_result::Ok));
+    assert_eq!(freeing.join().unwrap(), wsb_result::Ok);
 }

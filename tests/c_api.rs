@@ -3,6 +3,7 @@
 mod common;
 
 use std::ffi::{c_void, CStr};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::ptr::{null, null_mut};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -391,4 +392,200 @@ fn a_userdata_free_that_frees_other_queue_mode_objects_does_not_deadlock() {
         .expect("userdata_free did not finish: wsb_server_free deadlocked");
     assert_eq!(freed, (wsb_result::Ok, wsb_result::Ok));
     assert_eq!(freeing.join().unwrap(), wsb_result::Ok);
+}
+
+const UPGRADE: &str = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+#[test]
+fn past_max_connections_the_upgrade_gets_503_until_one_goes() {
+    let (s, addr) = queue_server(|c| unsafe {
+        assert_eq!(wsb_server_config_set_max_connections(c, 2), wsb_result::Ok);
+    });
+    let mut first = common::connect(addr);
+    let _second = common::connect(addr);
+    let a = next(s, wsb_event_type::Open).conn;
+    next(s, wsb_event_type::Open);
+    assert_eq!(common::http_status(addr, UPGRADE), "HTTP/1.1 503 Service Unavailable");
+    let mut st = wsb_stats::default();
+    unsafe { assert_eq!(wsb_server_stats(s, &mut st), wsb_result::Ok) };
+    assert_eq!((st.connections_open, st.handshakes_failed), (2, 1));
+    // Once one connection has ended, a new one is accepted.
+    first.close(None).unwrap();
+    while first.read().is_ok() {}
+    assert_eq!(next(s, wsb_event_type::Close).conn, a);
+    let mut third = common::connect(addr);
+    let c = next(s, wsb_event_type::Open).conn;
+    unsafe { assert_eq!(wsb_server_write(s, c, b"in".as_ptr(), 2, true), wsb_result::Ok) };
+    assert_eq!(common::recv_text(&mut third), "in");
+    unsafe { assert_eq!(wsb_server_free(s), wsb_result::Ok) };
+}
+
+/// A masked client frame with the FIN bit as given.
+fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = common::raw_frame(opcode, payload);
+    if !fin {
+        f[0] &= 0x7F;
+    }
+    f
+}
+
+#[test]
+fn a_frame_over_max_frame_size_gets_1009_while_a_larger_fragmented_message_passes() {
+    let (s, addr) = queue_server(|c| unsafe {
+        assert_eq!(wsb_server_config_set_max_frame_size(c, 1000), wsb_result::Ok);
+    });
+    let mut ws = common::connect(addr);
+    let conn = next(s, wsb_event_type::Open).conn;
+    // 1,800 bytes in frames of 600: every frame is under the limit.
+    let part = vec![b'a'; 600];
+    let mut bytes = frame(false, 0x1, &part);
+    bytes.extend(frame(false, 0x0, &part));
+    bytes.extend(frame(true, 0x0, &part));
+    common::send_raw(&mut ws, &bytes);
+    let m = next(s, wsb_event_type::Message);
+    assert_eq!((m.conn, m.len, m.is_text), (conn, 1800, true));
+    // One frame of 1,001 bytes is not.
+    common::send_raw(&mut ws, &frame(true, 0x2, &[0u8; 1001]));
+    let (code, _) = common::recv_close(&mut ws);
+    assert_eq!(code, 1009);
+    let close = next(s, wsb_event_type::Close);
+    assert_eq!(
+        (close.conn, close.close_status, close.closed_by_host),
+        (conn, 1009, false)
+    );
+    unsafe { assert_eq!(wsb_server_free(s), wsb_result::Ok) };
+}
+
+/// Closes `conn` from the host while its peer does not read (so never
+/// answers), and returns how long the CLOSE event took.
+fn close_unanswered(s: *mut wsb_server, conn: wsb_conn_id, first_wait_ms: i32) -> Duration {
+    let start = Instant::now();
+    unsafe { assert_eq!(wsb_server_close(s, conn, 4000, c"bye".as_ptr()), wsb_result::Ok) };
+    if first_wait_ms > 0 {
+        assert_eq!(
+            poll_for(s, first_wait_ms).err(),
+            Some(wsb_result::Timeout),
+            "CLOSE before the peer's close frame could come"
+        );
+    }
+    let close = next(s, wsb_event_type::Close);
+    assert_eq!(
+        (close.conn, close.close_status, close.closed_by_host),
+        (conn, 4000, true)
+    );
+    start.elapsed()
+}
+
+/// The peer's raw socket, after the handshake: reads the close frame the
+/// server sent, then end of stream (the server closed TCP on its own).
+fn read_to_end(mut tcp: TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    tcp.read_to_end(&mut got).expect("the server ends the stream");
+    got
+}
+
+#[test]
+fn close_waits_for_the_peers_close_frame_up_to_the_configured_timeout() {
+    let (s, addr) = queue_server(|c| unsafe {
+        assert_eq!(wsb_server_config_set_close_timeout_ms(c, 400), wsb_result::Ok);
+    });
+    let peer = common::connect(addr).into_inner();
+    let conn = next(s, wsb_event_type::Open).conn;
+    let took = close_unanswered(s, conn, 250);
+    assert!(
+        took < Duration::from_secs(4),
+        "took {took:?} with a 400 ms close timeout"
+    );
+    let got = read_to_end(peer);
+    assert_eq!(&got[..4], &[0x88, 5, 0x0F, 0xA0], "close frame 4000 \"bye\"");
+    unsafe { assert_eq!(wsb_server_free(s), wsb_result::Ok) };
+}
+
+#[test]
+fn close_waits_five_seconds_by_default() {
+    let (s, addr) = queue_server(|_| {});
+    let peer = common::connect(addr).into_inner();
+    let conn = next(s, wsb_event_type::Open).conn;
+    let took = close_unanswered(s, conn, 4000);
+    assert!(took < Duration::from_secs(9), "took {took:?} with the 5 s default");
+    assert_eq!(read_to_end(peer)[0], 0x88);
+    unsafe { assert_eq!(wsb_server_free(s), wsb_result::Ok) };
+}
+
+#[test]
+fn backpressure_then_drain_through_the_c_api_and_every_byte_arrives() {
+    let (s, addr) = queue_server(|c| unsafe {
+        assert_eq!(
+            wsb_server_config_set_outbound_limits(c, 64 << 10, 64 << 20),
+            wsb_result::Ok
+        );
+    });
+    let mut ws = common::connect(addr);
+    let conn = next(s, wsb_event_type::Open).conn;
+    // The peer does not read: write 16 KiB messages until the buffer passes
+    // the soft limit.
+    let chunk = vec![b'x'; 16 << 10];
+    let mut sent = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(Instant::now() < deadline, "never reported backpressure");
+        let r = unsafe { wsb_server_write(s, conn, chunk.as_ptr(), chunk.len(), false) };
+        match r {
+            wsb_result::Ok => sent += 1,
+            wsb_result::Backpressure => {
+                sent += 1;
+                break;
+            }
+            r => panic!("write: {r:?}"),
+        }
+    }
+    // The peer reads everything; DRAIN follows, and writing is plain OK again.
+    let reader = std::thread::spawn(move || {
+        let mut n = 0;
+        while n < sent {
+            match ws.read().expect("read") {
+                Message::Binary(b) => {
+                    assert_eq!(b.len(), 16 << 10);
+                    n += 1;
+                }
+                m => panic!("unexpected {m:?}"),
+            }
+        }
+        let last = ws.read().expect("read");
+        (n, last)
+    });
+    assert_eq!(next(s, wsb_event_type::Drain).conn, conn);
+    unsafe { assert_eq!(wsb_server_write(s, conn, b"after".as_ptr(), 5, true), wsb_result::Ok) };
+    let (n, last) = reader.join().unwrap();
+    assert_eq!(n, sent);
+    assert_eq!(last, Message::text("after"));
+    unsafe { assert_eq!(wsb_server_free(s), wsb_result::Ok) };
+}
+
+#[test]
+fn with_refuse_on_overflow_a_stalled_peer_gets_would_overflow_and_stays_open() {
+    let (s, addr) = queue_server(|c| unsafe {
+        assert_eq!(
+            wsb_server_config_set_outbound_limits(c, 16 << 10, 256 << 10),
+            wsb_result::Ok
+        );
+        assert_eq!(wsb_server_config_set_refuse_on_overflow(c, true), wsb_result::Ok);
+    });
+    let _peer = common::connect(addr).into_inner();
+    let conn = next(s, wsb_event_type::Open).conn;
+    let chunk = vec![0u8; 16 << 10];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let refused = loop {
+        assert!(Instant::now() < deadline, "the hard limit was never reached");
+        let r = unsafe { wsb_server_write(s, conn, chunk.as_ptr(), chunk.len(), false) };
+        if !matches!(r, wsb_result::Ok | wsb_result::Backpressure) {
+            break r;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    assert_eq!(refused, wsb_result::WouldOverflow);
+    assert!(unsafe { wsb_server_is_valid(s, conn) }, "refusal keeps the connection");
+    assert!(last_error().contains(&format!("connection {conn}")), "{}", last_error());
+    unsafe { assert_eq!(wsb_server_free(s), wsb_result::Ok) };
 }

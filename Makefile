@@ -25,7 +25,7 @@ MCS   ?= mcs
 MONO  ?= mono
 
 .PHONY: all lib examples test test-rust test-interop test-python test-csharp lint header bindings \
-	python-wheel bench clean run-echo $(LIBDIR)/libwsbroker.so
+	python-wheel bench fuzz clean run-echo $(LIBDIR)/libwsbroker.so
 
 all: examples
 
@@ -95,6 +95,20 @@ $(CSOUT)/WsbrokerTests.exe: $(wildcard $(CSDIR)/tests/*.cs) $(CSOUT)/Wsbroker.dl
 
 test-csharp: lib $(CSOUT)/WsbrokerTests.exe
 	cd $(CSOUT) && LD_LIBRARY_PATH=$(abspath $(LIBDIR)) $(MONO) --debug WsbrokerTests.exe
+
+# ---- fuzzing (not part of `make test`) ----
+
+FUZZ_SECS    ?= 60
+FUZZ_CARGO   ?= cargo +nightly
+FUZZ_TARGETS := $(sort $(basename $(notdir $(wildcard fuzz/fuzz_targets/*.rs))))
+
+# Every cargo-fuzz target, one at a time, FUZZ_SECS seconds each; stops at the first crash.
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  echo "== $$t ($(FUZZ_SECS) s)"; \
+	  $(FUZZ_CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECS) || exit 1; \
+	done
 
 # ---- everything ----
 

@@ -242,6 +242,14 @@ enum wsb_client_event_type
    * Auto-reconnect: attempt number `attempt` starts in `delay_ms`.
    */
   WSB_CLIENT_EVENT_TYPE_RECONNECTING = 8,
+  /**
+   * Auto-reconnect has stopped: `attempt` attempts in a row failed (the
+   * `max_attempts` of `wsb_client_config_set_reconnect`), the last one
+   * reported by the ERROR or CLOSED just before. No further attempt is
+   * made: the client stays disconnected (sends give
+   * `WSB_RESULT_NOT_CONNECTED`) until freed.
+   */
+  WSB_CLIENT_EVENT_TYPE_GAVE_UP = 9,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -369,8 +377,8 @@ enum wsb_appws_client_event_type
    */
   WSB_APPWS_CLIENT_EVENT_TYPE_CONNECTED = 1,
   /**
-   * The login failed; `text` holds the reason. The client closes with 1000
-   * and CLOSED follows.
+   * The login failed (refused, or no answer within the login timeout);
+   * `text` holds the reason. The client closes with 1000 and CLOSED follows.
    */
   WSB_APPWS_CLIENT_EVENT_TYPE_LOGIN_FAILED = 2,
   /**
@@ -669,7 +677,8 @@ typedef struct wsb_broker_event {
   uint64_t sid;
   /**
    * The sender's or the session's name (NUL-terminated; `""` for a session
-   * without one, e.g. one leaving because it disconnected).
+   * without one). LEAVE carries the name the session held when it left,
+   * also when it left by disconnecting.
    */
   const char *name;
   /**
@@ -768,7 +777,7 @@ typedef struct wsb_client_event {
    */
   uint32_t error;
   /**
-   * RECONNECTING: attempt number, from 1.
+   * RECONNECTING: attempt number, from 1; GAVE_UP: the attempts made.
    */
   uint32_t attempt;
   /**
@@ -976,10 +985,10 @@ wsb_result wsb_appws_hash(const char *session_key, const char *seed, const char 
  * `Admin`, no `info`; change it with `wsb_appws_client_config_set_identity`);
  * with `password` NULL it runs in authenticator mode (CHALLENGE event, then
  * `wsb_appws_client_authenticate`). Defaults: automatic flow control, no
- * send results, no keep-alive, 10 s connect timeout, system root
- * certificates, 16 MiB messages. Returns NULL if `url` or `app` is NULL or
- * not UTF-8. The caller owns the result and must call
- * `wsb_appws_client_config_free` once.
+ * send results, no keep-alive, 10 s connect timeout, 10 s login timeout,
+ * system root certificates, proxy from the environment, 16 MiB messages.
+ * Returns NULL if `url` or `app` is NULL or not UTF-8. The caller owns the
+ * result and must call `wsb_appws_client_config_free` once.
  *
  * # Safety
  * `url` and `app` must be NULL or NUL-terminated strings; `password` too.
@@ -1045,6 +1054,17 @@ wsb_result wsb_appws_client_config_set_keep_alive_ms(struct wsb_appws_client_con
 wsb_result wsb_appws_client_config_set_connect_timeout_ms(struct wsb_appws_client_config *cfg, uint32_t ms);
 
 /**
+ * Sets the time allowed from the WebSocket's opening to `AppLoginResult`
+ * (ms, > 0; in authenticator mode the host's `wsb_appws_client_authenticate`
+ * counts against it). When it passes, LOGIN_FAILED says what was still
+ * awaited, the client closes with 1000 and CLOSED follows. Default 10,000.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_appws_client_config_set_login_timeout_ms(struct wsb_appws_client_config *cfg, uint32_t ms);
+
+/**
  * Trusts the CA certificates in this PEM file, besides the system roots
  * (checked by `wsb_appws_client_new`).
  *
@@ -1052,6 +1072,45 @@ wsb_result wsb_appws_client_config_set_connect_timeout_ms(struct wsb_appws_clien
  * `cfg` must be valid; `path` a NUL-terminated string.
  */
 wsb_result wsb_appws_client_config_set_ca_file(struct wsb_appws_client_config *cfg, const char *path);
+
+/**
+ * Trusts the operating system's root certificates (default true). With
+ * false and no CA file, `wsb_appws_client_new` fails for a `wss://` URL.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_appws_client_config_set_system_roots(struct wsb_appws_client_config *cfg, bool enable);
+
+/**
+ * Presents this client certificate chain and private key (PEM files, read
+ * by `wsb_appws_client_new`) when the server asks for one.
+ *
+ * # Safety
+ * `cfg` must be valid; both paths NUL-terminated strings.
+ */
+wsb_result wsb_appws_client_config_set_client_cert(struct wsb_appws_client_config *cfg, const char *cert_chain_path, const char *key_path);
+
+/**
+ * Tunnels through this HTTP proxy (`[http://][user:password@]host[:port]`;
+ * no scheme means `http://`, no port 80) with CONNECT. Other schemes and a
+ * bad port give `WSB_RESULT_INVALID_ARGUMENT`. NULL restores the default
+ * (`https_proxy`, `http_proxy`, `no_proxy` from the environment; never for
+ * loopback hosts); `""` disables proxies, the environment's included.
+ *
+ * # Safety
+ * `cfg` must be valid; `proxy` NULL or a NUL-terminated string.
+ */
+wsb_result wsb_appws_client_config_set_proxy(struct wsb_appws_client_config *cfg, const char *proxy);
+
+/**
+ * Adds a request header to the WebSocket upgrade (name: token characters;
+ * value without CR/LF), e.g. a cookie or an authorization the PBX needs.
+ *
+ * # Safety
+ * `cfg` must be valid; `name` and `value` NUL-terminated strings.
+ */
+wsb_result wsb_appws_client_config_add_header(struct wsb_appws_client_config *cfg, const char *name, const char *value);
 
 /**
  * Accepts any server certificate when true. For development only. Default
@@ -1070,8 +1129,9 @@ wsb_result wsb_appws_client_config_set_insecure(struct wsb_appws_client_config *
  * `userdata_free` (may be NULL) is called exactly once with `userdata` when
  * the client is freed, or before this function returns if it fails.
  *
- * Returns `WSB_RESULT_INVALID_ARGUMENT` for a bad URL, an unreadable CA
- * file or `info` that is not JSON (`wsb_last_error` says which). Connection
+ * Returns `WSB_RESULT_INVALID_ARGUMENT` for a bad URL, an unreadable CA file
+ * or client certificate, no trusted root (system roots off and no CA file,
+ * for `wss://`) or `info` that is not JSON (`wsb_last_error` says which). Connection
  * failures come later, as a CLOSED event with `error` set. On success the
  * caller owns `*out` and must call `wsb_appws_client_free` once. A freed or
  * unknown `cfg` gives `WSB_RESULT_NOT_FOUND`.
@@ -1200,8 +1260,10 @@ bool wsb_appws_client_is_connected(const struct wsb_appws_client *client);
  * `WSB_RESULT_INTERRUPTED` after `wsb_appws_client_interrupt`,
  * `WSB_RESULT_SHUT_DOWN` after CLOSED has been polled,
  * `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
- * valid until the next poll on this client: poll from one thread at a time.
- * In automatic flow control, polling a MESSAGE completes it.
+ * valid until the next poll on this client, so poll from one thread at a
+ * time: a poll that finds another one running on this client waits for it
+ * within its own `timeout_ms`, then returns `WSB_RESULT_TIMEOUT`. In
+ * automatic flow control, polling a MESSAGE completes it.
  *
  * # Safety
  * `client` must be NULL or a pointer from `wsb_appws_client_new`; `out` valid.
@@ -1302,6 +1364,20 @@ wsb_result wsb_appws_service_config_set_echo(struct wsb_appws_service_config *cf
  * `cfg` must be valid.
  */
 wsb_result wsb_appws_service_config_set_max_message_size(struct wsb_appws_service_config *cfg, size_t bytes);
+
+/**
+ * Serves `wss://` instead of `ws://`: TLS with the certificate chain (PEM,
+ * leaf first) and its private key (PEM), both read now. Returns
+ * `WSB_RESULT_INVALID_ARGUMENT` when a file cannot be read, holds no
+ * certificate or no usable key, or the key does not belong to the
+ * certificate (`wsb_last_error` names the file and the reason); the
+ * configuration is then unchanged. Both paths NULL turn TLS off again.
+ * Default: no TLS.
+ *
+ * # Safety
+ * `cfg` must be valid; each path NULL or a NUL-terminated string.
+ */
+wsb_result wsb_appws_service_config_set_tls(struct wsb_appws_service_config *cfg, const char *cert_chain_pem_path, const char *key_pem_path);
 
 /**
  * Binds and starts an app service. With `cb` set, events go to
@@ -1450,6 +1526,34 @@ void wsb_broker_config_free(struct wsb_broker_config *cfg);
 wsb_result wsb_broker_config_set_listener(struct wsb_broker_config *cfg, uint32_t listener, const char *addr);
 
 /**
+ * The largest message a WebSocket listener accepts (`bytes`, after
+ * reassembly, 1 to 1073741824 = 1 GiB); a larger one gets close
+ * 1009 (PROTOCOLS.md §1). Default 65536 on every listener. The webtalk
+ * admin socket is not a WebSocket listener (its bodies are at most 99999
+ * bytes by construction): it gives `WSB_RESULT_INVALID_ARGUMENT`, as do an
+ * unknown listener and a size out of range.
+ *
+ * # Safety
+ * `cfg` must be valid.
+ */
+wsb_result wsb_broker_config_set_max_message(struct wsb_broker_config *cfg, uint32_t listener, size_t bytes);
+
+/**
+ * Makes a WebSocket listener (`WSB_LISTENER_ACHEX`, `_WSCHAT`, `_WEBTALK`
+ * or `_APPWS`) serve `wss://`: TLS with the certificate chain (PEM, leaf
+ * first) and its private key (PEM), both read now. Returns
+ * `WSB_RESULT_INVALID_ARGUMENT` for the webtalk admin socket (plain TCP), an
+ * unknown listener, or when a file cannot be read, holds no certificate or
+ * no usable key, or the key does not belong to the certificate
+ * (`wsb_last_error` names the file and the reason); the configuration is
+ * then unchanged. Both paths NULL turn TLS off again. Default: no TLS.
+ *
+ * # Safety
+ * `cfg` must be valid; each path NULL or a NUL-terminated string.
+ */
+wsb_result wsb_broker_config_set_listener_tls(struct wsb_broker_config *cfg, uint32_t listener, const char *cert_chain_pem_path, const char *key_pem_path);
+
+/**
  * Requires `[auth] SECRET` as the first frame of every webtalk admin
  * connection (compared in constant time). NULL removes the requirement.
  *
@@ -1507,7 +1611,9 @@ wsb_result wsb_broker_config_set_auth_callback(struct wsb_broker_config *cfg, ws
 /**
  * Starts a broker: its listeners bind and serve at once. With `cb` set, the
  * host receives SERVICE_MESSAGE events (and LOGIN/LOGOUT/JOIN/LEAVE after
- * `wsb_broker_set_events`). `userdata_free` (may be NULL) is called exactly
+ * `wsb_broker_set_events`). With `cb` NULL nothing is kept for the host:
+ * `wsb_broker_register_service` and `wsb_broker_set_events(true)` give
+ * `WSB_RESULT_INVALID_STATE`. `userdata_free` (may be NULL) is called exactly
  * once with `userdata` when the broker is freed, or before this function
  * returns if it fails. On success the caller owns `*out` and must call
  * `wsb_broker_free` once. `WSB_RESULT_ADDR_IN_USE` and `WSB_RESULT_IO` tell
@@ -1544,8 +1650,9 @@ uint16_t wsb_broker_port(const struct wsb_broker *broker, uint32_t listener);
  * clients send to it (`to` the name, `toS` its SID, groups and hubs it
  * joins) arrives as SERVICE_MESSAGE events. On success `*out_sid` receives
  * the service's SID, which names it in the other service calls. A name
- * already held gives `WSB_RESULT_INVALID_STATE` ("name in use"). Safe to call
- * from any thread.
+ * already held gives `WSB_RESULT_INVALID_STATE` ("name in use"), and so does
+ * a broker created without an event callback (`cb` NULL): nothing could
+ * receive the service's messages. Safe to call from any thread.
  *
  * # Safety
  * `broker` must be NULL or a pointer from `wsb_broker_new`; `name` a
@@ -1605,8 +1712,10 @@ wsb_result wsb_broker_join(struct wsb_broker *broker, uint64_t service, bool is_
 wsb_result wsb_broker_leave(struct wsb_broker *broker, uint64_t service, bool is_hub, const char *place);
 
 /**
- * Turns LOGIN/LOGOUT/JOIN/LEAVE events on or off (default off). Safe to call
- * from any thread.
+ * Turns LOGIN/LOGOUT/JOIN/LEAVE events on or off (default off). Turning
+ * them on needs the event callback: a broker created with `cb` NULL gives
+ * `WSB_RESULT_INVALID_STATE` (nothing would receive them). Safe to call from
+ * any thread.
  *
  * # Safety
  * `broker` must be NULL or a pointer from `wsb_broker_new`.
@@ -1711,7 +1820,15 @@ wsb_result wsb_broker_webtalk_leave(struct wsb_broker *broker, uint64_t channel,
 
 /**
  * webtalk `[store]`: keeps `value` (borrowed for the call, copied) under
- * `key`. Safe to call from any thread.
+ * `key`, replacing any earlier value. The key is the bytes of `key` before
+ * its NUL, which must be UTF-8 (else `WSB_RESULT_INVALID_ARGUMENT`): the
+ * same key as the admin socket's `[store] KEY!VALUE` with those bytes.
+ * Keys are shared with the admin socket but not every key is reachable from
+ * both: a key holding a NUL byte or invalid UTF-8 (which the socket can
+ * store) cannot be named here, and one holding `!` (fine here) cannot be
+ * stored over the socket, where the first `!` ends the key. The value is
+ * `len` arbitrary bytes: NUL bytes and non-UTF-8 are kept as they are.
+ * Safe to call from any thread.
  *
  * # Safety
  * `broker` must be NULL or a pointer from `wsb_broker_new`; `key` a
@@ -1720,7 +1837,8 @@ wsb_result wsb_broker_webtalk_leave(struct wsb_broker *broker, uint64_t channel,
 wsb_result wsb_broker_webtalk_store(struct wsb_broker *broker, const char *key, const uint8_t *value, size_t len);
 
 /**
- * webtalk `[clear]` (also fine when absent). Safe to call from any thread.
+ * webtalk `[clear]` (also fine when absent). `key` names the key as for
+ * `wsb_broker_webtalk_store`. Safe to call from any thread.
  *
  * # Safety
  * `broker` must be NULL or a pointer from `wsb_broker_new`; `key` a NUL-terminated string.
@@ -1728,9 +1846,14 @@ wsb_result wsb_broker_webtalk_store(struct wsb_broker *broker, const char *key, 
 wsb_result wsb_broker_webtalk_clear(struct wsb_broker *broker, const char *key);
 
 /**
- * webtalk `[retrieve]`: copies the value under `key` into `buf`
- * (NUL-terminated; `*needed` gets its size, NUL included; too small gives
- * `WSB_RESULT_BUFFER_TOO_SMALL`). No value gives `WSB_RESULT_NOT_FOUND`.
+ * webtalk `[retrieve]`: copies the value under `key` (named as for
+ * `wsb_broker_webtalk_store`) into `buf`, followed by a NUL. The value is
+ * binary: it may itself hold NUL bytes and need not be UTF-8, so its length
+ * is `*needed - 1`, not `strlen(buf)`; pass `needed` to learn it. `*needed`
+ * gets the value's length plus 1 whenever a value exists (1 for an empty
+ * value). A `buf` shorter than that gives `WSB_RESULT_BUFFER_TOO_SMALL` and
+ * `""` in `buf` (when `len` ≥ 1); no value gives `WSB_RESULT_NOT_FOUND`
+ * (unlike the admin socket's `[ok] `, an empty value and no value differ).
  * Safe to call from any thread.
  *
  * # Safety
@@ -1823,9 +1946,11 @@ wsb_result wsb_client_config_set_client_cert(struct wsb_client_config *cfg, cons
 wsb_result wsb_client_config_set_insecure(struct wsb_client_config *cfg, bool insecure);
 
 /**
- * Tunnels through this HTTP proxy (`http://[user:password@]host:port`) with
- * CONNECT. NULL restores the default (the environment decides);
- * `""` disables proxies, the environment's included.
+ * Tunnels through this HTTP proxy (`[http://][user:password@]host[:port]`;
+ * no scheme means `http://`, no port 80) with CONNECT. Other schemes and a
+ * bad port give `WSB_RESULT_INVALID_ARGUMENT`. NULL restores the default
+ * (the environment decides, read the same way); `""` disables proxies, the
+ * environment's included.
  *
  * # Safety
  * `cfg` must be valid; `proxy` NULL or a NUL-terminated string.
@@ -1835,8 +1960,9 @@ wsb_result wsb_client_config_set_proxy(struct wsb_client_config *cfg, const char
 /**
  * Turns automatic reconnection on or off. Delays start at `initial_ms`,
  * double each attempt up to `max_ms`, with ±20 % jitter; `max_attempts` in a
- * row (0 = no limit). Every attempt is reported with a RECONNECTING event.
- * Default off.
+ * row (0 = no limit). Every attempt is reported with a RECONNECTING event;
+ * when `max_attempts` have failed, a GAVE_UP event says that no more will
+ * come. Default off: a connection that ends or fails is not retried.
  *
  * # Safety
  * `cfg` must be valid.
@@ -1968,8 +2094,10 @@ bool wsb_client_is_connected(const struct wsb_client *client);
  * for the next event and fills `*out`. `WSB_RESULT_TIMEOUT` when none came,
  * `WSB_RESULT_INTERRUPTED` after `wsb_client_interrupt`,
  * `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
- * valid until the next poll on this client: poll from one thread at a time.
- * In automatic flow control, polling a MESSAGE completes it.
+ * valid until the next poll on this client, so poll from one thread at a
+ * time: a poll that finds another one running on this client waits for it
+ * within its own `timeout_ms`, then returns `WSB_RESULT_TIMEOUT`. In
+ * automatic flow control, polling a MESSAGE completes it.
  *
  * # Safety
  * `client` must be NULL or a pointer from `wsb_client_new`; `out` valid.
@@ -2160,6 +2288,21 @@ wsb_result wsb_server_config_set_path(struct wsb_server_config *cfg, const char 
  * `cfg` must be a valid configuration.
  */
 wsb_result wsb_server_config_set_event_queue_capacity(struct wsb_server_config *cfg, uint32_t n);
+
+/**
+ * Serves `wss://` instead of `ws://`: TLS with the certificate chain (PEM,
+ * leaf first) and its private key (PEM: PKCS#8, PKCS#1 or SEC1), both read
+ * now. Returns `WSB_RESULT_INVALID_ARGUMENT` when a file cannot be read,
+ * holds no certificate or no usable key, or the key does not belong to the
+ * certificate (`wsb_last_error` names the file and the reason); the
+ * configuration is then unchanged. Both paths NULL turn TLS off again.
+ * Default: no TLS.
+ *
+ * # Safety
+ * `cfg` must be a valid configuration; each path NULL or a NUL-terminated
+ * string.
+ */
+wsb_result wsb_server_config_set_tls(struct wsb_server_config *cfg, const char *cert_chain_pem_path, const char *key_pem_path);
 
 /**
  * Binds and starts a server on its own I/O thread(s).

@@ -139,7 +139,8 @@ pub struct ClientConfig {
     /// Time allowed for TCP connect, proxy, TLS and upgrade. Default 10 s.
     pub connect_timeout: Duration,
     pub tls: ClientTls,
-    /// `http://host:port` of a proxy to tunnel through with CONNECT. `None`
+    /// `[http://][user:password@]host[:port]` of a proxy to tunnel through
+    /// with CONNECT (no scheme means `http://`, as with curl). `None`
     /// (default): the `https_proxy`/`http_proxy` environment variables (and
     /// `no_proxy`) decide; loopback hosts never use an environment proxy.
     pub proxy: Option<String>,
@@ -214,6 +215,12 @@ pub enum ClientEvent<'a> {
         attempt: u32,
         delay: Duration,
     },
+    /// Auto-reconnect has stopped: `attempts` attempts in a row failed (the
+    /// configured `max_attempts`). No further attempt is made; the client
+    /// stays disconnected.
+    GaveUp {
+        attempts: u32,
+    },
 }
 
 /// An owned [`ClientEvent`] (queue mode).
@@ -244,6 +251,9 @@ pub enum OwnedClientEvent {
     Reconnecting {
         attempt: u32,
         delay: Duration,
+    },
+    GaveUp {
+        attempts: u32,
     },
 }
 
@@ -277,6 +287,7 @@ impl OwnedClientEvent {
                 message: message.to_owned(),
             },
             ClientEvent::Reconnecting { attempt, delay } => OwnedClientEvent::Reconnecting { attempt, delay },
+            ClientEvent::GaveUp { attempts } => OwnedClientEvent::GaveUp { attempts },
         }
     }
 
@@ -523,6 +534,10 @@ impl Bridge {
         }
         st.attempts += 1;
         if rc.max_attempts > 0 && st.attempts > rc.max_attempts {
+            drop(st);
+            self.emit(ClientEvent::GaveUp {
+                attempts: rc.max_attempts,
+            });
             return;
         }
         let attempt = st.attempts;
@@ -737,51 +752,88 @@ fn proxy_for(cfg: &ClientConfig, url: &Url) -> Result<Option<(String, u16, Optio
     let spec = match &cfg.proxy {
         Some(p) => p.clone(),
         None if cfg.no_env_proxy => return Ok(None),
-        None => {
-            let loopback =
-                url.host == "localhost" || url.host.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback());
-            if loopback || no_proxy_matches(&url.host) {
-                return Ok(None);
-            }
-            let keys: &[&str] = if url.secure {
-                &["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]
-            } else {
-                &["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
-            };
-            match keys
-                .iter()
-                .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-            {
-                Some(p) => p,
-                None => return Ok(None),
-            }
-        }
+        None => match env_proxy(url, |k| std::env::var(k).ok()) {
+            Some(p) => p,
+            None => return Ok(None),
+        },
     };
-    let rest = spec
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("unsupported proxy {spec:?}: only http:// proxies (CONNECT) are supported"))?;
+    parse_proxy(&spec).map(Some)
+}
+
+/// The environment's proxy for `url` (`get` reads a variable): `https_proxy`
+/// for `wss://`, `http_proxy` for `ws://`, then `all_proxy`, lower case
+/// before upper case, empty values skipped; none for loopback hosts or hosts
+/// `no_proxy` (or `NO_PROXY`) names.
+fn env_proxy(url: &Url, get: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let loopback = url.host.eq_ignore_ascii_case("localhost")
+        || url.host.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback());
+    let no_proxy = get("no_proxy").or_else(|| get("NO_PROXY")).unwrap_or_default();
+    if loopback || no_proxy_matches(&url.host, &no_proxy) {
+        return None;
+    }
+    let keys: &[&str] = if url.secure {
+        &["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]
+    } else {
+        &["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
+    };
+    keys.iter().find_map(|k| get(k).filter(|v| !v.trim().is_empty()))
+}
+
+/// True when the comma-separated `no_proxy` list names `host`: `*`, the host
+/// itself, or a domain it is in (`example.com` and `.example.com` both cover
+/// `a.example.com`). Case does not matter; a `:port` on an entry is ignored.
+fn no_proxy_matches(host: &str, list: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).any(|entry| {
+        if entry == "*" {
+            return true;
+        }
+        let entry = match entry.rsplit_once(':') {
+            // `host:port` or `[v6]:port`; a bare IPv6 address has colons too.
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']')) => h,
+            _ => entry,
+        };
+        let entry = entry
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_start_matches('.')
+            .to_ascii_lowercase();
+        !entry.is_empty() && (host == entry || host.ends_with(&format!(".{entry}")))
+    })
+}
+
+/// Parses a proxy as curl does: `[http://][user:password@]host[:port][/]`,
+/// without a scheme meaning `http://`; port 80 when none is given. Only
+/// HTTP proxies (CONNECT) are supported. Returns `(host, port,
+/// Proxy-Authorization)`.
+pub(crate) fn parse_proxy(spec: &str) -> Result<(String, u16, Option<String>), String> {
+    let trimmed = spec.trim();
+    let rest = match trimmed.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+        Some(_) => {
+            return Err(format!(
+                "unsupported proxy {spec:?}: only http:// proxies (CONNECT) are supported"
+            ))
+        }
+        None => trimmed,
+    };
     let rest = rest.trim_end_matches('/');
     let (auth, hostport) = match rest.rsplit_once('@') {
         Some((userinfo, hp)) => (Some(format!("Basic {}", base64(userinfo.as_bytes()))), hp),
         None => (None, rest),
     };
     let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (
+        // A bare IPv6 address has colons too: a port follows `]` only.
+        Some((h, p)) if !h.contains(':') || h.ends_with(']') => (
             h.trim_start_matches('[').trim_end_matches(']').to_owned(),
             p.parse::<u16>().map_err(|_| format!("bad port in proxy {spec:?}"))?,
         ),
-        None => (hostport.to_owned(), 80),
+        _ => (hostport.trim_start_matches('[').trim_end_matches(']').to_owned(), 80),
     };
-    Ok(Some((host, port, auth)))
-}
-
-fn no_proxy_matches(host: &str) -> bool {
-    let list = std::env::var("no_proxy")
-        .or_else(|_| std::env::var("NO_PROXY"))
-        .unwrap_or_default();
-    list.split(',').map(str::trim).filter(|s| !s.is_empty()).any(|p| {
-        p == "*" || host == p.trim_start_matches('.') || host.ends_with(&format!(".{}", p.trim_start_matches('.')))
-    })
+    if host.is_empty() || host.contains(['/', '?', '#', ' ']) {
+        return Err(format!("no proxy host in {spec:?}"));
+    }
+    Ok((host, port, auth))
 }
 
 fn base64(data: &[u8]) -> String {
@@ -945,20 +997,31 @@ mod tests {
 
     #[test]
     fn backoff_grows_with_jitter_and_caps() {
-        let r = Reconnect {
+        let mut r = Reconnect {
             initial: Duration::from_millis(100),
             max: Duration::from_secs(1),
             factor: 2.0,
-            jitter: 0.2,
+            jitter: 0.0,
             max_attempts: 0,
         };
-        for _ in 0..50 {
-            let d1 = r.delay(1).as_secs_f64();
-            assert!((0.08..=0.12).contains(&d1), "{d1}");
-            let d3 = r.delay(3).as_secs_f64();
-            assert!((0.32..=0.48).contains(&d3), "{d3}");
-            let d10 = r.delay(10).as_secs_f64();
-            assert!((0.8..=1.2).contains(&d10), "{d10}");
+        // Without jitter the delays are exact: doubling, then capped.
+        let exact: Vec<Duration> = (1..=6).chain([10, 1000]).map(|n| r.delay(n)).collect();
+        let ms = |v: &[u64]| v.iter().map(|&m| Duration::from_millis(m)).collect::<Vec<_>>();
+        assert_eq!(exact, ms(&[100, 200, 400, 800, 1000, 1000, 1000, 1000]));
+
+        // With ±20 % every delay stays in its window, and the delays spread
+        // over it (200 uniform draws cover far more than half of it).
+        r.jitter = 0.2;
+        for (n, base) in [(1u32, 0.1f64), (3, 0.4), (10, 1.0)] {
+            let d: Vec<f64> = (0..200).map(|_| r.delay(n).as_secs_f64()).collect();
+            let (lo, hi) = d
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+            assert!(
+                lo >= base * 0.8 - 1e-9 && hi <= base * 1.2 + 1e-9,
+                "attempt {n}: {lo}..{hi}"
+            );
+            assert!(hi - lo > base * 0.2, "attempt {n}: jitter does not spread: {lo}..{hi}");
         }
     }
 
@@ -972,5 +1035,96 @@ mod tests {
         assert_eq!(a.as_deref(), Some("Basic dXNlcjpwdw=="));
         cfg.proxy = Some("socks5://x:1".into());
         assert!(proxy_for(&cfg, &url).is_err());
+    }
+
+    #[test]
+    fn proxy_without_a_scheme_is_http_like_curl() {
+        let ok = |s: &str| parse_proxy(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(ok("proxy:3128"), ("proxy".into(), 3128, None));
+        assert_eq!(ok("http://proxy:3128/"), ("proxy".into(), 3128, None));
+        assert_eq!(ok("HTTP://proxy:3128"), ("proxy".into(), 3128, None));
+        assert_eq!(ok(" proxy.example "), ("proxy.example".into(), 80, None));
+        assert_eq!(ok("u:p@proxy:8080"), ("proxy".into(), 8080, Some("Basic dTpw".into())));
+        assert_eq!(ok("[::1]:3128"), ("::1".into(), 3128, None));
+        assert_eq!(ok("http://[fe80::1]"), ("fe80::1".into(), 80, None));
+        for bad in [
+            "https://proxy:3128",
+            "socks5://proxy:1080",
+            "proxy:99999",
+            "proxy:port",
+            "http://",
+            ":3128",
+        ] {
+            assert!(parse_proxy(bad).is_err(), "{bad}");
+        }
+        assert!(parse_proxy("socks5://x").unwrap_err().contains("only http://"));
+    }
+
+    #[test]
+    fn no_proxy_matching() {
+        let m = no_proxy_matches;
+        assert!(m("example.com", "example.com"));
+        assert!(m("a.example.com", "example.com"));
+        assert!(m("a.example.com", ".example.com"));
+        assert!(m("example.com", ".example.com"));
+        assert!(!m("notexample.com", "example.com"), "a suffix is not a subdomain");
+        assert!(!m("example.com.evil", "example.com"));
+        assert!(m("A.Example.COM", "example.com"), "case does not matter");
+        assert!(m("host", " other , host "), "spaces around entries");
+        assert!(m("host", "*"));
+        assert!(!m("host", ""));
+        assert!(!m("host", ",,"));
+        assert!(!m("host", "."), "a lone dot names nothing");
+        assert!(m("host", "host:8080"), "the port of an entry is ignored");
+        assert!(m("10.1.2.3", "10.1.2.3"));
+        assert!(!m("10.1.2.30", "10.1.2.3"));
+        assert!(m("::1", "::1"));
+        assert!(m("[fe80::1]", "[fe80::1]:443"));
+    }
+
+    #[test]
+    fn environment_proxy_selection() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        let ws = Url::parse("ws://example.com/").unwrap();
+        let wss = Url::parse("wss://example.com/").unwrap();
+        let all = env(&[("http_proxy", "h:1"), ("https_proxy", "s:2"), ("all_proxy", "a:3")]);
+        assert_eq!(env_proxy(&ws, all).as_deref(), Some("h:1"));
+        assert_eq!(env_proxy(&wss, all).as_deref(), Some("s:2"));
+        // Upper case when lower case is absent or empty; all_proxy last.
+        let upper = env(&[("http_proxy", ""), ("HTTP_PROXY", "H:1"), ("ALL_PROXY", "A:3")]);
+        assert_eq!(env_proxy(&ws, upper).as_deref(), Some("H:1"));
+        assert_eq!(env_proxy(&wss, upper).as_deref(), Some("A:3"));
+        assert_eq!(
+            env_proxy(&wss, env(&[("http_proxy", "h:1")])),
+            None,
+            "http_proxy is for ws:// only"
+        );
+        // Loopback hosts never use one; no_proxy (then NO_PROXY) names exceptions.
+        for host in ["ws://localhost/", "ws://127.0.0.1/", "ws://[::1]/", "ws://LOCALHOST:1/"] {
+            assert_eq!(env_proxy(&Url::parse(host).unwrap(), all), None, "{host}");
+        }
+        let np = env(&[("http_proxy", "h:1"), ("no_proxy", "other.org,.example.com")]);
+        assert_eq!(env_proxy(&ws, np), None);
+        let np = env(&[("http_proxy", "h:1"), ("NO_PROXY", "example.com")]);
+        assert_eq!(env_proxy(&ws, np), None);
+        let np = env(&[
+            ("http_proxy", "h:1"),
+            ("no_proxy", "other.org"),
+            ("NO_PROXY", "example.com"),
+        ]);
+        assert_eq!(
+            env_proxy(&ws, np).as_deref(),
+            Some("h:1"),
+            "no_proxy wins over NO_PROXY"
+        );
+        // The environment's value goes through the same parser as a configured one.
+        let mut cfg = ClientConfig::new("ws://example.com/");
+        cfg.proxy = Some("proxy:3128".into());
+        assert_eq!(proxy_for(&cfg, &ws).unwrap(), Some(("proxy".into(), 3128, None)));
+        cfg.no_env_proxy = true;
+        cfg.proxy = None;
+        assert_eq!(proxy_for(&cfg, &ws).unwrap(), None);
     }
 }

@@ -43,11 +43,21 @@ impl Default for ClientTls {
     }
 }
 
+/// Says what went wrong with a PEM file in words a user can act on.
+fn pem_error(path: &Path, what: &str, e: rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::Io(e) => format!("cannot read {}: {e}", path.display()),
+        Error::NoItemsFound => format!("no {what} found in {}", path.display()),
+        e => format!("bad PEM {what} in {}: {e}", path.display()),
+    }
+}
+
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read certificates from {}: {e}", path.display()))?
+        .map_err(|e| pem_error(path, "certificate", e))?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("bad PEM certificate in {}: {e}", path.display()))?;
+        .map_err(|e| pem_error(path, "certificate", e))?;
     if certs.is_empty() {
         return Err(format!("no certificate found in {}", path.display()));
     }
@@ -55,7 +65,7 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("cannot read a private key from {}: {e}", path.display()))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(path, "private key", e))
 }
 
 impl ClientTls {
@@ -98,16 +108,29 @@ impl ClientTls {
     }
 }
 
-/// Server-side TLS from a PEM certificate chain and key.
+/// Server-side TLS from a PEM certificate chain (leaf first) and its private
+/// key (PKCS#8, PKCS#1 or SEC1). The files are read now; each error names
+/// the file and says what is wrong with it: unreadable, no certificate, no
+/// or unusable private key, or a key that does not belong to the certificate.
 pub fn server_config(cert_chain: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
     let certs = load_certs(cert_chain)?;
-    let key = load_key(key)?;
+    let key_der = load_key(key)?;
     let cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("certificate {} does not fit its key: {e}", cert_chain.display()))?;
+        .with_single_cert(certs, key_der)
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => format!(
+                "the private key in {} does not belong to the certificate in {}",
+                key.display(),
+                cert_chain.display()
+            ),
+            rustls::Error::InvalidCertificate(e) => {
+                format!("unusable certificate in {}: {e:?}", cert_chain.display())
+            }
+            e => format!("unusable private key in {}: {e}", key.display()),
+        })?;
     Ok(Arc::new(cfg))
 }
 

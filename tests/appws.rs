@@ -46,6 +46,19 @@ fn next(c: &AppClient) -> OwnedAppClientEvent {
     c.poll(Some(WAIT)).expect("an event within 10 s")
 }
 
+/// The next event is Closed with 1000 sent by the client itself.
+fn closed_by_host(c: &AppClient) {
+    match next(c) {
+        OwnedAppClientEvent::Closed {
+            status: 1000,
+            by_host: true,
+            error: None,
+            ..
+        } => {}
+        e => panic!("expected Closed 1000 by the client, got {e:?}"),
+    }
+}
+
 #[test]
 fn client_logs_in_and_talks_to_our_service() {
     let (s, rx) = answering_service();
@@ -83,15 +96,7 @@ fn client_logs_in_and_talks_to_our_service() {
     assert_eq!(c.send_json("{nope"), Err(appws::AppSendError::InvalidJson));
 
     c.close().unwrap();
-    match next(&c) {
-        OwnedAppClientEvent::Closed {
-            status: 1000,
-            by_host: true,
-            error: None,
-            ..
-        } => {}
-        e => panic!("{e:?}"),
-    }
+    closed_by_host(&c);
     assert_eq!(c.poll(Some(WAIT)), Err(wsbroker::engine::PollError::Closed));
     assert!(c.encrypt(b"s", b"d").is_ok(), "the key of the last login stays usable");
     match rx.recv_timeout(WAIT).unwrap() {
@@ -430,4 +435,178 @@ fn authenticator_mode_and_close_before_open() {
         e => panic!("{e:?}"),
     }
     assert_eq!(c2.poll(Some(Duration::ZERO)), Err(wsbroker::engine::PollError::Closed));
+}
+
+/// A WebSocket server playing a service that stops answering: it never
+/// answers at all, or (with `challenge`) answers AppChallenge and then
+/// nothing more.
+fn stalling_service(challenge: bool) -> Server {
+    Server::start(Config::default(), move |s: &ServerHandle, e: Event<'_>| {
+        if let Event::Message { conn, data, .. } = e {
+            if challenge && data == br#"{"mt":"AppChallenge"}"# {
+                let _ = s.send(conn, br#"{"mt":"AppChallengeResult","challenge":"1234"}"#, true);
+            }
+        }
+    })
+    .unwrap()
+}
+
+#[test]
+fn login_that_gets_no_answer_times_out() {
+    for (challenge, waiting) in [(false, "no AppChallengeResult"), (true, "no AppLoginResult")] {
+        let s = stalling_service(challenge);
+        let mut cfg = AppClientConfig::new(url(s.local_addr()), "demo", "demo");
+        cfg.login_timeout = Duration::from_millis(300);
+        let t0 = std::time::Instant::now();
+        let c = AppClient::connect_queued(cfg).unwrap();
+        match next(&c) {
+            OwnedAppClientEvent::LoginFailed { reason } => {
+                assert!(reason.contains(waiting) && reason.contains("300 ms"), "{reason}")
+            }
+            e => panic!("expected LoginFailed, got {e:?}"),
+        }
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+            "{waited:?}"
+        );
+        closed_by_host(&c);
+        assert!(!c.is_connected());
+        assert!(c.send_json("{}").is_err());
+    }
+}
+
+#[test]
+fn login_timeout_from_c() {
+    use wsbroker::ffi::appws::*;
+    use wsbroker::ffi::wsb_result;
+    let s = stalling_service(false);
+    let u = std::ffi::CString::new(url(s.local_addr())).unwrap();
+    let cfg = unsafe { wsb_appws_client_config_new(u.as_ptr(), c"demo".as_ptr(), c"demo".as_ptr()) };
+    unsafe {
+        assert_eq!(
+            wsb_appws_client_config_set_login_timeout_ms(cfg, 0),
+            wsb_result::InvalidArgument
+        );
+        assert_eq!(wsb_appws_client_config_set_login_timeout_ms(cfg, 200), wsb_result::Ok);
+    }
+    let mut c = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { wsb_appws_client_new(cfg, None, std::ptr::null_mut(), None, &mut c) },
+        wsb_result::Ok
+    );
+    let mut kinds = Vec::new();
+    let t0 = std::time::Instant::now();
+    while kinds.last() != Some(&(wsb_appws_client_event_type::Closed as u32)) {
+        let mut ev: wsb_appws_client_event = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { wsb_appws_client_poll(c, 5000, &mut ev) }, wsb_result::Ok);
+        kinds.push(ev.kind);
+        if ev.kind == wsb_appws_client_event_type::LoginFailed as u32 {
+            let text = unsafe { std::ffi::CStr::from_ptr(ev.text) }.to_string_lossy();
+            assert!(text.contains("login timed out"), "{text}");
+        }
+    }
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        kinds,
+        [
+            wsb_appws_client_event_type::LoginFailed as u32,
+            wsb_appws_client_event_type::Closed as u32
+        ]
+    );
+    unsafe {
+        assert_eq!(wsb_appws_client_free(c), wsb_result::Ok);
+        wsb_appws_client_config_free(cfg);
+    }
+}
+
+/// Reads an HTTP head byte by byte (so nothing after it is consumed).
+fn read_head(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 << 10 {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A one-connection HTTP CONNECT proxy: reports the CONNECT head, then the
+/// head the client sends through the tunnel (a ws:// upgrade request), and
+/// relays both ways.
+fn connect_proxy() -> (std::net::SocketAddr, mpsc::Receiver<String>) {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut down, _)) = l.accept() else { return };
+        down.set_read_timeout(Some(WAIT)).unwrap();
+        let connect = read_head(&mut down);
+        let target = connect.split(' ').nth(1).unwrap_or("").to_owned();
+        let _ = tx.send(connect);
+        let Ok(mut up) = std::net::TcpStream::connect(target) else {
+            return;
+        };
+        down.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").unwrap();
+        let upgrade = read_head(&mut down);
+        up.write_all(upgrade.as_bytes()).unwrap();
+        let _ = tx.send(upgrade);
+        let (mut d, mut u) = (down.try_clone().unwrap(), up.try_clone().unwrap());
+        std::thread::spawn(move || std::io::copy(&mut u, &mut d));
+        let _ = std::io::copy(&mut down, &mut up);
+    });
+    (addr, rx)
+}
+
+#[test]
+fn c_client_through_a_proxy_with_extra_headers() {
+    use wsbroker::ffi::appws::*;
+    use wsbroker::ffi::wsb_result;
+    let (s, _events) = answering_service();
+    let (proxy, seen) = connect_proxy();
+    let u = std::ffi::CString::new(url(s.local_addr())).unwrap();
+    let cfg = unsafe { wsb_appws_client_config_new(u.as_ptr(), c"demo".as_ptr(), c"demo".as_ptr()) };
+    // No scheme: http://, as with curl.
+    let p = std::ffi::CString::new(proxy.to_string()).unwrap();
+    unsafe {
+        assert_eq!(
+            wsb_appws_client_config_set_proxy(cfg, c"socks5://h:1".as_ptr()),
+            wsb_result::InvalidArgument
+        );
+        assert_eq!(wsb_appws_client_config_set_proxy(cfg, p.as_ptr()), wsb_result::Ok);
+        assert_eq!(
+            wsb_appws_client_config_add_header(cfg, c"Bad Name".as_ptr(), c"x".as_ptr()),
+            wsb_result::InvalidArgument
+        );
+        assert_eq!(
+            wsb_appws_client_config_add_header(cfg, c"X-Pbx-Token".as_ptr(), c"t1".as_ptr()),
+            wsb_result::Ok
+        );
+    }
+    let mut c = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { wsb_appws_client_new(cfg, None, std::ptr::null_mut(), None, &mut c) },
+        wsb_result::Ok
+    );
+    let mut ev: wsb_appws_client_event = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { wsb_appws_client_poll(c, 10_000, &mut ev) }, wsb_result::Ok);
+    assert_eq!(ev.kind, wsb_appws_client_event_type::Connected as u32);
+    let connect = seen.recv_timeout(WAIT).unwrap();
+    assert!(
+        connect.starts_with(&format!("CONNECT {} HTTP/1.1\r\n", s.local_addr())),
+        "{connect}"
+    );
+    let upgrade = seen.recv_timeout(WAIT).unwrap();
+    assert!(
+        upgrade.starts_with("GET / HTTP/1.1\r\n") && upgrade.contains("\r\nX-Pbx-Token: t1\r\n"),
+        "{upgrade}"
+    );
+    unsafe {
+        assert_eq!(wsb_appws_client_free(c), wsb_result::Ok);
+        wsb_appws_client_config_free(cfg);
+    }
 }

@@ -330,3 +330,512 @@ fn reconnects_after_the_server_restarts() {
     c.send(b"again", true).unwrap();
     assert_eq!(next(&c).payload(), b"again");
 }
+
+#[test]
+fn without_reconnect_a_lost_connection_stays_lost() {
+    let s = echo_server(Config::default());
+    let addr = s.local_addr();
+    let c = Client::connect_queued(ClientConfig::new(format!("ws://{addr}/"))).unwrap();
+    connected(&c);
+    s.shutdown();
+    assert!(matches!(next(&c), OwnedClientEvent::Closed { by_host: false, .. }));
+    // The server comes back at once; a client that retried (the reconnect
+    // default would be 500 ms ± 20 %) would be seen there within 1.5 s.
+    let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = opened.clone();
+    let _again = Server::start(
+        Config {
+            bind: addr,
+            ..Config::default()
+        },
+        move |_: &ServerHandle, e: Event<'_>| {
+            if let Event::Open { .. } = e {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        },
+    )
+    .unwrap();
+    match c.poll(Some(Duration::from_millis(1500))) {
+        Err(wsbroker::engine::PollError::Timeout) => {}
+        other => panic!("expected no event, got {other:?}"),
+    }
+    assert_eq!(
+        opened.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no attempt reached the server"
+    );
+    assert!(!c.is_connected());
+}
+
+#[test]
+fn reconnect_gives_up_after_max_attempts_and_says_so() {
+    let s = echo_server(Config::default());
+    let mut cfg = ClientConfig::new(format!("ws://{}/", s.local_addr()));
+    cfg.reconnect = Some(Reconnect {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(100),
+        max_attempts: 2,
+        ..Reconnect::default()
+    });
+    let c = Client::connect_queued(cfg).unwrap();
+    connected(&c);
+    s.shutdown();
+    let mut kinds = Vec::new();
+    loop {
+        let e = next(&c);
+        let end = matches!(e, OwnedClientEvent::GaveUp { .. });
+        kinds.push(match e {
+            OwnedClientEvent::Closed { .. } => "closed".to_string(),
+            OwnedClientEvent::Reconnecting { attempt, .. } => format!("reconnecting {attempt}"),
+            OwnedClientEvent::Error { error, .. } => format!("error {error:?}"),
+            OwnedClientEvent::GaveUp { attempts } => format!("gave up {attempts}"),
+            e => format!("{e:?}"),
+        });
+        if end {
+            break;
+        }
+    }
+    assert_eq!(
+        kinds,
+        [
+            "closed",
+            "reconnecting 1",
+            "error Refused",
+            "reconnecting 2",
+            "error Refused",
+            "gave up 2"
+        ]
+    );
+    // Nothing follows.
+    assert!(c.poll(Some(Duration::from_millis(500))).is_err());
+    assert!(c.send(b"x", true).is_err());
+}
+
+// ---- server TLS through the C API ----
+
+fn c_last_error() -> String {
+    let mut buf = [0 as std::ffi::c_char; 512];
+    unsafe { wsbroker::ffi::wsb_last_error(buf.as_mut_ptr(), buf.len(), std::ptr::null_mut()) };
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn cpath(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.to_str().unwrap()).unwrap()
+}
+
+/// Calls `f` with the two paths as C strings (NULL for `None`).
+fn with_paths<R>(
+    c: Option<&Path>,
+    k: Option<&Path>,
+    f: impl FnOnce(*const std::ffi::c_char, *const std::ffi::c_char) -> R,
+) -> R {
+    let (c, k) = (c.map(cpath), k.map(cpath));
+    let p = |s: &Option<std::ffi::CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+    f(p(&c), p(&k))
+}
+
+/// A wss:// client trusting only `ca` sends `send`; returns the text of the
+/// first message it gets (panics when it cannot connect or nothing comes).
+fn wss_round_trip(url: &str, ca: &Path, send: &str) -> String {
+    let mut cc = ClientConfig::new(url);
+    cc.tls.ca_file = Some(ca.to_owned());
+    cc.tls.system_roots = false;
+    let c = Client::connect_queued(cc).unwrap();
+    connected(&c);
+    c.send(send.as_bytes(), true).unwrap();
+    String::from_utf8(next_msg(&c).payload().to_vec()).unwrap()
+}
+
+/// Each way a certificate and key pair can be unusable, with the result and
+/// the words `set_tls` reports; `set` is one of the C setters.
+fn check_tls_file_errors(dir: &Path, set: &dyn Fn(Option<&Path>, Option<&Path>) -> wsbroker::ffi::wsb_result) {
+    use wsbroker::ffi::wsb_result;
+    std::fs::create_dir_all(dir).unwrap();
+    let (_, cert, key) = make_pki(dir, 2);
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (_, _, other_key) = make_pki(&other, 2);
+    let bad_key = dir.join("bad.key");
+    std::fs::write(
+        &bad_key,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let missing = dir.join("missing.pem");
+    for (c, k, words) in [
+        (&missing, &key, "cannot read"),
+        (&key, &key, "no certificate found in"),
+        (&cert, &cert, "no private key found in"),
+        (&cert, &bad_key, "unusable private key in"),
+        (&cert, &other_key, "does not belong to the certificate"),
+    ] {
+        assert_eq!(set(Some(c), Some(k)), wsb_result::InvalidArgument, "{c:?} {k:?}");
+        let e = c_last_error();
+        assert!(e.contains(words), "{c:?} {k:?}: {e}");
+    }
+    assert!(c_last_error().contains(other_key.to_str().unwrap()));
+    assert_eq!(set(Some(&cert), None), wsb_result::NullPointer);
+    assert_eq!(set(None, Some(&key)), wsb_result::NullPointer);
+}
+
+#[test]
+fn c_server_serves_wss_and_explains_bad_files() {
+    use wsbroker::ffi::server::*;
+    use wsbroker::ffi::wsb_result;
+    let dir = tempdir("c-server-tls");
+    let cfg = wsb_server_config_new();
+    let set =
+        |c: Option<&Path>, k: Option<&Path>| with_paths(c, k, |c, k| unsafe { wsb_server_config_set_tls(cfg, c, k) });
+    check_tls_file_errors(&dir.join("errors"), &set);
+    let good = dir.join("good");
+    std::fs::create_dir_all(&good).unwrap();
+    let (ca, cert, key) = make_pki(&good, 2);
+    assert_eq!(set(Some(&cert), Some(&key)), wsb_result::Ok);
+    // A failed call leaves the configuration as it was: still TLS.
+    assert_eq!(set(Some(&dir.join("nope")), Some(&key)), wsb_result::InvalidArgument);
+
+    unsafe extern "C" fn echo(_: *mut std::ffi::c_void, s: *mut wsb_server, ev: *const wsb_event) {
+        let ev = unsafe { &*ev };
+        if ev.kind == wsb_event_type::Message as u32 {
+            unsafe { wsb_server_write(s, ev.conn, ev.data, ev.len, ev.is_text) };
+        }
+    }
+    let mut server = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { wsb_server_new(cfg, Some(echo), std::ptr::null_mut(), None, &mut server) },
+        wsb_result::Ok
+    );
+    let port = unsafe { wsb_server_port(server) };
+    assert_eq!(
+        wss_round_trip(&format!("wss://localhost:{port}/"), &ca, "over tls"),
+        "over tls"
+    );
+    // Plain ws:// gets no upgrade from a TLS listener.
+    let (e, m) = error_of(&format!("ws://localhost:{port}/"), |_| {});
+    assert_eq!(e, ConnectError::Handshake, "{m}");
+    unsafe { wsb_server_free(server) };
+
+    // Both NULL: plain ws:// again.
+    assert_eq!(set(None, None), wsb_result::Ok);
+    let mut server = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { wsb_server_new(cfg, Some(echo), std::ptr::null_mut(), None, &mut server) },
+        wsb_result::Ok
+    );
+    let port = unsafe { wsb_server_port(server) };
+    let c = Client::connect_queued(ClientConfig::new(format!("ws://127.0.0.1:{port}/"))).unwrap();
+    connected(&c);
+    unsafe {
+        wsb_server_free(server);
+        wsb_server_config_free(cfg);
+    }
+}
+
+#[test]
+fn c_app_service_and_broker_listeners_serve_wss() {
+    use wsbroker::ffi::appws::*;
+    use wsbroker::ffi::broker::*;
+    use wsbroker::ffi::wsb_result;
+    let dir = tempdir("c-listener-tls");
+    let (ca, cert, key) = make_pki(&dir, 2);
+    let (c, k) = (cpath(&cert), cpath(&key));
+
+    // The app service, with its built-in echo.
+    let scfg = wsb_appws_service_config_new();
+    unsafe {
+        assert_eq!(
+            wsb_appws_service_config_add_app(scfg, c"demo".as_ptr(), c"pw".as_ptr()),
+            wsb_result::Ok
+        );
+        assert_eq!(wsb_appws_service_config_set_echo(scfg, true), wsb_result::Ok);
+    }
+    let set = |c: Option<&Path>, k: Option<&Path>| {
+        with_paths(c, k, |c, k| unsafe { wsb_appws_service_config_set_tls(scfg, c, k) })
+    };
+    check_tls_file_errors(&dir.join("errors"), &set);
+    assert_eq!(
+        unsafe { wsb_appws_service_config_set_tls(scfg, c.as_ptr(), k.as_ptr()) },
+        wsb_result::Ok
+    );
+    let mut svc = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { wsb_appws_service_new(scfg, None, std::ptr::null_mut(), None, &mut svc) },
+        wsb_result::Ok
+    );
+    let port = unsafe { wsb_appws_service_port(svc) };
+    let mut ac = wsbroker::appws::AppClientConfig::new(format!("wss://localhost:{port}/"), "demo", "pw");
+    ac.client.tls.ca_file = Some(ca.clone());
+    ac.client.tls.system_roots = false;
+    let app = wsbroker::appws::AppClient::connect_queued(ac).unwrap();
+    let next_app = || app.poll(Some(Duration::from_secs(10))).expect("an event within 10 s");
+    assert_eq!(next_app(), wsbroker::appws::OwnedAppClientEvent::Connected);
+    app.send_json(r#"{"mt":"Ping","src":"s1"}"#).unwrap();
+    match next_app() {
+        wsbroker::appws::OwnedAppClientEvent::Message { mt, src, .. } => {
+            assert_eq!((mt.as_deref(), src.as_deref()), (Some("PingResult"), Some("s1")))
+        }
+        e => panic!("{e:?}"),
+    }
+    drop(app);
+    unsafe {
+        wsb_appws_service_free(svc);
+        wsb_appws_service_config_free(scfg);
+    }
+
+    // The broker: TLS per listener; the admin socket is plain TCP.
+    let bcfg = wsb_broker_config_new();
+    unsafe {
+        assert_eq!(
+            wsb_broker_config_set_listener(bcfg, wsb_listener::Wschat as u32, c"127.0.0.1:0".as_ptr()),
+            wsb_result::Ok
+        );
+        assert_eq!(
+            wsb_broker_config_set_listener_tls(bcfg, wsb_listener::WebtalkAdmin as u32, c.as_ptr(), k.as_ptr()),
+            wsb_result::InvalidArgument
+        );
+        assert!(c_last_error().contains("plain TCP"), "{}", c_last_error());
+        assert_eq!(
+            wsb_broker_config_set_listener_tls(bcfg, 99, c.as_ptr(), k.as_ptr()),
+            wsb_result::InvalidArgument
+        );
+    }
+    let set = |c: Option<&Path>, k: Option<&Path>| {
+        with_paths(c, k, |c, k| unsafe {
+            wsb_broker_config_set_listener_tls(bcfg, wsb_listener::Achex as u32, c, k)
+        })
+    };
+    check_tls_file_errors(&dir.join("errors2"), &set);
+    assert_eq!(set(Some(&cert), Some(&key)), wsb_result::Ok);
+    let mut broker = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { wsb_broker_new(bcfg, None, std::ptr::null_mut(), None, &mut broker) },
+        wsb_result::Ok
+    );
+    let achex = unsafe { wsb_broker_port(broker, wsb_listener::Achex as u32) };
+    let wschat = unsafe { wsb_broker_port(broker, wsb_listener::Wschat as u32) };
+    // Achex greets each session with its SID.
+    let reply = wss_round_trip(
+        &format!("wss://localhost:{achex}/"),
+        &ca,
+        r#"{"setID":"alice","passwd":"a"}"#,
+    );
+    assert!(reply.starts_with(r#"{"SID":"#), "{reply}");
+    // TLS is per listener: WSChat stays ws://.
+    let c = Client::connect_queued(ClientConfig::new(format!("ws://127.0.0.1:{wschat}/"))).unwrap();
+    connected(&c);
+    let (e, m) = error_of(&format!("ws://127.0.0.1:{achex}/"), |_| {});
+    assert_eq!(e, ConnectError::Handshake, "{m}");
+    unsafe {
+        wsb_broker_free(broker);
+        wsb_broker_config_free(bcfg);
+    }
+}
+
+/// Server TLS that asks for a client certificate signed by `ca`.
+fn requiring_client_certs(ca: &Path, cert: &Path, key: &Path) -> std::sync::Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), provider.clone())
+            .build()
+            .unwrap();
+    let chain = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, PrivateKeyDer::from_pem_file(key).unwrap())
+        .unwrap();
+    std::sync::Arc::new(cfg)
+}
+
+#[test]
+fn c_appws_client_tls_settings() {
+    use wsbroker::ffi::appws::*;
+    use wsbroker::ffi::wsb_result;
+    let dir = tempdir("c-appws-client-tls");
+    let (ca, cert, key) = make_pki(&dir, 2);
+    let mut scfg = wsbroker::appws::AppServiceConfig::new();
+    scfg.apps.push(("demo".into(), "demo".into()));
+    scfg.echo = true;
+    // The server certificate has no extended key usage, so it serves as a client certificate too.
+    scfg.engine.tls = Some(requiring_client_certs(&ca, &cert, &key));
+    let svc = wsbroker::appws::AppService::start_queued(scfg).unwrap();
+    let url = std::ffi::CString::new(format!("wss://localhost:{}/", svc.local_addr().port())).unwrap();
+
+    let config = || {
+        let cfg = unsafe { wsb_appws_client_config_new(url.as_ptr(), c"demo".as_ptr(), c"demo".as_ptr()) };
+        assert_eq!(
+            unsafe { wsb_appws_client_config_set_system_roots(cfg, false) },
+            wsb_result::Ok
+        );
+        cfg
+    };
+    let start = |cfg: *mut wsb_appws_client_config| {
+        let mut c = std::ptr::null_mut();
+        let r = unsafe { wsb_appws_client_new(cfg, None, std::ptr::null_mut(), None, &mut c) };
+        unsafe { wsb_appws_client_config_free(cfg) };
+        (r, c)
+    };
+    let first_event = |c: *mut wsb_appws_client| {
+        let mut ev: wsb_appws_client_event = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { wsb_appws_client_poll(c, 10_000, &mut ev) }, wsb_result::Ok);
+        unsafe { wsb_appws_client_free(c) };
+        (ev.kind, ev.error)
+    };
+
+    // Without the system roots and without a CA file nothing is trusted.
+    let (r, _) = start(config());
+    assert_eq!(r, wsb_result::InvalidArgument);
+    assert!(c_last_error().contains("no trusted root"), "{}", c_last_error());
+
+    // A client certificate that cannot be read is named.
+    let cfg = config();
+    let missing = cpath(&dir.join("missing.pem"));
+    let (ca_c, cert_c, key_c) = (cpath(&ca), cpath(&cert), cpath(&key));
+    unsafe {
+        assert_eq!(wsb_appws_client_config_set_ca_file(cfg, ca_c.as_ptr()), wsb_result::Ok);
+        assert_eq!(
+            wsb_appws_client_config_set_client_cert(cfg, missing.as_ptr(), key_c.as_ptr()),
+            wsb_result::Ok
+        );
+    }
+    let (r, _) = start(cfg);
+    assert_eq!(r, wsb_result::InvalidArgument);
+    assert!(c_last_error().contains("missing.pem"), "{}", c_last_error());
+
+    // The service asks for a certificate: with one the login goes through...
+    let cfg = config();
+    unsafe {
+        assert_eq!(wsb_appws_client_config_set_ca_file(cfg, ca_c.as_ptr()), wsb_result::Ok);
+        assert_eq!(
+            wsb_appws_client_config_set_client_cert(cfg, cert_c.as_ptr(), key_c.as_ptr()),
+            wsb_result::Ok
+        );
+    }
+    let (r, c) = start(cfg);
+    assert_eq!(r, wsb_result::Ok);
+    assert_eq!(first_event(c), (wsb_appws_client_event_type::Connected as u32, 0));
+
+    // ...and without one the connection never opens.
+    let cfg = config();
+    assert_eq!(
+        unsafe { wsb_appws_client_config_set_ca_file(cfg, ca_c.as_ptr()) },
+        wsb_result::Ok
+    );
+    let (r, c) = start(cfg);
+    assert_eq!(r, wsb_result::Ok);
+    let (kind, error) = first_event(c);
+    assert_eq!(kind, wsb_appws_client_event_type::Closed as u32);
+    assert_ne!(error, 0, "a failed attempt, not a closed connection");
+    svc.shutdown();
+}
+
+/// One `poll(timeout_ms) -> (result, event kind, time taken)` waits long on
+/// another thread; a second poll must time out after its own timeout (and
+/// one of 0 at once), and the first must still get the event `send` causes.
+fn check_polls_keep_their_own_timeouts(
+    poll: impl Fn(i32) -> (wsbroker::ffi::wsb_result, u32, Duration) + Sync,
+    send: impl FnOnce(),
+    message: u32,
+) {
+    use wsbroker::ffi::wsb_result;
+    std::thread::scope(|scope| {
+        let long = scope.spawn(|| poll(8_000));
+        std::thread::sleep(Duration::from_millis(200));
+        let (r, _, took) = poll(300);
+        assert_eq!(r, wsb_result::Timeout);
+        assert!(
+            took >= Duration::from_millis(290) && took < Duration::from_millis(2000),
+            "{took:?}"
+        );
+        let (r, _, took) = poll(0);
+        assert_eq!(r, wsb_result::Timeout);
+        assert!(took < Duration::from_millis(200), "0 just checks: {took:?}");
+        send();
+        let (r, kind, took) = long.join().unwrap();
+        assert_eq!((r, kind), (wsb_result::Ok, message));
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    });
+}
+
+#[test]
+fn c_concurrent_client_polls_each_keep_their_own_timeout() {
+    use wsbroker::ffi::client::*;
+    use wsbroker::ffi::wsb_result;
+    let s = echo_server(Config::default());
+    let url = std::ffi::CString::new(format!("ws://{}/", s.local_addr())).unwrap();
+    let cfg = unsafe { wsb_client_config_new(url.as_ptr()) };
+    let mut c = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { wsb_client_new(cfg, None, std::ptr::null_mut(), None, &mut c) },
+        wsb_result::Ok
+    );
+    let addr = c as usize;
+    let poll = move |ms: i32| {
+        let mut ev: wsb_client_event = unsafe { std::mem::zeroed() };
+        let t0 = std::time::Instant::now();
+        let r = unsafe { wsb_client_poll(addr as *mut wsb_client, ms, &mut ev) };
+        (r, ev.kind, t0.elapsed())
+    };
+    assert_eq!(poll(10_000).1, wsb_client_event_type::Connected as u32);
+    check_polls_keep_their_own_timeouts(
+        poll,
+        || assert_eq!(unsafe { wsb_client_send(c, b"x".as_ptr(), 1, true) }, wsb_result::Ok),
+        wsb_client_event_type::Message as u32,
+    );
+    unsafe {
+        assert_eq!(wsb_client_free(c), wsb_result::Ok);
+        wsb_client_config_free(cfg);
+    }
+}
+
+#[test]
+fn c_concurrent_appws_client_polls_each_keep_their_own_timeout() {
+    use wsbroker::ffi::appws::*;
+    use wsbroker::ffi::wsb_result;
+    let mut scfg = wsbroker::appws::AppServiceConfig::new();
+    scfg.apps.push(("demo".into(), "demo".into()));
+    scfg.echo = true;
+    let svc = wsbroker::appws::AppService::start_queued(scfg).unwrap();
+    let u = std::ffi::CString::new(format!("ws://{}/", svc.local_addr())).unwrap();
+    let cfg = unsafe { wsb_appws_client_config_new(u.as_ptr(), c"demo".as_ptr(), c"demo".as_ptr()) };
+    let mut c = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { wsb_appws_client_new(cfg, None, std::ptr::null_mut(), None, &mut c) },
+        wsb_result::Ok
+    );
+    let addr = c as usize;
+    let poll = move |ms: i32| {
+        let mut ev: wsb_appws_client_event = unsafe { std::mem::zeroed() };
+        let t0 = std::time::Instant::now();
+        let r = unsafe { wsb_appws_client_poll(addr as *mut wsb_appws_client, ms, &mut ev) };
+        (r, ev.kind, t0.elapsed())
+    };
+    assert_eq!(poll(10_000).1, wsb_appws_client_event_type::Connected as u32);
+    check_polls_keep_their_own_timeouts(
+        poll,
+        || {
+            assert_eq!(
+                unsafe { wsb_appws_client_send(c, cr#"{"mt":"Ping"}"#.as_ptr()) },
+                wsb_result::Ok
+            )
+        },
+        wsb_appws_client_event_type::Message as u32,
+    );
+    unsafe {
+        assert_eq!(wsb_appws_client_free(c), wsb_result::Ok);
+        wsb_appws_client_config_free(cfg);
+    }
+    svc.shutdown();
+}

@@ -606,6 +606,11 @@ class ServerConfig : public detail::ConfigBase<ServerConfig, wsb_server_config, 
     ServerConfig &event_queue_capacity(uint32_t n) {
         return apply(wsb_server_config_set_event_queue_capacity(cfg_.get(), n), "event_queue_capacity");
     }
+    // Serve wss:// with this PEM certificate chain (leaf first) and its PEM private key, read now:
+    // a bad file makes status() InvalidArgument with error_detail() naming it.
+    ServerConfig &tls(const std::string &cert_chain_pem_path, const std::string &key_pem_path) {
+        return str2(wsb_server_config_set_tls, cert_chain_pem_path, key_pem_path, "tls");
+    }
 };
 
 // A borrowed server pointer, as handlers receive it. Cheap to copy; valid while the Server
@@ -697,6 +702,7 @@ enum class ClientEventType : uint32_t {
     Closed = WSB_CLIENT_EVENT_TYPE_CLOSED,
     Error = WSB_CLIENT_EVENT_TYPE_ERROR,
     Reconnecting = WSB_CLIENT_EVENT_TYPE_RECONNECTING,
+    GaveUp = WSB_CLIENT_EVENT_TYPE_GAVE_UP,
 };
 
 // One client event; every view is borrowed (see the lifetimes at the top of this file). Fields
@@ -713,7 +719,7 @@ struct ClientEvent {
     int32_t close_status = 0;
     // Error: why the attempt failed (ConnectionRefused, CertificateInvalid, HandshakeFailed, ...).
     Result error;
-    // Reconnecting: attempt number (from 1) and the delay before it.
+    // Reconnecting: attempt number (from 1) and the delay before it. GaveUp: the attempts made.
     uint32_t attempt = 0;
     std::chrono::milliseconds delay{0};
     // Connected: the subprotocol the server chose ("" if none).
@@ -880,6 +886,8 @@ class ClientHandlers : public detail::HandlerTable<ClientHandlers, ClientRef, ws
     // A connection attempt failed before it opened; ev.error says why.
     ClientHandlers &on_error(Handler h) { return set(error_, std::move(h)); }
     ClientHandlers &on_reconnecting(Handler h) { return set(reconnecting_, std::move(h)); }
+    // Reconnection stopped after ev.attempt failed attempts in a row; nothing follows.
+    ClientHandlers &on_gave_up(Handler h) { return set(gave_up_, std::move(h)); }
 
   private:
     friend HandlerTable;
@@ -894,6 +902,7 @@ class ClientHandlers : public detail::HandlerTable<ClientHandlers, ClientRef, ws
         case ClientEventType::Closed: return &closed_;
         case ClientEventType::Error: return &error_;
         case ClientEventType::Reconnecting: return &reconnecting_;
+        case ClientEventType::GaveUp: return &gave_up_;
         }
         return nullptr; // an event type newer than this header
     }
@@ -904,7 +913,7 @@ class ClientHandlers : public detail::HandlerTable<ClientHandlers, ClientRef, ws
         }
     }
 
-    Handler connected_, message_, pong_, sent_, drain_, closed_, error_, reconnecting_;
+    Handler connected_, message_, pong_, sent_, drain_, closed_, error_, reconnecting_, gave_up_;
 };
 
 namespace detail {

@@ -262,6 +262,21 @@ impl Client {
         ClientEvent::Send(frame)
     }
 
+    /// Gives the login up (the host's login timeout): later frames are
+    /// dropped. Returns what was still awaited, or `None` when the login had
+    /// already succeeded or failed.
+    pub fn abandon(&mut self) -> Option<&'static str> {
+        let waiting = match self.state {
+            State::AwaitChallenge => "AppChallengeResult",
+            State::AwaitAuthenticator => "the authenticator's answer to the challenge",
+            State::AwaitLoginResult => "AppLoginResult",
+            State::Connected | State::Failed => return None,
+        };
+        self.state = State::Failed;
+        self.session_key = None;
+        Some(waiting)
+    }
+
     /// Authenticator mode: the host's answer to [`ClientEvent::Challenge`].
     /// Returns the `AppLogin` frame to send. Fails with
     /// [`Error::WrongState`] when no challenge is waiting, and with
@@ -468,6 +483,37 @@ mod tests {
             assert_eq!(c.session_key(), None);
             assert_eq!(c.key(), Err(Error::WrongState));
         }
+    }
+
+    #[test]
+    fn abandoned_login_ignores_late_results() {
+        let mut c = demo();
+        c.on_open();
+        assert_eq!(c.abandon(), Some("AppChallengeResult"));
+        assert_eq!(
+            c.on_text(r#"{"mt":"AppChallengeResult","challenge":"1"}"#),
+            ClientEvent::Drop
+        );
+        assert_eq!(c.abandon(), None);
+
+        let mut c = demo();
+        c.on_open();
+        c.on_text(r#"{"mt":"AppChallengeResult","challenge":"1"}"#);
+        assert_eq!(c.abandon(), Some("AppLoginResult"));
+        assert_eq!(c.on_text(r#"{"mt":"AppLoginResult","ok":true}"#), ClientEvent::Drop);
+        assert!(!c.is_connected() && c.key().is_err());
+
+        let mut c = Client::new("a", Credentials::Authenticator).unwrap();
+        c.on_open();
+        c.on_text(r#"{"mt":"AppChallengeResult","challenge":"1"}"#);
+        assert!(c.abandon().unwrap().contains("authenticator"));
+
+        let mut c = demo();
+        c.on_open();
+        c.on_text(r#"{"mt":"AppChallengeResult","challenge":"1"}"#);
+        c.on_text(r#"{"mt":"AppLoginResult","ok":true}"#);
+        assert_eq!(c.abandon(), None, "a finished login is not abandoned");
+        assert!(c.is_connected());
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub struct AppClientConfig {
     /// Send `{"mt":"KeepAlive"}` after this long without sending anything
     /// (the JS library uses 60 s). Default `None`: never.
     pub keep_alive: Option<Duration>,
+    /// Time allowed from the WebSocket's opening to `AppLoginResult`
+    /// (authenticator mode: the host's answer included). When it passes,
+    /// `LoginFailed` is reported, the client closes with 1000 and `Closed`
+    /// follows. Default 10 s.
+    pub login_timeout: Duration,
 }
 
 impl AppClientConfig {
@@ -56,6 +61,7 @@ impl AppClientConfig {
             manual_complete: false,
             send_results: false,
             keep_alive: None,
+            login_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -216,6 +222,8 @@ impl std::error::Error for AppSendError {}
 struct State {
     /// The WebSocket is open (the login may still be running).
     open: bool,
+    /// When it opened, while the login runs (for the login timeout).
+    login_started: Option<Instant>,
     /// Logged in.
     connected: bool,
     /// `close` came before the WebSocket opened: close as soon as it does.
@@ -234,6 +242,7 @@ struct Shared {
     manual: bool,
     send_results: bool,
     keep_alive: Option<Duration>,
+    login_timeout: Duration,
     queue: Option<HostQueue<OwnedAppClientEvent>>,
     conn: OnceLock<ClientHandle>,
     /// The owner is shutting the client down: nothing more is reported.
@@ -438,7 +447,11 @@ impl Bridge {
             LoginEvent::Send(frame) => self.app.send_own(&frame),
             LoginEvent::Challenge(challenge) => self.emit(AppClientEvent::Challenge { challenge: &challenge }),
             LoginEvent::Connected => {
-                lock(&self.app.shared.state).connected = true;
+                {
+                    let mut st = lock(&self.app.shared.state);
+                    st.connected = true;
+                    st.login_started = None;
+                }
                 self.emit(AppClientEvent::Connected);
             }
             LoginEvent::LoginFailed(reason) => {
@@ -463,6 +476,27 @@ impl Bridge {
     }
 }
 
+impl Bridge {
+    /// A login that has not finished within the login timeout fails: a
+    /// service that never answers must not leave the host waiting forever.
+    fn check_login_deadline(&mut self, conn: &ClientHandle) {
+        let limit = self.app.shared.login_timeout;
+        {
+            let mut st = lock(&self.app.shared.state);
+            match st.login_started {
+                Some(t) if !st.ended && t.elapsed() >= limit => st.login_started = None,
+                _ => return,
+            }
+        }
+        let Some(waiting) = lock(&self.app.shared.login).abandon() else {
+            return;
+        };
+        let reason = format!("login timed out: no {waiting} within {} ms", limit.as_millis());
+        self.emit(AppClientEvent::LoginFailed { reason: &reason });
+        let _ = conn.close(1000, "");
+    }
+}
+
 impl ClientHandler for Bridge {
     fn on_event(&mut self, conn: &ClientHandle, ev: ClientEvent<'_>) {
         // The first event may come before `start` has stored the handle.
@@ -472,6 +506,7 @@ impl ClientHandler for Bridge {
                 let close_now = {
                     let mut st = lock(&self.app.shared.state);
                     st.open = true;
+                    st.login_started = Some(Instant::now());
                     st.close_requested
                 };
                 if close_now {
@@ -498,11 +533,15 @@ impl ClientHandler for Bridge {
                 by_host,
             } => self.closed(status, reason, by_host, None),
             ClientEvent::Error { error, message } => self.closed(-1, message, false, Some(error)),
-            ClientEvent::Pong { .. } | ClientEvent::Drain | ClientEvent::Reconnecting { .. } => {}
+            ClientEvent::Pong { .. }
+            | ClientEvent::Drain
+            | ClientEvent::Reconnecting { .. }
+            | ClientEvent::GaveUp { .. } => {}
         }
     }
 
-    fn on_tick(&mut self, _conn: &ClientHandle) {
+    fn on_tick(&mut self, conn: &ClientHandle) {
+        self.check_login_deadline(conn);
         let Some(idle) = self.app.shared.keep_alive else { return };
         let due = {
             let st = lock(&self.app.shared.state);
@@ -540,6 +579,7 @@ impl AppClient {
                 manual: cfg.manual_complete,
                 send_results: cfg.send_results,
                 keep_alive: cfg.keep_alive.filter(|d| !d.is_zero()),
+                login_timeout: cfg.login_timeout,
                 queue: queued.then(HostQueue::new),
                 conn: OnceLock::new(),
                 stopped: AtomicBool::new(false),

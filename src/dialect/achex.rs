@@ -123,16 +123,24 @@ pub enum AchexEvent {
         sid: u64,
         name: String,
     },
+    /// A session joined a group or hub. `name` is the name it held then
+    /// (`""` for none).
     Join {
         session: SessionId,
         sid: u64,
         kind: Membership,
+        place: String,
         name: String,
     },
+    /// A session left a group or hub, by request or because it closed.
+    /// `name` is the name it held when it left (`""` for none): a session
+    /// that disconnects still carries it, although it is gone by the time
+    /// the host hears of it.
     Leave {
         session: SessionId,
         sid: u64,
         kind: Membership,
+        place: String,
         name: String,
     },
 }
@@ -177,6 +185,9 @@ pub enum HostError {
     NoSuchSession,
     /// Registration refused the name.
     Login(LoginError),
+    /// Nobody receives host items (a listener without a host sink): a
+    /// service registered now could never get a message.
+    NoReceiver,
 }
 
 impl std::fmt::Display for HostError {
@@ -187,6 +198,7 @@ impl std::fmt::Display for HostError {
             HostError::NoSuchUser => f.write_str("no such user"),
             HostError::NoSuchSession => f.write_str("no such session"),
             HostError::Login(e) => write!(f, "{e}"),
+            HostError::NoReceiver => f.write_str("nobody receives what reaches an in-process service"),
         }
     }
 }
@@ -230,6 +242,11 @@ pub struct AchexDialect {
     started: Instant,
     host_items: VecDeque<HostItem>,
     events: bool,
+    /// Whether someone takes the host items. Without a receiver nothing is
+    /// queued: messages to in-process services are not routed (a direct one
+    /// gets the sender the same error as an unknown name) and events are
+    /// not recorded, so the queue cannot grow unread.
+    host_receiver: bool,
 }
 
 impl AchexDialect {
@@ -255,6 +272,7 @@ impl AchexDialect {
             started,
             host_items: VecDeque::new(),
             events: false,
+            host_receiver: true,
         }
     }
 
@@ -421,7 +439,8 @@ impl AchexDialect {
                 session,
                 sid: conn.sid,
                 kind: Membership::Group,
-                name: group,
+                place: group,
+                name: name.clone(),
             });
         }
         for (hub, remaining) in gone.hubs {
@@ -430,7 +449,8 @@ impl AchexDialect {
                 session,
                 sid: conn.sid,
                 kind: Membership::Hub,
-                name: hub,
+                place: hub,
+                name: name.clone(),
             });
         }
         if !name.is_empty() {
@@ -449,7 +469,7 @@ impl AchexDialect {
     }
 
     fn event(&mut self, make: impl FnOnce() -> AchexEvent) {
-        if self.events {
+        if self.events && self.host_receiver {
             self.host_items.push_back(HostItem::Event(make()));
         }
     }
@@ -468,18 +488,19 @@ impl AchexDialect {
         };
         let recipients = match key {
             "toS" | "tos" => match session_number(value).and_then(|n| self.by_sid.get(&n)) {
-                Some(&to) => vec![to],
-                None => {
+                Some(&to) if self.reachable(to) => vec![to],
+                _ => {
                     let text = format!("no such session: {}", value_text(value));
                     self.error(out, session, &text);
                     return;
                 }
             },
             "to" => {
-                let to = match value {
+                let mut to = match value {
                     Json::String(n) => self.broker.recipients(Target::Name(n)),
                     _ => Vec::new(),
                 };
+                to.retain(|&s| self.reachable(s));
                 if to.is_empty() {
                     let text = format!("no such user: {}", value_text(value));
                     self.error(out, session, &text);
@@ -516,6 +537,9 @@ impl AchexDialect {
         from_sid: u64,
     ) {
         for to in recipients {
+            if !self.reachable(to) {
+                continue;
+            }
             if to & HOST_SESSION_BIT != 0 {
                 self.host_items.push_back(HostItem::Message {
                     service: ServiceHandle(to & !HOST_SESSION_BIT),
@@ -531,6 +555,11 @@ impl AchexDialect {
                 });
             }
         }
+    }
+
+    /// False for an in-process service while nobody takes host items.
+    fn reachable(&self, to: SessionId) -> bool {
+        to & HOST_SESSION_BIT == 0 || self.host_receiver
     }
 
     fn auth_failed(out: &mut Vec<Action>, session: SessionId, e: &LoginError) {
@@ -654,11 +683,13 @@ impl AchexDialect {
         };
         if joined {
             let sid = self.sid(session);
+            let name = self.broker.name_of(session).unwrap_or("").to_owned();
             self.event(|| AchexEvent::Join {
                 session,
                 sid,
                 kind,
-                name: place.to_owned(),
+                place: place.to_owned(),
+                name,
             });
         }
         joined
@@ -666,11 +697,11 @@ impl AchexDialect {
 
     fn leave(&mut self, out: &mut Vec<Action>, session: SessionId, kind: Membership, place: &str) -> bool {
         let sid = self.sid(session);
+        let name = self.broker.name_of(session).unwrap_or("").to_owned();
         let left = match kind {
             Membership::Group => self.broker.leave_group(session, place),
             Membership::Hub => match self.broker.leave_hub(session, place) {
                 Some(remaining) => {
-                    let name = self.broker.name_of(session).unwrap_or("").to_owned();
                     self.left_hub(out, place, remaining, &name, sid);
                     true
                 }
@@ -682,7 +713,8 @@ impl AchexDialect {
                 session,
                 sid,
                 kind,
-                name: place.to_owned(),
+                place: place.to_owned(),
+                name,
             });
         }
         left
@@ -803,7 +835,8 @@ impl AchexDialect {
 
     /// Sets whether login, logout, join and leave events are queued for
     /// [`AchexDialect::take_host_items`]. Off by default, so nobody has to drain
-    /// a queue they never asked for.
+    /// a queue they never asked for; without a host receiver
+    /// ([`AchexDialect::set_host_receiver`]) none are queued either way.
     pub fn set_events(&mut self, on: bool) {
         self.events = on;
     }
@@ -811,6 +844,26 @@ impl AchexDialect {
     /// Everything queued for the host since the last call, in order.
     pub fn take_host_items(&mut self) -> Vec<HostItem> {
         self.host_items.drain(..).collect()
+    }
+
+    /// Items queued for the host and not taken yet.
+    pub fn pending_host_items(&self) -> usize {
+        self.host_items.len()
+    }
+
+    /// Says whether someone takes the host items (true for a new dialect,
+    /// whose owner calls [`AchexDialect::take_host_items`]). While false,
+    /// nothing is queued: [`AchexDialect::register_service`] fails with
+    /// [`HostError::NoReceiver`], events are not recorded, and messages to
+    /// in-process services already registered are not routed (a `to` or
+    /// `toS` naming one gets the sender `no such user`/`no such session`,
+    /// a group or hub delivers to its other members). Turning it off drops
+    /// what is queued.
+    pub fn set_host_receiver(&mut self, on: bool) {
+        self.host_receiver = on;
+        if !on {
+            self.host_items.clear();
+        }
     }
 
     /// Adds or replaces credentials for `serviceID` logins.
@@ -826,6 +879,9 @@ impl AchexDialect {
     /// and counts as a logged-in service; messages to it are queued as
     /// [`HostItem::Message`].
     pub fn register_service(&mut self, name: &str) -> Result<ServiceHandle, HostError> {
+        if !self.host_receiver {
+            return Err(HostError::NoReceiver);
+        }
         if name.is_empty() {
             return Err(HostError::Login(LoginError::InvalidName));
         }
@@ -884,13 +940,17 @@ impl AchexDialect {
             return Err(HostError::NotAnObject);
         };
         let recipients = match target {
-            HostTarget::Name(n) => match self.broker.recipients(Target::Name(n)) {
-                r if r.is_empty() => return Err(HostError::NoSuchUser),
-                r => r,
-            },
+            HostTarget::Name(n) => {
+                let mut r = self.broker.recipients(Target::Name(n));
+                r.retain(|&s| self.reachable(s));
+                if r.is_empty() {
+                    return Err(HostError::NoSuchUser);
+                }
+                r
+            }
             HostTarget::Session(sid) => match self.by_sid.get(sid) {
-                Some(&s) => vec![s],
-                None => return Err(HostError::NoSuchSession),
+                Some(&s) if self.reachable(s) => vec![s],
+                _ => return Err(HostError::NoSuchSession),
             },
             HostTarget::Group(g) => self.broker.recipients(Target::Group(g)),
             HostTarget::Hub(h) => self.broker.recipients(Target::HubExcept(h, session)),

@@ -922,4 +922,189 @@ mod tests {
         let res = texts(&send(&mut s, 1, &login));
         assert_eq!(c.on_text(&res[0]), ClientEvent::LoginFailed("login failed".into()));
     }
+
+    /// xorshift64: deterministic, so a failure replays.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len())]
+        }
+    }
+
+    /// What a session should be, from the replies it got so far.
+    #[derive(Default)]
+    struct Model {
+        challenged: bool,
+        failures: u32,
+        logged_in: bool,
+    }
+
+    #[test]
+    fn randomized_frames_get_json_replies_and_log_in_only_with_the_digest() {
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        // The same challenge every time, so GOOD is the right digest.
+        let mut s = Service::new();
+        s.add_app("demo", "demo");
+        s.set_challenge_source(|| Ok(CH.to_owned()));
+        let mut sessions: HashMap<SessionId, Model> = HashMap::new();
+        let mut next_sid = 1;
+        let mut flipped = GOOD.as_bytes().to_vec();
+        flipped[10] = if flipped[10] == b'0' { b'1' } else { b'0' };
+        let flipped = String::from_utf8(flipped).unwrap();
+        let upper = GOOD.to_uppercase();
+        let digests = [GOOD, WRONG, flipped.as_str(), upper.as_str(), "", "zz", &GOOD[..63]];
+        let mts = [
+            "AppChallenge",
+            "AppLogin",
+            "AppInfo",
+            "KeepAlive",
+            "Hello",
+            "",
+            "AppLoginResult",
+        ];
+        let pieces = [
+            "{",
+            "}",
+            "\"mt\"",
+            ":",
+            ",",
+            "\"AppLogin\"",
+            "\"src\"",
+            "1",
+            "null",
+            "[",
+            "]",
+            "\"\u{e9}\"",
+            "\\",
+        ];
+        let (mut frames, mut logins, mut closes) = (0, 0, 0);
+        while frames < 10_000 {
+            if sessions.is_empty() || rng.below(25) == 0 {
+                s.on_open(next_sid);
+                sessions.insert(next_sid, Model::default());
+                next_sid += 1;
+                continue;
+            }
+            let mut ids: Vec<SessionId> = sessions.keys().copied().collect();
+            ids.sort_unstable();
+            let sid = ids[rng.below(ids.len())];
+            if rng.below(40) == 0 {
+                s.on_close(sid);
+                sessions.remove(&sid);
+                continue;
+            }
+            frames += 1;
+            let src = (rng.below(2) == 0).then(|| format!("s{}", rng.below(100)));
+            let src_member = src.as_ref().map(|v| format!(r#","src":"{v}""#)).unwrap_or_default();
+            // (bytes, text, a login with the right digest for app demo)
+            let (input, text, right_login): (Vec<u8>, bool, bool) = match rng.below(5) {
+                0 | 1 => {
+                    let app = rng.pick(&["demo", "demo", "other"]);
+                    let digest = digests[rng.below(digests.len())];
+                    let frame = if rng.below(8) == 0 {
+                        format!(r#"{{"mt":"AppLogin","app":"{app}"{src_member}}}"#)
+                    } else {
+                        format!(
+                            r#"{{"mt":"AppLogin","app":"{app}","domain":"","sip":"demo","guid":"00000000000000000000000000000000","dn":"Admin","digest":"{digest}"{src_member}}}"#
+                        )
+                    };
+                    let right = app == "demo" && digest.eq_ignore_ascii_case(GOOD) && frame.contains("digest");
+                    (frame.into_bytes(), true, right)
+                }
+                2 => {
+                    let mt = rng.pick(&mts);
+                    (
+                        format!(r#"{{"mt":"{mt}","x":[1,{{"k":null}}]{src_member}}}"#).into_bytes(),
+                        true,
+                        false,
+                    )
+                }
+                3 => {
+                    let soup: String = (0..rng.below(10)).map(|_| rng.pick(&pieces)).collect();
+                    (soup.into_bytes(), true, false)
+                }
+                _ => {
+                    let bytes = (0..rng.below(40)).map(|_| rng.next() as u8).collect();
+                    (bytes, rng.below(2) == 0, false)
+                }
+            };
+            let out = s.on_message(sid, &input, text);
+            let m = sessions.get_mut(&sid).unwrap();
+            let is_login_frame = text && input.starts_with(br#"{"mt":"AppLogin""#);
+            let mut closed = false;
+            for a in &out.actions {
+                match a {
+                    Action::Send { to, data, text: true } => {
+                        assert_eq!(*to, sid);
+                        let Ok(Json::Object(o)) = json::parse(data) else {
+                            panic!("not a JSON object: {:?}", String::from_utf8_lossy(data));
+                        };
+                        // Every reply carries the request's src.
+                        if let Some(v) = &src {
+                            if input.starts_with(b"{\"mt\"") {
+                                assert_eq!(o.get("src"), Some(&Json::String(v.clone())), "{o:?}");
+                            }
+                        }
+                        if o.get("mt") == Some(&Json::String("AppChallengeResult".into())) {
+                            m.challenged = true;
+                        }
+                        if o.get("mt") == Some(&Json::String("AppLoginResult".into())) {
+                            assert!(is_login_frame && !m.logged_in);
+                            if o.get("ok") == Some(&Json::Bool(true)) {
+                                assert!(right_login && m.challenged, "logged in without the digest");
+                            } else {
+                                assert!(!(right_login && m.challenged), "the right digest refused");
+                                m.failures += 1;
+                            }
+                        }
+                    }
+                    Action::Close { to, code, reason } => {
+                        assert_eq!((*to, *code, reason.as_str()), (sid, 4001, "login failed"));
+                        assert_eq!(m.failures, MAX_LOGIN_FAILURES, "4001 only after the 3rd failure");
+                        closed = true;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            match &out.host {
+                Some(HostEvent::LoggedIn { sid: who, .. }) => {
+                    assert_eq!(*who, sid);
+                    assert!(right_login && m.challenged && !m.logged_in);
+                    m.logged_in = true;
+                    logins += 1;
+                }
+                Some(HostEvent::Message(msg)) => {
+                    assert!(m.logged_in, "a message before login reached the host");
+                    assert_eq!(msg.sid, sid);
+                    // The built-in echo answers with a JSON object.
+                    for a in echo(out.host.as_ref().unwrap()) {
+                        let Action::Send { data, .. } = a else { panic!() };
+                        assert!(matches!(json::parse(&data), Ok(Json::Object(_))));
+                    }
+                }
+                Some(HostEvent::Binary { sid: who, .. }) => assert!(m.logged_in && *who == sid && !text),
+                None => {}
+            }
+            // The third failure closes, in the same output.
+            assert_eq!(closed, m.failures == MAX_LOGIN_FAILURES, "failures {}", m.failures);
+            if closed {
+                // The engine closes the connection: the session ends here.
+                closes += 1;
+                s.on_close(sid);
+                sessions.remove(&sid);
+            }
+        }
+        // The run went through every path it checks.
+        assert!(logins > 20 && closes > 20, "logins {logins}, closes {closes}");
+    }
 }

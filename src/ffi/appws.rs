@@ -7,7 +7,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use super::handles::{release, Failure, Handles, Object, Owner, Userdata};
-use super::server::{wsb_conn_id, wsb_userdata_free_cb};
+use super::poll_gate::PollGate;
+use super::server::{load_server_tls, tls_paths, wsb_conn_id, wsb_userdata_free_cb};
 use super::{bytes_arg, guard, invalid, opt_str_arg as opt_str, out_arg, plain, str_arg, wsb_result};
 use crate::appws::{
     self, AppClient, AppClientConfig, AppClientEvent, AppClientHandle, AppSendError, AppService, AppServiceConfig,
@@ -240,6 +241,7 @@ pub struct wsb_appws_client {
     client: Mutex<Option<AppClient>>,
     handle: AppClientHandle,
     polled: Mutex<Option<(OwnedAppClientEvent, ClientStrings)>>,
+    poll_gate: PollGate,
     last_error: Mutex<String>,
     /// Queue mode: the host's userdata, released by free.
     userdata: Mutex<Option<Userdata>>,
@@ -254,8 +256,8 @@ pub enum wsb_appws_client_event_type {
     /// `AppLoginResult` with `ok:true` arrived (ConnectComplete): messages may
     /// be sent and the crypto functions work.
     Connected = 1,
-    /// The login failed; `text` holds the reason. The client closes with 1000
-    /// and CLOSED follows.
+    /// The login failed (refused, or no answer within the login timeout);
+    /// `text` holds the reason. The client closes with 1000 and CLOSED follows.
     LoginFailed = 2,
     /// A message after login: `json`/`len` hold its JSON text (NUL-terminated),
     /// `mt` and `src` its `mt` and `src` members (`""` if absent or not strings).
@@ -392,10 +394,10 @@ impl crate::appws::AppClientHandler for CClientHandler {
 /// `Admin`, no `info`; change it with `wsb_appws_client_config_set_identity`);
 /// with `password` NULL it runs in authenticator mode (CHALLENGE event, then
 /// `wsb_appws_client_authenticate`). Defaults: automatic flow control, no
-/// send results, no keep-alive, 10 s connect timeout, system root
-/// certificates, 16 MiB messages. Returns NULL if `url` or `app` is NULL or
-/// not UTF-8. The caller owns the result and must call
-/// `wsb_appws_client_config_free` once.
+/// send results, no keep-alive, 10 s connect timeout, 10 s login timeout,
+/// system root certificates, proxy from the environment, 16 MiB messages.
+/// Returns NULL if `url` or `app` is NULL or not UTF-8. The caller owns the
+/// result and must call `wsb_appws_client_config_free` once.
 ///
 /// # Safety
 /// `url` and `app` must be NULL or NUL-terminated strings; `password` too.
@@ -548,9 +550,30 @@ pub unsafe extern "C" fn wsb_appws_client_config_set_connect_timeout_ms(
 ) -> wsb_result {
     with_client_cfg(cfg, |c| {
         if ms == 0 {
-            return Err((wsb_result::InvalidArgument, "connect timeout must be positive".into()));
+            return Err(invalid("connect timeout must be positive"));
         }
         c.client.connect_timeout = Duration::from_millis(ms as u64);
+        Ok(())
+    })
+}
+
+/// Sets the time allowed from the WebSocket's opening to `AppLoginResult`
+/// (ms, > 0; in authenticator mode the host's `wsb_appws_client_authenticate`
+/// counts against it). When it passes, LOGIN_FAILED says what was still
+/// awaited, the client closes with 1000 and CLOSED follows. Default 10,000.
+///
+/// # Safety
+/// `cfg` must be valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_appws_client_config_set_login_timeout_ms(
+    cfg: *mut wsb_appws_client_config,
+    ms: u32,
+) -> wsb_result {
+    with_client_cfg(cfg, |c| {
+        if ms == 0 {
+            return Err(invalid("login timeout must be positive"));
+        }
+        c.login_timeout = Duration::from_millis(ms as u64);
         Ok(())
     })
 }
@@ -568,6 +591,76 @@ pub unsafe extern "C" fn wsb_appws_client_config_set_ca_file(
     with_client_cfg(cfg, |c| {
         c.client.tls.ca_file = Some(PathBuf::from(str_arg(path, "path")?));
         Ok(())
+    })
+}
+
+/// Trusts the operating system's root certificates (default true). With
+/// false and no CA file, `wsb_appws_client_new` fails for a `wss://` URL.
+///
+/// # Safety
+/// `cfg` must be valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_appws_client_config_set_system_roots(
+    cfg: *mut wsb_appws_client_config,
+    enable: bool,
+) -> wsb_result {
+    with_client_cfg(cfg, |c| {
+        c.client.tls.system_roots = enable;
+        Ok(())
+    })
+}
+
+/// Presents this client certificate chain and private key (PEM files, read
+/// by `wsb_appws_client_new`) when the server asks for one.
+///
+/// # Safety
+/// `cfg` must be valid; both paths NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_appws_client_config_set_client_cert(
+    cfg: *mut wsb_appws_client_config,
+    cert_chain_path: *const c_char,
+    key_path: *const c_char,
+) -> wsb_result {
+    with_client_cfg(cfg, |c| {
+        let chain = PathBuf::from(str_arg(cert_chain_path, "cert_chain_path")?);
+        let key = PathBuf::from(str_arg(key_path, "key_path")?);
+        c.client.tls.client_cert = Some((chain, key));
+        Ok(())
+    })
+}
+
+/// Tunnels through this HTTP proxy (`[http://][user:password@]host[:port]`;
+/// no scheme means `http://`, no port 80) with CONNECT. Other schemes and a
+/// bad port give `WSB_RESULT_INVALID_ARGUMENT`. NULL restores the default
+/// (`https_proxy`, `http_proxy`, `no_proxy` from the environment; never for
+/// loopback hosts); `""` disables proxies, the environment's included.
+///
+/// # Safety
+/// `cfg` must be valid; `proxy` NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_appws_client_config_set_proxy(
+    cfg: *mut wsb_appws_client_config,
+    proxy: *const c_char,
+) -> wsb_result {
+    with_client_cfg(cfg, |c| {
+        super::client::set_proxy(&mut c.client, opt_str(proxy, "proxy")?)
+    })
+}
+
+/// Adds a request header to the WebSocket upgrade (name: token characters;
+/// value without CR/LF), e.g. a cookie or an authorization the PBX needs.
+///
+/// # Safety
+/// `cfg` must be valid; `name` and `value` NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_appws_client_config_add_header(
+    cfg: *mut wsb_appws_client_config,
+    name: *const c_char,
+    value: *const c_char,
+) -> wsb_result {
+    with_client_cfg(cfg, |c| {
+        let (n, v) = (str_arg(name, "name")?, str_arg(value, "value")?);
+        super::client::add_header(&mut c.client, n, v)
     })
 }
 
@@ -594,8 +687,9 @@ pub unsafe extern "C" fn wsb_appws_client_config_set_insecure(
 /// `userdata_free` (may be NULL) is called exactly once with `userdata` when
 /// the client is freed, or before this function returns if it fails.
 ///
-/// Returns `WSB_RESULT_INVALID_ARGUMENT` for a bad URL, an unreadable CA
-/// file or `info` that is not JSON (`wsb_last_error` says which). Connection
+/// Returns `WSB_RESULT_INVALID_ARGUMENT` for a bad URL, an unreadable CA file
+/// or client certificate, no trusted root (system roots off and no CA file,
+/// for `wss://`) or `info` that is not JSON (`wsb_last_error` says which). Connection
 /// failures come later, as a CLOSED event with `error` set. On success the
 /// caller owns `*out` and must call `wsb_appws_client_free` once. A freed or
 /// unknown `cfg` gives `WSB_RESULT_NOT_FOUND`.
@@ -635,6 +729,7 @@ pub unsafe extern "C" fn wsb_appws_client_new(
             handle: client.handle().clone(),
             client: Mutex::new(Some(client)),
             polled: Mutex::new(None),
+            poll_gate: PollGate::new(),
             last_error: Mutex::new(String::new()),
             userdata: Mutex::new(userdata),
         }));
@@ -881,8 +976,10 @@ pub unsafe extern "C" fn wsb_appws_client_is_connected(client: *const wsb_appws_
 /// `WSB_RESULT_INTERRUPTED` after `wsb_appws_client_interrupt`,
 /// `WSB_RESULT_SHUT_DOWN` after CLOSED has been polled,
 /// `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
-/// valid until the next poll on this client: poll from one thread at a time.
-/// In automatic flow control, polling a MESSAGE completes it.
+/// valid until the next poll on this client, so poll from one thread at a
+/// time: a poll that finds another one running on this client waits for it
+/// within its own `timeout_ms`, then returns `WSB_RESULT_TIMEOUT`. In
+/// automatic flow control, polling a MESSAGE completes it.
 ///
 /// # Safety
 /// `client` must be NULL or a pointer from `wsb_appws_client_new`; `out` valid.
@@ -897,9 +994,11 @@ pub unsafe extern "C" fn wsb_appws_client_poll(
         if !o.handle.is_queued() {
             return Err((wsb_result::InvalidState, "the client is in callback mode".into()));
         }
+        let Some((_turn, timeout)) = o.poll_gate.turn(timeout_ms) else {
+            return Ok(wsb_result::Timeout);
+        };
         let mut slot = lock(&o.polled);
         *slot = None;
-        let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
         match poll_result(o.handle.poll(timeout), "client")? {
             Ok(ev) => {
                 let strings = client_strings(&ev.as_event());
@@ -1277,6 +1376,28 @@ pub unsafe extern "C" fn wsb_appws_service_config_set_max_message_size(
         }
         c.engine.max_message_size = bytes;
         c.engine.max_frame_size = bytes;
+        Ok(())
+    })
+}
+
+/// Serves `wss://` instead of `ws://`: TLS with the certificate chain (PEM,
+/// leaf first) and its private key (PEM), both read now. Returns
+/// `WSB_RESULT_INVALID_ARGUMENT` when a file cannot be read, holds no
+/// certificate or no usable key, or the key does not belong to the
+/// certificate (`wsb_last_error` names the file and the reason); the
+/// configuration is then unchanged. Both paths NULL turn TLS off again.
+/// Default: no TLS.
+///
+/// # Safety
+/// `cfg` must be valid; each path NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_appws_service_config_set_tls(
+    cfg: *mut wsb_appws_service_config,
+    cert_chain_pem_path: *const c_char,
+    key_pem_path: *const c_char,
+) -> wsb_result {
+    with_service_cfg(cfg, |c| {
+        c.engine.tls = load_server_tls(tls_paths(cert_chain_pem_path, key_pem_path)?)?;
         Ok(())
     })
 }

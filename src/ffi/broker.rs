@@ -6,7 +6,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use super::handles::{Failure, Handles, Object, Owner, Userdata};
-use super::server::wsb_userdata_free_cb;
+use super::server::{load_server_tls, tls_paths, wsb_userdata_free_cb};
 use super::{bytes_arg, copy_out, guard, invalid, opt_str_arg, out_arg, plain, str_arg, wsb_result};
 use crate::broker::AuthMode;
 use crate::dialect::achex::{AchexConfig, AchexEvent, HostError, HostItem, HostTarget, Membership, ServiceHandle};
@@ -15,7 +15,7 @@ use crate::listeners::achex::AchexListener;
 use crate::listeners::appws::{AppWsConfig, AppWsListener};
 use crate::listeners::webtalk::{AdminConfig, WebtalkHandle, WebtalkListener};
 use crate::listeners::wschat::WsChatListener;
-use crate::listeners::ListenerConfig;
+use crate::listeners::{ListenerConfig, MAX_MESSAGE_LIMIT};
 
 /// The host's login check (callback authentication mode). Return true to
 /// accept `name`/`password`; to refuse, return false and optionally write a
@@ -56,6 +56,11 @@ struct BrokerSettings {
     services: Vec<(String, String)>,
     credentials: HashMap<String, String>,
     auth: Option<Arc<AuthCallbackHolder>>,
+    /// Per WebSocket listener (indexed by `wsb_listener`): the message limit
+    /// when not the 64 KiB default.
+    max_message: [Option<usize>; 6],
+    /// TLS of each WebSocket listener, indexed by `wsb_listener` value.
+    tls: [Option<Arc<rustls::ServerConfig>>; 6],
 }
 
 impl Default for BrokerSettings {
@@ -72,6 +77,8 @@ impl Default for BrokerSettings {
             services: Vec::new(),
             credentials: HashMap::new(),
             auth: None,
+            max_message: [None; 6],
+            tls: Default::default(),
         }
     }
 }
@@ -150,7 +157,8 @@ pub struct wsb_broker_event {
     /// The sender's (SERVICE_MESSAGE) or the session's Achex SID.
     pub sid: u64,
     /// The sender's or the session's name (NUL-terminated; `""` for a session
-    /// without one, e.g. one leaving because it disconnected).
+    /// without one). LEAVE carries the name the session held when it left,
+    /// also when it left by disconnecting.
     pub name: *const c_char,
     /// JOIN/LEAVE: the group or hub (NUL-terminated); `""` otherwise.
     pub place: *const c_char,
@@ -254,6 +262,69 @@ pub unsafe extern "C" fn wsb_broker_config_set_listener(
             _ => return Err(invalid(format!("unknown listener {listener}"))),
         };
         *slot = bind;
+        Ok(())
+    })
+}
+
+/// The largest message a WebSocket listener accepts (`bytes`, after
+/// reassembly, 1 to 1073741824 = 1 GiB); a larger one gets close
+/// 1009 (PROTOCOLS.md §1). Default 65536 on every listener. The webtalk
+/// admin socket is not a WebSocket listener (its bodies are at most 99999
+/// bytes by construction): it gives `WSB_RESULT_INVALID_ARGUMENT`, as do an
+/// unknown listener and a size out of range.
+///
+/// # Safety
+/// `cfg` must be valid.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_config_set_max_message(
+    cfg: *mut wsb_broker_config,
+    listener: u32,
+    bytes: usize,
+) -> wsb_result {
+    with_cfg(cfg, |c| {
+        let l = websocket_listener(listener, "has no message limit to set (it is not a WebSocket)")?;
+        if bytes == 0 || bytes > MAX_MESSAGE_LIMIT {
+            return Err(invalid(format!(
+                "max message must be 1 to {MAX_MESSAGE_LIMIT} bytes, not {bytes}"
+            )));
+        }
+        c.max_message[l] = Some(bytes);
+        Ok(())
+    })
+}
+
+/// The index of a WebSocket listener (`wsb_listener` value); the webtalk
+/// admin socket, which `admin` says why is refused, and unknown values are
+/// `WSB_RESULT_INVALID_ARGUMENT`.
+fn websocket_listener(listener: u32, admin: &str) -> Result<usize, Failure> {
+    match listener {
+        1 | 2 | 3 | 5 => Ok(listener as usize),
+        4 => Err(invalid(format!("the webtalk admin socket {admin}"))),
+        _ => Err(invalid(format!("unknown listener {listener}"))),
+    }
+}
+
+/// Makes a WebSocket listener (`WSB_LISTENER_ACHEX`, `_WSCHAT`, `_WEBTALK`
+/// or `_APPWS`) serve `wss://`: TLS with the certificate chain (PEM, leaf
+/// first) and its private key (PEM), both read now. Returns
+/// `WSB_RESULT_INVALID_ARGUMENT` for the webtalk admin socket (plain TCP), an
+/// unknown listener, or when a file cannot be read, holds no certificate or
+/// no usable key, or the key does not belong to the certificate
+/// (`wsb_last_error` names the file and the reason); the configuration is
+/// then unchanged. Both paths NULL turn TLS off again. Default: no TLS.
+///
+/// # Safety
+/// `cfg` must be valid; each path NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_broker_config_set_listener_tls(
+    cfg: *mut wsb_broker_config,
+    listener: u32,
+    cert_chain_pem_path: *const c_char,
+    key_pem_path: *const c_char,
+) -> wsb_result {
+    with_cfg(cfg, |c| {
+        let l = websocket_listener(listener, "is plain TCP: it has no TLS")?;
+        c.tls[l] = load_server_tls(tls_paths(cert_chain_pem_path, key_pem_path)?)?;
         Ok(())
     })
 }
@@ -431,24 +502,9 @@ struct EventSink {
     cb: unsafe extern "C" fn(*mut c_void, *mut wsb_broker, *const wsb_broker_event),
     userdata: Userdata,
     owner: Owner<wsb_broker>,
-    /// To look up the name of a session that joins or leaves.
-    broker: std::sync::Weak<wsb_broker>,
 }
 
 impl EventSink {
-    /// The session's current name, `""` if it has none (or is gone). The sink
-    /// runs with no listener lock held, so the dialect can be asked.
-    fn name_of(&self, session: u64) -> String {
-        self.broker
-            .upgrade()
-            .and_then(|b| {
-                b.achex
-                    .as_ref()
-                    .and_then(|l| l.inspect(|d| d.name_of(session).map(str::to_owned)))
-            })
-            .unwrap_or_default()
-    }
-
     fn deliver(&self, item: HostItem) {
         let empty = c"".as_ptr();
         let mut ev = wsb_broker_event {
@@ -501,27 +557,29 @@ impl EventSink {
                     place = CString::default();
                 }
                 AchexEvent::Join {
-                    session,
                     sid,
                     kind,
-                    name: p,
+                    place: p,
+                    name: n,
+                    ..
                 } => {
                     ev.kind = wsb_broker_event_type::Join as u32;
                     ev.sid = sid;
                     ev.is_hub = kind == Membership::Hub;
-                    name = cs(&self.name_of(session));
+                    name = cs(&n);
                     place = cs(&p);
                 }
                 AchexEvent::Leave {
-                    session,
                     sid,
                     kind,
-                    name: p,
+                    place: p,
+                    name: n,
+                    ..
                 } => {
                     ev.kind = wsb_broker_event_type::Leave as u32;
                     ev.sid = sid;
                     ev.is_hub = kind == Membership::Hub;
-                    name = cs(&self.name_of(session));
+                    name = cs(&n);
                     place = cs(&p);
                 }
             },
@@ -537,7 +595,9 @@ impl EventSink {
 
 /// Starts a broker: its listeners bind and serve at once. With `cb` set, the
 /// host receives SERVICE_MESSAGE events (and LOGIN/LOGOUT/JOIN/LEAVE after
-/// `wsb_broker_set_events`). `userdata_free` (may be NULL) is called exactly
+/// `wsb_broker_set_events`). With `cb` NULL nothing is kept for the host:
+/// `wsb_broker_register_service` and `wsb_broker_set_events(true)` give
+/// `WSB_RESULT_INVALID_STATE`. `userdata_free` (may be NULL) is called exactly
 /// once with `userdata` when the broker is freed, or before this function
 /// returns if it fails. On success the caller owns `*out` and must call
 /// `wsb_broker_free` once. `WSB_RESULT_ADDR_IN_USE` and `WSB_RESULT_IO` tell
@@ -576,7 +636,7 @@ pub unsafe extern "C" fn wsb_broker_new(
                     services: c.services.clone(),
                     ..AchexConfig::default()
                 };
-                let l = AchexListener::start(AchexListener::engine_config(bind), ac)
+                let l = AchexListener::start(listener_config(&c, wsb_listener::Achex, bind).engine, ac)
                     .map_err(|e| listen_failure("achex", bind, e))?;
                 Some(l)
             }
@@ -607,12 +667,7 @@ pub unsafe extern "C" fn wsb_broker_new(
         *out = reservation.commit(obj.clone());
         // Events need the Achex listener; without it the userdata goes now.
         if let (Some(cb), Some(l)) = (cb, &obj.achex) {
-            let sink = EventSink {
-                cb,
-                userdata,
-                owner,
-                broker: Arc::downgrade(&obj),
-            };
+            let sink = EventSink { cb, userdata, owner };
             l.set_host_sink(Some(Box::new(move |item| sink.deliver(item))));
         }
         Ok(wsb_result::Ok)
@@ -656,6 +711,16 @@ fn take<T>(m: &Mutex<Option<T>>) -> Option<T> {
     m.lock().unwrap_or_else(|e| e.into_inner()).take()
 }
 
+/// A WebSocket listener's settings on `bind`: its message limit and TLS, if configured.
+fn listener_config(c: &BrokerSettings, which: wsb_listener, bind: std::net::SocketAddr) -> ListenerConfig {
+    let mut lc = ListenerConfig::new(bind);
+    if let Some(n) = c.max_message[which as usize] {
+        lc = lc.max_message_size(n);
+    }
+    lc.engine.tls = c.tls[which as usize].clone();
+    lc
+}
+
 type Others = (Option<WsChatListener>, Option<WebtalkListener>, Option<AppWsListener>);
 
 fn listen_failure(what: &str, bind: std::net::SocketAddr, e: std::io::Error) -> Failure {
@@ -671,7 +736,10 @@ fn listen_failure(what: &str, bind: std::net::SocketAddr, e: std::io::Error) -> 
 fn start_others(c: &BrokerSettings) -> Result<Others, Failure> {
     let fail = listen_failure;
     let wschat = match c.wschat_bind {
-        Some(b) => Some(crate::listeners::wschat::start(ListenerConfig::new(b)).map_err(|e| fail("wschat", b, e))?),
+        Some(b) => Some(
+            crate::listeners::wschat::start(listener_config(c, wsb_listener::Wschat, b))
+                .map_err(|e| fail("wschat", b, e))?,
+        ),
         None => None,
     };
     if c.webtalk_admin_bind.is_some() && c.webtalk_bind.is_none() {
@@ -687,7 +755,10 @@ fn start_others(c: &BrokerSettings) -> Result<Others, Failure> {
                 secret: c.webtalk_admin_secret.clone(),
                 ..AdminConfig::default()
             });
-            Some(crate::listeners::webtalk::start(ListenerConfig::new(b), admin).map_err(|e| fail("webtalk", b, e))?)
+            Some(
+                crate::listeners::webtalk::start(listener_config(c, wsb_listener::Webtalk, b), admin)
+                    .map_err(|e| fail("webtalk", b, e))?,
+            )
         }
         None => None,
     };
@@ -697,7 +768,10 @@ fn start_others(c: &BrokerSettings) -> Result<Others, Failure> {
                 apps: c.appws_apps.clone(),
                 domain_passwords: Vec::new(),
             };
-            Some(crate::listeners::appws::start(ListenerConfig::new(b), &apps).map_err(|e| fail("appws", b, e))?)
+            Some(
+                crate::listeners::appws::start(listener_config(c, wsb_listener::Appws, b), &apps)
+                    .map_err(|e| fail("appws", b, e))?,
+            )
         }
         None => None,
     };
@@ -719,8 +793,16 @@ fn host_error(e: HostError) -> (wsb_result, String) {
         HostError::UnknownService | HostError::NoSuchUser | HostError::NoSuchSession => wsb_result::NotFound,
         HostError::NotAnObject => wsb_result::InvalidArgument,
         HostError::Login(_) => wsb_result::InvalidState,
+        HostError::NoReceiver => return no_callback(),
     };
     (r, e.to_string())
+}
+
+fn no_callback() -> (wsb_result, String) {
+    (
+        wsb_result::InvalidState,
+        "the broker has no event callback (cb was NULL): nothing would receive it".into(),
+    )
 }
 
 fn service_of(b: &wsb_broker, sid: u64) -> Result<ServiceHandle, (wsb_result, String)> {
@@ -750,8 +832,9 @@ pub unsafe extern "C" fn wsb_broker_port(broker: *const wsb_broker, listener: u3
 /// clients send to it (`to` the name, `toS` its SID, groups and hubs it
 /// joins) arrives as SERVICE_MESSAGE events. On success `*out_sid` receives
 /// the service's SID, which names it in the other service calls. A name
-/// already held gives `WSB_RESULT_INVALID_STATE` ("name in use"). Safe to call
-/// from any thread.
+/// already held gives `WSB_RESULT_INVALID_STATE` ("name in use"), and so does
+/// a broker created without an event callback (`cb` NULL): nothing could
+/// receive the service's messages. Safe to call from any thread.
 ///
 /// # Safety
 /// `broker` must be NULL or a pointer from `wsb_broker_new`; `name` a
@@ -887,15 +970,21 @@ pub unsafe extern "C" fn wsb_broker_leave(
     })
 }
 
-/// Turns LOGIN/LOGOUT/JOIN/LEAVE events on or off (default off). Safe to call
-/// from any thread.
+/// Turns LOGIN/LOGOUT/JOIN/LEAVE events on or off (default off). Turning
+/// them on needs the event callback: a broker created with `cb` NULL gives
+/// `WSB_RESULT_INVALID_STATE` (nothing would receive them). Safe to call from
+/// any thread.
 ///
 /// # Safety
 /// `broker` must be NULL or a pointer from `wsb_broker_new`.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_broker_set_events(broker: *mut wsb_broker, on: bool) -> wsb_result {
     with_broker(broker, |b| {
-        achex(b)?.set_events(on);
+        let l = achex(b)?;
+        if on && !l.has_host_sink() {
+            return Err(no_callback());
+        }
+        l.set_events(on);
         Ok(wsb_result::Ok)
     })
 }
@@ -1104,7 +1193,15 @@ pub unsafe extern "C" fn wsb_broker_webtalk_leave(broker: *mut wsb_broker, chann
 }
 
 /// webtalk `[store]`: keeps `value` (borrowed for the call, copied) under
-/// `key`. Safe to call from any thread.
+/// `key`, replacing any earlier value. The key is the bytes of `key` before
+/// its NUL, which must be UTF-8 (else `WSB_RESULT_INVALID_ARGUMENT`): the
+/// same key as the admin socket's `[store] KEY!VALUE` with those bytes.
+/// Keys are shared with the admin socket but not every key is reachable from
+/// both: a key holding a NUL byte or invalid UTF-8 (which the socket can
+/// store) cannot be named here, and one holding `!` (fine here) cannot be
+/// stored over the socket, where the first `!` ends the key. The value is
+/// `len` arbitrary bytes: NUL bytes and non-UTF-8 are kept as they are.
+/// Safe to call from any thread.
 ///
 /// # Safety
 /// `broker` must be NULL or a pointer from `wsb_broker_new`; `key` a
@@ -1123,7 +1220,8 @@ pub unsafe extern "C" fn wsb_broker_webtalk_store(
     })
 }
 
-/// webtalk `[clear]` (also fine when absent). Safe to call from any thread.
+/// webtalk `[clear]` (also fine when absent). `key` names the key as for
+/// `wsb_broker_webtalk_store`. Safe to call from any thread.
 ///
 /// # Safety
 /// `broker` must be NULL or a pointer from `wsb_broker_new`; `key` a NUL-terminated string.
@@ -1136,9 +1234,14 @@ pub unsafe extern "C" fn wsb_broker_webtalk_clear(broker: *mut wsb_broker, key: 
     })
 }
 
-/// webtalk `[retrieve]`: copies the value under `key` into `buf`
-/// (NUL-terminated; `*needed` gets its size, NUL included; too small gives
-/// `WSB_RESULT_BUFFER_TOO_SMALL`). No value gives `WSB_RESULT_NOT_FOUND`.
+/// webtalk `[retrieve]`: copies the value under `key` (named as for
+/// `wsb_broker_webtalk_store`) into `buf`, followed by a NUL. The value is
+/// binary: it may itself hold NUL bytes and need not be UTF-8, so its length
+/// is `*needed - 1`, not `strlen(buf)`; pass `needed` to learn it. `*needed`
+/// gets the value's length plus 1 whenever a value exists (1 for an empty
+/// value). A `buf` shorter than that gives `WSB_RESULT_BUFFER_TOO_SMALL` and
+/// `""` in `buf` (when `len` ≥ 1); no value gives `WSB_RESULT_NOT_FOUND`
+/// (unlike the admin socket's `[ok] `, an empty value and no value differ).
 /// Safe to call from any thread.
 ///
 /// # Safety

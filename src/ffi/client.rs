@@ -7,6 +7,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use super::handles::{release, Failure, Handles, Object, Owner, Userdata};
+use super::poll_gate::PollGate;
 use super::server::wsb_userdata_free_cb;
 use super::{bytes_arg, copy_out, guard, invalid, opt_str_arg, out_arg, plain, str_arg, wsb_result};
 use crate::client::{Client, ClientConfig, ClientEvent, ClientHandle, OwnedClientEvent, Reconnect};
@@ -27,6 +28,7 @@ pub struct wsb_client {
     client: Mutex<Option<Client>>,
     handle: ClientHandle,
     polled: Mutex<Option<(OwnedClientEvent, CString)>>,
+    poll_gate: PollGate,
     last_error: Mutex<String>,
     /// Queue mode: the host's userdata, released by free.
     userdata: Mutex<Option<Userdata>>,
@@ -62,6 +64,12 @@ pub enum wsb_client_event_type {
     Error = 7,
     /// Auto-reconnect: attempt number `attempt` starts in `delay_ms`.
     Reconnecting = 8,
+    /// Auto-reconnect has stopped: `attempt` attempts in a row failed (the
+    /// `max_attempts` of `wsb_client_config_set_reconnect`), the last one
+    /// reported by the ERROR or CLOSED just before. No further attempt is
+    /// made: the client stays disconnected (sends give
+    /// `WSB_RESULT_NOT_CONNECTED`) until freed.
+    GaveUp = 9,
 }
 
 /// One client event. Every pointer is borrowed: in callback mode until the
@@ -83,7 +91,7 @@ pub struct wsb_client_event {
     pub close_status: i32,
     /// ERROR: why the attempt failed (a `wsb_result` value).
     pub error: u32,
-    /// RECONNECTING: attempt number, from 1.
+    /// RECONNECTING: attempt number, from 1; GAVE_UP: the attempts made.
     pub attempt: u32,
     /// RECONNECTING: delay before the attempt, in ms.
     pub delay_ms: u32,
@@ -162,6 +170,10 @@ fn fill(out: &mut wsb_client_event, ev: &ClientEvent<'_>, text: &CString) {
             out.attempt = attempt;
             out.delay_ms = delay.as_millis().min(u32::MAX as u128) as u32;
         }
+        ClientEvent::GaveUp { attempts } => {
+            out.kind = wsb_client_event_type::GaveUp as u32;
+            out.attempt = attempts;
+        }
     }
 }
 
@@ -201,6 +213,7 @@ fn as_event(e: &OwnedClientEvent) -> ClientEvent<'_> {
             attempt: *attempt,
             delay: *delay,
         },
+        OwnedClientEvent::GaveUp { attempts } => ClientEvent::GaveUp { attempts: *attempts },
     }
 }
 
@@ -277,15 +290,20 @@ pub unsafe extern "C" fn wsb_client_config_add_header(
 ) -> wsb_result {
     with_cfg(cfg, |c| {
         let (n, v) = (str_arg(name, "name")?, str_arg(value, "value")?);
-        if n.is_empty() || n.bytes().any(|b| b <= b' ' || b == b':' || b >= 0x7F) {
-            return Err(invalid(format!("invalid header name {n:?}")));
-        }
-        if v.bytes().any(|b| b == b'\r' || b == b'\n') {
-            return Err(invalid(format!("header {n} has a line break in its value")));
-        }
-        c.headers.push((n.to_owned(), v.to_owned()));
-        Ok(())
+        add_header(c, n, v)
     })
+}
+
+/// `wsb_client_config_add_header` and `wsb_appws_client_config_add_header`.
+pub(crate) fn add_header(c: &mut ClientConfig, name: &str, value: &str) -> Result<(), Failure> {
+    if name.is_empty() || name.bytes().any(|b| b <= b' ' || b == b':' || b >= 0x7F) {
+        return Err(invalid(format!("invalid header name {name:?}")));
+    }
+    if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+        return Err(invalid(format!("header {name} has a line break in its value")));
+    }
+    c.headers.push((name.to_owned(), value.to_owned()));
+    Ok(())
 }
 
 /// Offers a subprotocol (in the order added).
@@ -375,41 +393,44 @@ pub unsafe extern "C" fn wsb_client_config_set_insecure(cfg: *mut wsb_client_con
     })
 }
 
-/// Tunnels through this HTTP proxy (`http://[user:password@]host:port`) with
-/// CONNECT. NULL restores the default (the environment decides);
-/// `""` disables proxies, the environment's included.
+/// Tunnels through this HTTP proxy (`[http://][user:password@]host[:port]`;
+/// no scheme means `http://`, no port 80) with CONNECT. Other schemes and a
+/// bad port give `WSB_RESULT_INVALID_ARGUMENT`. NULL restores the default
+/// (the environment decides, read the same way); `""` disables proxies, the
+/// environment's included.
 ///
 /// # Safety
 /// `cfg` must be valid; `proxy` NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_client_config_set_proxy(cfg: *mut wsb_client_config, proxy: *const c_char) -> wsb_result {
-    with_cfg(cfg, |c| {
-        match opt_str_arg(proxy, "proxy")? {
-            None => {
-                c.proxy = None;
-                c.no_env_proxy = false;
-            }
-            Some("") => {
-                c.proxy = None;
-                c.no_env_proxy = true;
-            }
-            Some(p) => {
-                if !p.starts_with("http://") {
-                    return Err(invalid(format!(
-                        "unsupported proxy {p:?}: only http:// proxies (CONNECT)"
-                    )));
-                }
-                c.proxy = Some(p.to_owned());
-            }
+    with_cfg(cfg, |c| set_proxy(c, opt_str_arg(proxy, "proxy")?))
+}
+
+/// `wsb_client_config_set_proxy` and `wsb_appws_client_config_set_proxy`:
+/// `None` = the environment decides, `""` = no proxy at all.
+pub(crate) fn set_proxy(c: &mut ClientConfig, proxy: Option<&str>) -> Result<(), Failure> {
+    match proxy {
+        None => {
+            c.proxy = None;
+            c.no_env_proxy = false;
         }
-        Ok(())
-    })
+        Some("") => {
+            c.proxy = None;
+            c.no_env_proxy = true;
+        }
+        Some(p) => {
+            crate::client::parse_proxy(p).map_err(invalid)?;
+            c.proxy = Some(p.to_owned());
+        }
+    }
+    Ok(())
 }
 
 /// Turns automatic reconnection on or off. Delays start at `initial_ms`,
 /// double each attempt up to `max_ms`, with ±20 % jitter; `max_attempts` in a
-/// row (0 = no limit). Every attempt is reported with a RECONNECTING event.
-/// Default off.
+/// row (0 = no limit). Every attempt is reported with a RECONNECTING event;
+/// when `max_attempts` have failed, a GAVE_UP event says that no more will
+/// come. Default off: a connection that ends or fails is not retried.
 ///
 /// # Safety
 /// `cfg` must be valid.
@@ -557,6 +578,7 @@ pub unsafe extern "C" fn wsb_client_new(
             handle: client.handle().clone(),
             client: Mutex::new(Some(client)),
             polled: Mutex::new(None),
+            poll_gate: PollGate::new(),
             last_error: Mutex::new(String::new()),
             userdata: Mutex::new(userdata),
         }));
@@ -679,8 +701,10 @@ pub unsafe extern "C" fn wsb_client_is_connected(client: *const wsb_client) -> b
 /// for the next event and fills `*out`. `WSB_RESULT_TIMEOUT` when none came,
 /// `WSB_RESULT_INTERRUPTED` after `wsb_client_interrupt`,
 /// `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
-/// valid until the next poll on this client: poll from one thread at a time.
-/// In automatic flow control, polling a MESSAGE completes it.
+/// valid until the next poll on this client, so poll from one thread at a
+/// time: a poll that finds another one running on this client waits for it
+/// within its own `timeout_ms`, then returns `WSB_RESULT_TIMEOUT`. In
+/// automatic flow control, polling a MESSAGE completes it.
 ///
 /// # Safety
 /// `client` must be NULL or a pointer from `wsb_client_new`; `out` valid.
@@ -695,9 +719,11 @@ pub unsafe extern "C" fn wsb_client_poll(
         if !o.handle.is_queued() {
             return Err((wsb_result::InvalidState, "the client is in callback mode".into()));
         }
+        let Some((_turn, timeout)) = o.poll_gate.turn(timeout_ms) else {
+            return Ok(wsb_result::Timeout);
+        };
         let mut slot = o.polled.lock().unwrap_or_else(|e| e.into_inner());
         *slot = None;
-        let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
         let r = o.handle.poll(timeout);
         match r {
             Ok(ev) => {

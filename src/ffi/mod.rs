@@ -15,6 +15,7 @@ pub mod result;
 pub mod server;
 
 mod handles;
+mod poll_gate;
 
 pub use result::wsb_result;
 

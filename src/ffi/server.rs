@@ -592,6 +592,57 @@ pub unsafe extern "C" fn wsb_server_config_set_event_queue_capacity(cfg: *mut ws
     })
 }
 
+/// The two path arguments of the TLS setters: both NULL means "no TLS",
+/// one NULL is `WSB_RESULT_NULL_POINTER`.
+///
+/// # Safety
+/// Both must be NULL or NUL-terminated strings.
+pub(crate) unsafe fn tls_paths(
+    cert_chain_pem_path: *const c_char,
+    key_pem_path: *const c_char,
+) -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>, Failure> {
+    if cert_chain_pem_path.is_null() && key_pem_path.is_null() {
+        return Ok(None);
+    }
+    let cert = str_arg(cert_chain_pem_path, "cert_chain_pem_path")?;
+    let key = str_arg(key_pem_path, "key_pem_path")?;
+    Ok(Some((cert.into(), key.into())))
+}
+
+/// Reads the files `tls_paths` named (see `crate::tls::server_config`); a
+/// file that cannot be used is `WSB_RESULT_INVALID_ARGUMENT`.
+pub(crate) fn load_server_tls(
+    paths: Option<(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<Option<Arc<rustls::ServerConfig>>, Failure> {
+    paths
+        .map(|(cert, key)| crate::tls::server_config(&cert, &key))
+        .transpose()
+        .map_err(invalid)
+}
+
+/// Serves `wss://` instead of `ws://`: TLS with the certificate chain (PEM,
+/// leaf first) and its private key (PEM: PKCS#8, PKCS#1 or SEC1), both read
+/// now. Returns `WSB_RESULT_INVALID_ARGUMENT` when a file cannot be read,
+/// holds no certificate or no usable key, or the key does not belong to the
+/// certificate (`wsb_last_error` names the file and the reason); the
+/// configuration is then unchanged. Both paths NULL turn TLS off again.
+/// Default: no TLS.
+///
+/// # Safety
+/// `cfg` must be a valid configuration; each path NULL or a NUL-terminated
+/// string.
+#[no_mangle]
+pub unsafe extern "C" fn wsb_server_config_set_tls(
+    cfg: *mut wsb_server_config,
+    cert_chain_pem_path: *const c_char,
+    key_pem_path: *const c_char,
+) -> wsb_result {
+    with_cfg(cfg, |c| {
+        c.tls = load_server_tls(tls_paths(cert_chain_pem_path, key_pem_path)?)?;
+        Ok(())
+    })
+}
+
 // ---- the server ----
 
 /// Binds and starts a server on its own I/O thread(s).

@@ -10,6 +10,7 @@
 use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -45,6 +46,9 @@ pub struct AchexStatus {
 struct Core {
     dialect: Mutex<AchexDialect>,
     sink: Mutex<Option<HostSink>>,
+    /// Whether `sink` holds one, readable without its lock (which the sink
+    /// itself holds while it runs).
+    has_sink: AtomicBool,
 }
 
 thread_local! {
@@ -164,9 +168,13 @@ impl AchexListener {
     /// Binds and starts serving. `engine.bind` may ask for port 0; see
     /// [`AchexListener::local_addr`] for the real one.
     pub fn start(engine: Config, achex: AchexConfig) -> io::Result<AchexListener> {
+        let mut dialect = AchexDialect::new(achex);
+        // Until a sink is set nobody takes host items, so none are queued.
+        dialect.set_host_receiver(false);
         let core = Arc::new(Core {
-            dialect: Mutex::new(AchexDialect::new(achex)),
+            dialect: Mutex::new(dialect),
             sink: Mutex::new(None),
+            has_sink: AtomicBool::new(false),
         });
         let server = Server::start(engine, AchexHandler { core: core.clone() })?;
         let handle = server.handle().clone();
@@ -219,14 +227,30 @@ impl AchexListener {
         f(&self.core.dialect())
     }
 
-    /// Sets (or, with `None`, removes) the receiver of host items. Items queued
-    /// before a sink is set are delivered with the next activity.
+    /// Sets (or, with `None`, removes) the receiver of host items. Without a
+    /// sink nothing is queued for the host (see
+    /// [`AchexDialect::set_host_receiver`]): in-process services cannot be
+    /// registered, those already registered get no messages (a `to`/`toS`
+    /// naming one gets the sender an error), events are not recorded, and
+    /// removing the sink drops what was not delivered yet.
     pub fn set_host_sink(&self, sink: Option<HostSink>) {
-        *self.core.sink.lock().unwrap_or_else(|e| e.into_inner()) = sink;
+        {
+            let mut slot = self.core.sink.lock().unwrap_or_else(|e| e.into_inner());
+            // Same lock order as `Core::flush`: the sink, then the dialect.
+            self.core.dialect().set_host_receiver(sink.is_some());
+            self.core.has_sink.store(sink.is_some(), Ordering::Release);
+            *slot = sink;
+        }
         self.core.flush();
     }
 
-    /// Whether login, logout, join and leave events reach the host sink.
+    /// True while a host sink is set. Safe to call from inside the sink.
+    pub fn has_host_sink(&self) -> bool {
+        self.core.has_sink.load(Ordering::Acquire)
+    }
+
+    /// Whether login, logout, join and leave events reach the host sink
+    /// (never without one).
     pub fn set_events(&self, on: bool) {
         self.core.dialect().set_events(on);
     }
@@ -241,7 +265,8 @@ impl AchexListener {
     }
 
     /// Registers an in-process service under an exclusive name; what clients
-    /// send to it reaches the host sink as [`HostItem::Message`].
+    /// send to it reaches the host sink as [`HostItem::Message`]. Without a
+    /// sink: [`HostError::NoReceiver`].
     pub fn register_service(&self, name: &str) -> Result<ServiceHandle, HostError> {
         self.core.run(&self.handle, |d| (d.register_service(name), Vec::new()))
     }

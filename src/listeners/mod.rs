@@ -24,13 +24,18 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use std::sync::Arc;
 
-use crate::dialect::Action;
+use crate::dialect::{Action, SessionId};
 use crate::engine::{Config, Stats};
 use crate::{ServerHandle, SharedFrame};
 
 /// The size limit of a dialect listener's messages unless configured:
 /// 64 KiB, larger gets close 1009 (PROTOCOLS.md §1, §7 row 14).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 10;
+
+/// The largest message limit a listener may be given (1 GiB): a bound on
+/// what one connection can make the process buffer, and a guard against a
+/// mistyped setting.
+pub const MAX_MESSAGE_LIMIT: usize = 1 << 30;
 
 /// A loopback address with this port (every default binds 127.0.0.1).
 pub const fn loopback(port: u16) -> SocketAddr {
@@ -99,10 +104,35 @@ impl ListenerStats {
 }
 
 /// Carries out `actions` in order. A payload shared by several recipients
-/// (the same `Arc`) is framed once and the frame's bytes are shared by every
-/// connection. Sends to sessions that have gone meanwhile are dropped (the
-/// dialect hears about the close from the engine).
+/// (the same `Arc`, in consecutive sends) is framed once and the frame's
+/// bytes are shared by every connection. Sends to sessions that have gone
+/// meanwhile are dropped (the dialect hears about the close from the engine).
 pub fn apply_actions(server: &ServerHandle, actions: Vec<Action>) {
+    apply_to(server, actions);
+}
+
+/// Where [`apply_actions`] sends: the engine, or a recorder in tests.
+trait Outlet {
+    fn send_shared(&self, to: SessionId, frame: &SharedFrame);
+    fn ping(&self, to: SessionId, payload: &[u8]);
+    fn close(&self, to: SessionId, code: u16, reason: &str);
+}
+
+impl Outlet for ServerHandle {
+    fn send_shared(&self, to: SessionId, frame: &SharedFrame) {
+        let _ = ServerHandle::send_shared(self, to, frame);
+    }
+
+    fn ping(&self, to: SessionId, payload: &[u8]) {
+        let _ = ServerHandle::ping(self, to, payload);
+    }
+
+    fn close(&self, to: SessionId, code: u16, reason: &str) {
+        let _ = ServerHandle::close(self, to, code as i32, reason);
+    }
+}
+
+fn apply_to(out: &impl Outlet, actions: Vec<Action>) {
     let mut last: Option<(*const u8, bool, SharedFrame)> = None;
     for a in actions {
         match a {
@@ -122,14 +152,133 @@ pub fn apply_actions(server: &ServerHandle, actions: Vec<Action>) {
                         },
                     },
                 };
-                let _ = server.send_shared(to, &frame);
+                out.send_shared(to, &frame);
             }
-            Action::Ping { to, payload } => {
-                let _ = server.ping(to, &payload);
-            }
-            Action::Close { to, code, reason } => {
-                let _ = server.close(to, code as i32, &reason);
-            }
+            Action::Ping { to, payload } => out.ping(to, &payload),
+            Action::Close { to, code, reason } => out.close(to, code, &reason),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::dialect::Shared;
+
+    /// Records what would reach the engine.
+    #[derive(Default)]
+    struct Recorder {
+        sends: RefCell<Vec<(SessionId, SharedFrame)>>,
+        others: RefCell<Vec<String>>,
+    }
+
+    impl Outlet for Recorder {
+        fn send_shared(&self, to: SessionId, frame: &SharedFrame) {
+            self.sends.borrow_mut().push((to, frame.clone()));
+        }
+
+        fn ping(&self, to: SessionId, payload: &[u8]) {
+            self.others.borrow_mut().push(format!("ping {to} {payload:?}"));
+        }
+
+        fn close(&self, to: SessionId, code: u16, reason: &str) {
+            self.others.borrow_mut().push(format!("close {to} {code} {reason}"));
+        }
+    }
+
+    impl Recorder {
+        /// The distinct frames built, in first-use order, each with the
+        /// sessions it went to.
+        fn frames(&self) -> Vec<(SharedFrame, Vec<SessionId>)> {
+            let mut out: Vec<(SharedFrame, Vec<SessionId>)> = Vec::new();
+            for (to, f) in self.sends.borrow().iter() {
+                match out.iter_mut().find(|(g, _)| Arc::ptr_eq(&g.0, &f.0)) {
+                    Some((_, tos)) => tos.push(*to),
+                    None => out.push((f.clone(), vec![*to])),
+                }
+            }
+            out
+        }
+    }
+
+    fn send(to: SessionId, data: &Shared, text: bool) -> Action {
+        Action::Send {
+            to,
+            data: data.clone(),
+            text,
+        }
+    }
+
+    #[test]
+    fn a_fan_out_builds_one_frame_shared_by_every_recipient() {
+        const N: u64 = 1000;
+        let payload: Shared = Arc::from(&b"{\"bc\":\"room\",\"m\":1}"[..]);
+        let rec = Recorder::default();
+        apply_to(&rec, (1..=N).map(|to| send(to, &payload, true)).collect());
+        let frames = rec.frames();
+        assert_eq!(frames.len(), 1, "one frame for {N} recipients");
+        let (frame, tos) = &frames[0];
+        assert_eq!(tos, &(1..=N).collect::<Vec<_>>(), "every recipient, in order");
+        // The recorder holds one reference per send, plus `frame` here:
+        // nothing else kept or copied the frame.
+        assert_eq!(Arc::strong_count(&frame.0), N as usize + 1);
+        // And it is the payload framed as one unmasked text frame.
+        assert_eq!(frame.0[0], 0x81);
+        assert_eq!(&frame.0[2..], &payload[..]);
+    }
+
+    #[test]
+    fn each_payload_and_kind_gets_its_own_frame() {
+        let a: Shared = Arc::from(&b"a"[..]);
+        let b: Shared = Arc::from(&b"b"[..]);
+        // Equal bytes in another allocation are another payload.
+        let a2: Shared = Arc::from(&b"a"[..]);
+        let bad: Shared = Arc::from(&b"\xff"[..]);
+        let rec = Recorder::default();
+        apply_to(
+            &rec,
+            vec![
+                send(1, &a, true),
+                send(2, &a, true),
+                Action::Ping {
+                    to: 3,
+                    payload: b"p".to_vec(),
+                },
+                send(3, &a, true),
+                send(1, &a, false),
+                send(1, &b, true),
+                send(2, &b, true),
+                send(1, &a2, true),
+                send(4, &bad, true),
+                Action::Close {
+                    to: 4,
+                    code: 1000,
+                    reason: "bye".into(),
+                },
+            ],
+        );
+        let frames: Vec<(u8, Vec<u8>, Vec<SessionId>)> = rec
+            .frames()
+            .into_iter()
+            .map(|(f, tos)| (f.0[0], f.0[2..].to_vec(), tos))
+            .collect();
+        assert_eq!(
+            frames,
+            vec![
+                // A ping in between does not break the sharing.
+                (0x81, b"a".to_vec(), vec![1, 2, 3]),
+                (0x82, b"a".to_vec(), vec![1]),
+                (0x81, b"b".to_vec(), vec![1, 2]),
+                (0x81, b"a".to_vec(), vec![1]),
+                // Text that is not UTF-8 goes as binary rather than not at all.
+                (0x82, vec![0xff], vec![4]),
+            ]
+        );
+        assert_eq!(
+            *rec.others.borrow(),
+            vec!["ping 3 [112]".to_owned(), "close 4 1000 bye".to_owned()]
+        );
     }
 }

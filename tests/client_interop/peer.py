@@ -4,8 +4,8 @@ usage: peer.py [--port N] [--cert FILE --key FILE]
 
 Prints `listening on 127.0.0.1:<port>` once ready, then one
 `open <path> <header-name>=<value>...` line per connection (only the
-headers starting with X-Wsb-) and `message <path> <text|binary> <len>` per
-message. Behaviour by request path:
+headers starting with X-Wsb-), `message <path> <text|binary> <len>` per
+message, and with TLS `sni <server name or ->` per TLS handshake. Behaviour by request path:
 
   /close?code=C&reason=R   echoes the first message, then closes with C and R
   anything else            echoes every message with its type
@@ -69,6 +69,8 @@ async def main() -> int:
     if args.cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args.cert, args.key)
+        # Records the server name each client asked for (SNI); `-` when it sent none.
+        ctx.sni_callback = lambda _sock, name, _ctx: say(f"sni {name or '-'}")
         if args.client_ca:
             ctx.verify_mode = ssl.CERT_REQUIRED
             ctx.load_verify_locations(args.client_ca)

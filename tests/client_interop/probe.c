@@ -20,6 +20,7 @@
  *   CLOSED <status> <by_host 0|1> <elapsed ms> <reason>
  *   ERROR <wsb_result> <elapsed ms> <message>
  *   RECONNECTING <attempt> <delay ms>
+ *   GAVE_UP <attempts>
  *   END <why>
  * Elapsed times count from wsb_client_new. Without --reconnect the probe ends
  * after the first CLOSED or ERROR. */
@@ -263,6 +264,9 @@ int main(int argc, char **argv) {
             break;
         case WSB_CLIENT_EVENT_TYPE_RECONNECTING:
             printf("RECONNECTING %u %u\n", (unsigned)ev.attempt, (unsigned)ev.delay_ms);
+            break;
+        case WSB_CLIENT_EVENT_TYPE_GAVE_UP:
+            printf("GAVE_UP %u\n", (unsigned)ev.attempt);
             break;
         default:
             printf("UNKNOWN %u\n", (unsigned)ev.kind);

@@ -4,6 +4,7 @@ closes from either side, and the C example client."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from urllib.parse import quote
@@ -198,3 +199,16 @@ def test_example_client_bad_url(example_client):
     proc = run_example(example_client, "http://127.0.0.1/", "x")
     assert proc.returncode == 2
     assert "ws://" in proc.stderr
+
+
+def test_sni_names_the_host_and_never_an_ip(probe_exe, processes, peer, pki):
+    p = peer(cert=pki.good[0], key=pki.good[1])
+    for host, sni in (("localhost", "localhost"), ("127.0.0.1", "-")):
+        start = len(p.lines)
+        probe = Probe(probe_exe, [*tls_args(pki), p.url("/echo", scheme="wss", host=host)])
+        processes.append(probe)
+        probe.connected()
+        # RFC 6066: a host name is sent as the server name, an IP address is not.
+        p.wait_line(rf"sni {re.escape(sni)}", start=start)
+        probe.finish()
+    assert [m.group(1) for m in p.matching(r"sni (\S+)")] == ["localhost", "-"]

@@ -125,10 +125,13 @@ def test_unsupported_env_proxy_scheme(probe_exe, processes):
     assert err.code == "PROXY_FAILED" and "socks5" in err.message, err
 
 
-def test_env_proxy_tunnels_a_name_only_the_proxy_knows(probe_exe, processes, peer, proxy):
+@pytest.mark.parametrize("scheme", ["http://", ""])
+def test_env_proxy_tunnels_a_name_only_the_proxy_knows(probe_exe, processes, peer, proxy, scheme):
+    # Without a scheme the value means http://, as with curl.
     p = peer()
     px = proxy(route=lambda h, port: ("127.0.0.1", p.port) if h == PROXIED_NAME else None)
-    probe = Probe(probe_exe, [f"ws://{PROXIED_NAME}:{p.port}/echo"], env={"http_proxy": px.url()})
+    env = {"http_proxy": scheme + px.url().removeprefix("http://")}
+    probe = Probe(probe_exe, [f"ws://{PROXIED_NAME}:{p.port}/echo"], env=env)
     processes.append(probe)
     echo_once(probe)
     probe.finish()

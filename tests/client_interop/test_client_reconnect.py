@@ -65,13 +65,13 @@ def test_gives_up_after_max_attempts(probe_exe, processes, peer):
     probe.connected()
     p.stop()
     probe.wait_line(r"RECONNECTING 2 \d+", timeout=10)
-    # Attempt 2 fails too; there is no third.
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and len(probe.matching(r"ERROR .*")) < 2:
-        time.sleep(0.05)
+    # Attempt 2 fails too; the client says it has stopped, and there is no third.
+    i, _ = probe.wait_line(r"GAVE_UP 2", timeout=10)
     assert len(probe.matching(r"ERROR .*")) == 2
+    assert probe.lines[i - 1].startswith("ERROR "), probe.lines[i - 2 : i + 1]
     time.sleep(0.6)
     assert not probe.matching(r"RECONNECTING 3 .*")
+    assert probe.command("text after") == RESULT["NOT_CONNECTED"]
     probe.finish()
 
 

@@ -282,11 +282,15 @@ void refused(const std::string &closed_url) {
         while (std::chrono::steady_clock::now() < end) {
             auto ev = c.poll(100ms);
             if (ev) {
-                seen += ev->type == wsb::ClientEventType::Error ? "E" : ev->type == wsb::ClientEventType::Reconnecting ? "R" + std::to_string(ev->attempt) : "?";
+                seen += ev->type == wsb::ClientEventType::Error          ? "E"
+                        : ev->type == wsb::ClientEventType::Reconnecting ? "R" + std::to_string(ev->attempt)
+                        : ev->type == wsb::ClientEventType::GaveUp       ? "G" + std::to_string(ev->attempt)
+                                                                         : "?";
             }
         }
-        CHECK(seen == "ER1ER2E");
-        if (seen != "ER1ER2E") {
+        // G2: reconnection says it has stopped after the 2 attempts.
+        CHECK(seen == "ER1ER2EG2");
+        if (seen != "ER1ER2EG2") {
             std::printf("reconnect sequence: %s\n", seen.c_str());
         }
     }

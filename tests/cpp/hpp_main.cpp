@@ -207,12 +207,62 @@ int queue_mode() {
 
 } // namespace
 
+// wss:// end to end: ServerConfig::tls on one side, a wsb::Client trusting only that
+// certificate on the other (made by openssl for the test); a bad file is named in the error.
+void tls_echo() {
+    char dir[] = "/tmp/wsb-hpp-tls-XXXXXX";
+    CHECK(mkdtemp(dir) != nullptr);
+    const std::string d(dir), cert = d + "/cert.pem", key = d + "/key.pem";
+    {
+        wsb::ServerConfig bad;
+        bad.tls(d + "/missing.pem", key);
+        CHECK(bad.status() == wsb::Code::InvalidArgument);
+        CHECK(bad.error_detail().rfind("tls: ", 0) == 0 && bad.error_detail().find("missing.pem") != std::string::npos);
+    }
+    // A CA and a leaf it signed: webpki refuses a CA certificate as the server's own.
+    const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    const std::string make = "(cd " + d + " && openssl req -x509" + ec + " -days 1 -subj /CN=ca -keyout ca.key -out ca.pem" +
+                             " && openssl req -new" + ec + " -subj /CN=localhost -keyout key.pem -out srv.csr" +
+                             " && echo subjectAltName=DNS:localhost > ext.cnf" +
+                             " && openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1" +
+                             " -extfile ext.cnf -out cert.pem) >/dev/null 2>&1";
+    CHECK(std::system(make.c_str()) == 0);
+    wsb::ServerConfig cfg;
+    cfg.tls(cert, key);
+    CHECK(cfg.status().ok());
+    wsb::Server server = wsb::Server::create(cfg, wsb::ServerHandlers().on_message([](wsb::ServerRef s, const wsb::Event &ev) {
+        CHECK(s.write(ev.conn, ev.data, ev.is_text).ok());
+    }));
+    wsb::ClientConfig cc("wss://localhost:" + std::to_string(server.port()) + "/");
+    cc.ca_file(d + "/ca.pem").system_roots(false);
+    wsb::Client c = wsb::Client::create(cc);
+    auto next = [&c](wsb::ClientEventType type) {
+        for (int i = 0; i < 100; i++) {
+            std::optional<wsb::ClientEvent> ev = c.poll(100ms);
+            if (ev && ev->type == type) {
+                return std::string(ev->data);
+            }
+            if (ev && ev->type == wsb::ClientEventType::Error) {
+                std::fprintf(stderr, "client error: %.*s\n", static_cast<int>(ev->data.size()), ev->data.data());
+                CHECK(false);
+            }
+        }
+        return std::string("(timed out)");
+    };
+    next(wsb::ClientEventType::Connected);
+    CHECK(c.is_connected());
+    CHECK(c.send_text("over tls").ok());
+    CHECK(next(wsb::ClientEventType::Message) == "over tls");
+    CHECK(std::system(("rm -r " + d).c_str()) == 0);
+}
+
 int main(int argc, char **argv) {
     test_util::install_signals();
     std::string mode = argc > 1 ? argv[1] : "unit";
     int rc = 0;
     if (mode == "unit") {
         unit();
+        tls_echo();
     } else if (mode == "callback") {
         rc = callback_mode();
     } else if (mode == "queue") {

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -231,47 +232,117 @@ def test_seed_snippets_run_unchanged_and_a_second_session_receives(daemon, clien
     assert cdp.evaluate(friend, "ws.readyState") == 1
 
 
+# Installed before the page's own script: records the body of every /stats
+# response, so the k-th render can be compared with exactly what it was given.
+RECORD_STATS = """(() => {
+  window.__stats = [];
+  const fetch0 = window.fetch.bind(window);
+  window.fetch = async (...args) => {
+    const r = await fetch0(...args);
+    window.__stats.push(await r.clone().text());
+    return r;
+  };
+})();"""
+
+# One evaluation is one task: the page cannot re-render while it is read.
 READ_PAGE = """(() => {
-  const out = {updated: Number(document.body.dataset.updated), cells: {}, names: []};
+  const updated = Number(document.body.dataset.updated);
+  const out = {updated: updated, stats: window.__stats[updated - 1], cells: {}, tables: {}};
   for (const td of document.querySelectorAll('[data-stat]')) out.cells[td.dataset.stat] = td.textContent;
-  for (const tr of document.querySelectorAll('#achex-names tr')) {
-    const tds = [...tr.querySelectorAll('td')].map(td => td.textContent);
-    if (tds.length) out.names.push(tds);
+  for (const t of document.querySelectorAll('#details table')) {
+    out.tables[t.id] = [...t.querySelectorAll('tr')].map(tr => [...tr.querySelectorAll('td')].map(td => td.textContent))
+      .filter(r => r.length);
   }
   return JSON.stringify(out);
 })()"""
 
+COLUMNS = [
+    "connections_open", "sessions", "users", "groups", "hubs", "messages_in", "messages_out", "bytes_in",
+    "bytes_out", "rates.messages_in_per_s", "rates.messages_out_per_s",
+]
 
-def test_status_page_shows_what_stats_reports(daemon, client, chromium):
-    a, b, c, d = client(), client(), client(), client()
+
+def test_status_page_shows_what_stats_reports(start_daemon, client, chromium):
+    d = start_daemon("--wschat", "127.0.0.1:0", expect=("achex", "wschat", "http"))
+    a, b, c, busy = client(d), client(d), client(d), client(d)
     a.login("alice")
     b.login("bob")
     c.login("bob")
+    busy.login("zed")
     a.send({"cmd": "register_broadcast", "bid": "room42"})
+    b.send({"cmd": "register_broadcast", "bid": "room42"})
     a.sync()
+    b.sync()
     assert b.call({"joinHub": "T1"}) == '{"joinHub":"OK"}'
     assert c.call({"joinHub": "T2"}) == '{"joinHub":"OK"}'
-    for i in range(20):
-        assert d.call({"serverstat": i}).startswith('{"serverstat"')
-    cdp = chromium(daemon.addrs["achex"][1])
-    page = cdp.page(daemon.http("/"))
-    # Quiet from here on: the counters no longer move, and after two samples
-    # of the status server the rates are 0 on both sides.
-    time.sleep(2.2)
-    start = cdp.wait_for(page, "Number(document.body && document.body.dataset.updated) >= 1")
-    cdp.wait_for(page, f"Number(document.body.dataset.updated) >= {start + 1}", timeout=5)
-    shown = json.loads(cdp.evaluate(page, READ_PAGE))
-    st = stats(daemon)
+    assert a.call({"joinHub": "T2"}) == '{"joinHub":"OK"}'
+    stack = contextlib.ExitStack()
+    chat = stack.enter_context(connect(d.url("wschat"), open_timeout=5))
+    chat.recv(timeout=5)
+    chat.send('{"command":"identify","name":"carol"}')
+    assert '"code":300' in chat.recv(timeout=5)
+
+    # Traffic flows on both listeners while the page is read.
+    stop = threading.Event()
+    errors = []
+
+    def traffic():
+        try:
+            i = 0
+            while not stop.is_set():
+                busy.send({"echo": i})
+                busy.recv()
+                chat.send('{"command":"message","to":"carol","message":%d}' % i)
+                chat.recv(timeout=5)
+                i += 1
+                time.sleep(0.005)
+        except Exception as e:  # reported by the test below
+            errors.append(e)
+
+    t = threading.Thread(target=traffic, daemon=True)
+    t.start()
+    try:
+        cdp = chromium(d.addrs["achex"][1])
+        page = cdp.page()
+        cdp.call("Page.addScriptToEvaluateOnNewDocument", page, source=RECORD_STATS)
+        cdp.call("Page.navigate", page, url=d.http("/"))
+        # A render whose rates show the traffic on both listeners (rates need
+        # two samples of the status server, so allow a few refreshes).
+        deadline = time.monotonic() + 15
+        while True:
+            cdp.wait_for(page, "Number(document.body && document.body.dataset.updated) >= 1")
+            shown = json.loads(cdp.evaluate(page, READ_PAGE))
+            snap = {l["name"]: l for l in json.loads(shown["stats"])["listeners"]}
+            if all(snap[n]["rates"]["messages_in_per_s"] > 0 for n in ("achex", "wschat")):
+                break
+            assert time.monotonic() < deadline, f"rates stayed 0: {snap}"
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        t.join(10)
+        stack.close()
+    assert not errors, errors
+    # Every number cell is exactly what that /stats response said.
+    assert [*snap] == ["achex", "wschat"]
     cells = shown["cells"]
-    for key in [
-        "connections_open", "sessions", "users", "groups", "hubs", "messages_in", "messages_out", "bytes_in",
-        "bytes_out", "rates.messages_in_per_s", "rates.messages_out_per_s",
-    ]:
-        want = st
-        for k in key.split("."):
-            want = want[k]
-        assert float(cells["achex." + key]) == float(want), (key, cells, st)
-    assert cells["achex.address"] == st["address"]
-    assert (st["sessions"], st["users"], st["groups"], st["hubs"]) == (4, 2, 1, 2)
-    assert shown["names"] == [[n["name"], n["role"], str(n["sessions"])] for n in st["names"]]
-    assert shown["names"] == [["alice", "user", "1"], ["bob", "user", "2"]]
+    for name, l in snap.items():
+        assert cells[f"{name}.address"] == l["address"] == "%s:%d" % d.addrs[name]
+        for key in COLUMNS:
+            want = l
+            for k in key.split("."):
+                want = want[k]
+            assert float(cells[f"{name}.{key}"]) == float(want), (name, key, cells, l)
+        assert l["rates"]["messages_out_per_s"] > 0
+    ach = snap["achex"]
+    assert (ach["sessions"], ach["users"], ach["groups"], ach["hubs"]) == (4, 3, 1, 2)
+    assert (snap["wschat"]["sessions"], snap["wschat"]["users"]) == (1, 1)
+    # The lists, as the page shows them and as /stats reports them now
+    # (the traffic changed no membership).
+    tables = shown["tables"]
+    now = {l["name"]: l for l in json.loads(urllib.request.urlopen(d.http("/stats"), timeout=5).read())["listeners"]}
+    assert tables["achex-names"] == [[n["name"], n["role"], str(n["sessions"])] for n in now["achex"]["names"]]
+    assert tables["achex-names"] == [["alice", "user", "1"], ["bob", "user", "2"], ["zed", "user", "1"]]
+    assert tables["achex-groups"] == [[g["name"], str(g["members"])] for g in now["achex"]["group_list"]]
+    assert tables["achex-groups"] == [["room42", "2"]]
+    assert tables["achex-hubs"] == [[h["name"], str(h["members"])] for h in now["achex"]["hub_list"]]
+    assert tables["achex-hubs"] == [["T1", "1"], ["T2", "2"]]

@@ -76,6 +76,146 @@ def test_config_file_and_flags_override_it(start_daemon, client, tmp_path):
     assert "DEBUG" in d.log()
 
 
+def test_webtalk_off_alone_turns_its_admin_socket_off(start_daemon):
+    # Only webtalk is turned off; webtalk-admin keeps its default address.
+    d = start_daemon(
+        "--achex", "127.0.0.1:0", "--http", "127.0.0.1:0", "--wschat", "off", "--appws", "off", "--webtalk", "off",
+        base=False,
+    )
+    time.sleep(0.3)
+    assert [ln.partition(" ")[0] for ln in d.lines] == ["achex", "http"]
+    assert re.search(r"^\S+ INFO webtalk-admin is off because webtalk is off$", d.log(), re.M), d.log()
+    assert d.terminate() == 0
+
+
+def test_webtalk_admin_asked_for_without_webtalk_is_refused_before_anything_binds(wsbroker_bin):
+    out = subprocess.run(
+        [wsbroker_bin, "--achex", "127.0.0.1:0", "--http", "off", "--wschat", "off", "--appws", "off",
+         "--webtalk", "off", "--webtalk-admin", "127.0.0.1:0"],
+        capture_output=True, timeout=20, text=True,
+    )
+    assert out.returncode == 2 and out.stdout == "", out
+    assert "webtalk-admin 127.0.0.1:0 needs the webtalk listener, which is off" in out.stderr
+
+
+def _closed_with(ws, code):
+    with pytest.raises(ConnectionClosed) as e:
+        while True:
+            ws.recv(timeout=5)
+    assert e.value.rcvd is not None and e.value.rcvd.code == code, e.value
+
+
+def test_max_message_applies_to_every_websocket_listener(start_daemon):
+    from websockets.sync.client import connect
+
+    d = start_daemon(
+        "--max-message", "1000", "--wschat", "127.0.0.1:0", "--webtalk", "127.0.0.1:0", "--appws", "127.0.0.1:0",
+        expect=("achex", "wschat", "webtalk", "appws", "http"),
+    )
+
+    def sized(prefix, n, suffix='"}'):
+        m = prefix + "x" * (n - len(prefix) - len(suffix)) + suffix
+        assert len(m.encode()) == n
+        return m
+
+    # Each listener handles a message of exactly 1000 bytes, and closes with 1009 on 1001.
+    for n in (1000, 1001):
+        with connect(d.url("achex"), open_timeout=5, max_size=None) as ws:
+            ws.recv(timeout=5)
+            ws.send('{"setID":"a"}')
+            assert ws.recv(timeout=5) == '{"auth":"ok"}'
+            ws.send(sized('{"echo":1,"p":"', n))
+            if n == 1000:
+                assert ws.recv(timeout=5).startswith('{"echo":1,"p":"xx')
+            else:
+                _closed_with(ws, 1009)
+        with connect(d.url("wschat"), open_timeout=5, max_size=None) as ws:
+            ws.recv(timeout=5)
+            ws.send(sized('{"command":"nope","p":"', n))
+            if n == 1000:
+                assert json.loads(ws.recv(timeout=5))["code"] == 10
+            else:
+                _closed_with(ws, 1009)
+        with connect(d.url("appws"), open_timeout=5, max_size=None) as ws:
+            ws.send(sized('{"mt":"AppChallenge","p":"', n))
+            if n == 1000:
+                assert json.loads(ws.recv(timeout=5))["mt"] == "AppChallengeResult"
+            else:
+                _closed_with(ws, 1009)
+        with connect(d.url("webtalk"), open_timeout=5, max_size=None) as ws:
+            # Read by the dialect (a failed login) below the limit, refused by size above it.
+            ws.send(sized("1!", n, ""))
+            _closed_with(ws, 4001 if n == 1000 else 1009)
+
+
+def test_achex_users_put_the_listener_in_table_mode(start_daemon, client, tmp_path):
+    d = start_daemon("--achex-user", "alice:pw:1", "--achex-user", "bob:")
+    a = client(d)
+    failed = '{"auth":"failed","error":"invalid credentials"}'
+    assert a.call({"setID": "alice", "passwd": "pw"}) == failed
+    assert a.call({"setID": "mallory", "passwd": "pw:1"}) == failed
+    assert a.call({"auth": "alice"}) == failed
+    assert a.call({"setID": "alice", "passwd": "pw:1"}) == '{"auth":"ok"}'
+    b = client(d)
+    # Table mode: a second session of the same name logs in with the password too.
+    assert b.call({"auth": "alice", "passwd": "pw:1"}) == '{"auth":"OK","SID":%d}' % b.sid
+    assert b.call({"setID": "bob"}) == '{"auth":"ok"}'
+    # The same from the TOML file.
+    cfg = tmp_path / "users.toml"
+    cfg.write_text('achex-user = ["carol:c"]\n')
+    d2 = start_daemon("--config", str(cfg))
+    c = client(d2)
+    assert c.call({"setID": "alice", "passwd": "pw:1"}) == failed
+    assert c.call({"setID": "carol", "passwd": "c"}) == '{"auth":"ok"}'
+
+
+# ---- logging -------------------------------------------------------------------------------
+
+
+def _some_traffic(d):
+    from conftest import Client
+
+    c = Client(d.url())
+    c.login("x")
+    assert c.call({"echo": 1}).startswith('{"echo":1')
+    c.close()
+
+
+def test_log_levels_filter_stderr(start_daemon):
+    d = start_daemon()
+    _some_traffic(d)
+    assert d.terminate() == 0
+    assert " INFO " in d.log()  # the default shows info lines (start-up, shutdown)
+
+    d = start_daemon("--log", "off")
+    _some_traffic(d)
+    assert d.terminate() == 0
+    assert d.log() == ""
+
+    d = start_daemon("--log", "error")
+    _some_traffic(d)
+    assert d.terminate() == 0
+    assert d.log() == ""
+
+
+def test_log_error_shows_errors_only(wsbroker_bin):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    busy = s.getsockname()[1]
+    base = ["--http", "off", "--wschat", "off", "--webtalk", "off", "--appws", "off", "--achex", f"127.0.0.1:{busy}"]
+    try:
+        out = subprocess.run([wsbroker_bin, *base, "--log", "error"], capture_output=True, timeout=20, text=True)
+        assert out.returncode == 1
+        lines = out.stderr.splitlines()
+        assert lines and all(" ERROR " in ln for ln in lines), lines
+        assert not any(" INFO " in ln or " DEBUG " in ln or " WARN " in ln for ln in lines)
+        out = subprocess.run([wsbroker_bin, *base, "--log", "off"], capture_output=True, timeout=20, text=True)
+        assert out.returncode == 1 and out.stderr == ""
+    finally:
+        s.close()
+
+
 # ---- status endpoints ---------------------------------------------------------------------
 
 

@@ -133,3 +133,42 @@ def test_webtalk_wrong_salt_is_refused_with_4001():
 
     asyncio.run(asyncio.wait_for(run(), 20))
     stop(p)
+
+
+def test_webtalk_backend_leave_clear_kill_and_unknown_ids():
+    p, lines = start("webtalk_backend", "0", "2", "2")
+    port = port_of(lines)
+    creds = [line.split()[1] for line in lines if line.startswith("user ")]
+    uid1, uid2 = (c.split("!")[0] for c in creds)
+
+    async def browser(cred: str) -> tuple[list[str], int, str]:
+        got = []
+        async with websockets.connect(f"ws://127.0.0.1:{port}/webtalk") as ws:
+            await ws.send(cred)
+            try:
+                while True:
+                    got.append(await asyncio.wait_for(ws.recv(), 15))
+            except websockets.ConnectionClosed as e:
+                return got, e.rcvd.code, e.rcvd.reason
+
+    async def run():
+        return await asyncio.gather(browser(creds[0]), browser(creds[1]))
+
+    (got1, code1, reason1), (got2, code2, _) = asyncio.run(asyncio.wait_for(run(), 40))
+    ticks1 = [f"hello {uid1} #1", "tick 1", f"hello {uid1} #2", "tick 2"]
+    ticks2 = [f"hello {uid2} #1", "tick 1", f"hello {uid2} #2", "tick 2"]
+    # The first user is still in the channel, then killed: 4003.
+    assert got1 == ticks1 + ["after leave", "bye"]
+    assert (code1, reason1) == (4003, "user killed")
+    # The second left the channel: no "after leave"; it stays until the broker stops (1001).
+    assert got2 == ticks2 + ["bye"]
+    assert code2 == 1001
+    p.wait(timeout=10)
+    out = p.stdout.read() if p.stdout else ""
+    err = p.stderr.read() if p.stderr else ""
+    assert p.returncode == 0, err
+    for m in SANITIZER_MARKERS:
+        assert m not in err, err
+    assert out.splitlines() == [
+        "errors checked", f"left {uid2}", "state cleared", "killed channel 2", f"killed user {uid1}",
+    ], out

@@ -105,8 +105,8 @@ namespace Wsbroker
     /// Closed, <see cref="CloseStatus"/> is the server's code, 0 for a close frame without one, the
     /// code wsbroker sent when it failed the connection, the host's own code when
     /// <see cref="ClosedByHost"/>, or -1 when the transport dropped. <see cref="Error"/> is set on
-    /// Error, <see cref="Attempt"/> and <see cref="DelayMs"/> on Reconnecting, <see cref="Protocol"/>
-    /// on Connected.</remarks>
+    /// Error, <see cref="Attempt"/> and <see cref="DelayMs"/> on Reconnecting, <see cref="Attempt"/>
+    /// (the attempts made) on GaveUp, <see cref="Protocol"/> on Connected.</remarks>
     public sealed class ClientEvent : EventArgs
     {
         public ClientEventType Type { get; private set; }
@@ -188,6 +188,9 @@ namespace Wsbroker
         /// <summary>A connection attempt failed (<see cref="ClientEvent.Error"/> says why).</summary>
         public event EventHandler<ClientEvent> ConnectFailed;
         public event EventHandler<ClientEvent> Reconnecting;
+        /// <summary>Reconnection stopped after <see cref="ClientEvent.Attempt"/> failed attempts in a
+        /// row; nothing follows.</summary>
+        public event EventHandler<ClientEvent> GaveUp;
 
         /// <summary>Starts a client in callback mode; <paramref name="subscribe"/> runs before it starts
         /// connecting, so handlers attached there see every event.</summary>
@@ -250,7 +253,8 @@ namespace Wsbroker
 
         void Note(ClientEvent ev)
         {
-            if (ev.Type == ClientEventType.Connected || ev.Type == ClientEventType.Error || ev.Type == ClientEventType.Closed)
+            if (ev.Type == ClientEventType.Connected || ev.Type == ClientEventType.Error || ev.Type == ClientEventType.Closed
+                || ev.Type == ClientEventType.GaveUp)
             {
                 lock (_state)
                 {
@@ -260,9 +264,11 @@ namespace Wsbroker
             }
         }
 
-        /// <summary>True when nothing can follow: the connection ended and reconnection is off.</summary>
+        /// <summary>True when nothing can follow: reconnection gave up, or the connection ended and
+        /// reconnection is off.</summary>
         bool IsFinal(ClientEvent ev)
         {
+            if (ev != null && ev.Type == ClientEventType.GaveUp) return true;
             return !_reconnects && ev != null && (ev.Type == ClientEventType.Closed || ev.Type == ClientEventType.Error);
         }
 
@@ -284,6 +290,7 @@ namespace Wsbroker
                 case ClientEventType.Closed: h = Closed; break;
                 case ClientEventType.Error: h = ConnectFailed; break;
                 case ClientEventType.Reconnecting: h = Reconnecting; break;
+                case ClientEventType.GaveUp: h = GaveUp; break;
                 default: h = null; break;
             }
             if (h != null)
@@ -353,6 +360,10 @@ namespace Wsbroker
 
         static WsbException Ended(ClientEvent ev)
         {
+            if (ev.Type == ClientEventType.GaveUp)
+            {
+                return new WsbException(Result.NotConnected, "reconnection gave up after " + ev.Attempt + " attempts", "connect");
+            }
             return new WsbException(Result.NotConnected, "the connection ended (status " + ev.CloseStatus + ") and reconnection is off", "connect");
         }
 

@@ -60,6 +60,7 @@ namespace Wsbroker
         Closed = 6,
         Error = 7,
         Reconnecting = 8,
+        GaveUp = 9,
     }
 
     /// <summary><c>wsb_broker_event_type</c> values.</summary>
@@ -471,7 +472,22 @@ namespace Wsbroker
         internal static extern Result wsb_appws_client_config_set_connect_timeout_ms(AppwsClientConfigHandle cfg, uint ms);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_config_set_login_timeout_ms(AppwsClientConfigHandle cfg, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_appws_client_config_set_ca_file(AppwsClientConfigHandle cfg, byte[] path);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_config_set_system_roots(AppwsClientConfigHandle cfg, [MarshalAs(UnmanagedType.I1)] bool enable);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_config_set_client_cert(AppwsClientConfigHandle cfg, byte[] cert_chain_path, byte[] key_path);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_config_set_proxy(AppwsClientConfigHandle cfg, byte[] proxy);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_client_config_add_header(AppwsClientConfigHandle cfg, byte[] name, byte[] value);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_appws_client_config_set_insecure(AppwsClientConfigHandle cfg, [MarshalAs(UnmanagedType.I1)] bool insecure);
@@ -544,6 +560,9 @@ namespace Wsbroker
         internal static extern Result wsb_appws_service_config_set_max_message_size(AppwsServiceConfigHandle cfg, UIntPtr bytes);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_appws_service_config_set_tls(AppwsServiceConfigHandle cfg, byte[] cert_chain_pem_path, byte[] key_pem_path);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_appws_service_new(AppwsServiceConfigHandle cfg, AppwsServiceEventCb cb, IntPtr userdata, UserdataFreeCb userdata_free, out AppwsServiceHandle @out);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -581,6 +600,12 @@ namespace Wsbroker
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_broker_config_set_listener(BrokerConfigHandle cfg, uint listener, byte[] addr);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_config_set_max_message(BrokerConfigHandle cfg, uint listener, UIntPtr bytes);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_broker_config_set_listener_tls(BrokerConfigHandle cfg, uint listener, byte[] cert_chain_pem_path, byte[] key_pem_path);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_broker_config_set_webtalk_admin_secret(BrokerConfigHandle cfg, byte[] secret);
@@ -798,6 +823,9 @@ namespace Wsbroker
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_server_config_set_event_queue_capacity(ServerConfigHandle cfg, uint n);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern Result wsb_server_config_set_tls(ServerConfigHandle cfg, byte[] cert_chain_pem_path, byte[] key_pem_path);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern Result wsb_server_new(ServerConfigHandle cfg, ServerEventCb cb, IntPtr userdata, UserdataFreeCb userdata_free, out ServerHandle @out);

@@ -406,6 +406,12 @@ namespace Wsbroker
         public List<string> Subprotocols = new List<string>();
         public string Path;
         public uint? EventQueueCapacity;
+        /// <summary>With <see cref="TlsKeyPath"/>: serve wss:// with this PEM certificate chain (leaf
+        /// first). The files are read when the server is created; a bad file throws
+        /// <see cref="WsbException"/> InvalidArgument naming it.</summary>
+        public string TlsCertChainPath;
+        /// <summary>The PEM private key of <see cref="TlsCertChainPath"/>.</summary>
+        public string TlsKeyPath;
 
         internal ServerConfigHandle Build()
         {
@@ -450,6 +456,8 @@ namespace Wsbroker
                     Library.Check(NativeMethods.wsb_server_config_set_path(cfg, Utf8.ToNative(Path)), "wsb_server_config_set_path");
                 if (EventQueueCapacity.HasValue)
                     Library.Check(NativeMethods.wsb_server_config_set_event_queue_capacity(cfg, EventQueueCapacity.Value), "wsb_server_config_set_event_queue_capacity");
+                if (TlsCertChainPath != null || TlsKeyPath != null)
+                    Library.Check(NativeMethods.wsb_server_config_set_tls(cfg, Utf8.ToNative(TlsCertChainPath), Utf8.ToNative(TlsKeyPath)), "wsb_server_config_set_tls");
             }
             catch
             {

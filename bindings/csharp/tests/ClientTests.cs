@@ -310,8 +310,11 @@ static partial class ServerTests
         var o = new ClientOptions { Reconnect = new ReconnectOptions { InitialMs = 50, MaxMs = 100, MaxAttempts = 2 } };
         using (var c = Client.CreatePolled("ws://127.0.0.1:" + port + "/", o))
         {
-            var seen = c.Events(2000).Select(e => e.Type + (e.Type == ClientEventType.Reconnecting ? ":" + e.Attempt : "")).ToList();
-            Equal("Error,Reconnecting:1,Error,Reconnecting:2,Error", string.Join(",", seen), "attempts");
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var seen = c.Events(2000).Select(e => e.Type + (e.Attempt != 0 ? ":" + e.Attempt : "")).ToList();
+            // GaveUp ends Events at once (nothing can follow), well before its 2 s idle timeout.
+            Equal("Error,Reconnecting:1,Error,Reconnecting:2,Error,GaveUp:2", string.Join(",", seen), "attempts");
+            Check(sw.ElapsedMilliseconds < 1500, "Events ended at GaveUp: " + sw.ElapsedMilliseconds + " ms");
         }
         o = new ClientOptions { Reconnect = new ReconnectOptions { InitialMs = 100, MaxMs = 200 } };
         using (var c = Client.CreatePolled("ws://127.0.0.1:" + port + "/", o))

@@ -33,6 +33,7 @@ static partial class ServerTests
             T("errors map to WsbException codes", ErrorsMapToCodes),
             T("backpressure is a return value, Drained follows", Backpressure),
             T("Dispose is idempotent; use after it throws", DisposeTwice),
+            T("TLS: wss:// with a PEM certificate; bad files throw", TlsServer),
         };
         tests.AddRange(ClientTestList());
         tests.AddRange(AppwsBrokerTestList());
@@ -436,5 +437,74 @@ static partial class ServerTests
             throw new Exception("expected ObjectDisposedException, got port " + p);
         }
         catch (ObjectDisposedException) { }
+    }
+
+    /// <summary>A certificate for localhost and its key, made by openssl in a fresh directory.</summary>
+    static string[] SelfSigned()
+    {
+        string dir = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "wsb-cs-tls-" + Guid.NewGuid().ToString("N"));
+        System.IO.Directory.CreateDirectory(dir);
+        string cert = System.IO.Path.Combine(dir, "cert.pem"), key = System.IO.Path.Combine(dir, "key.pem");
+        var psi = new System.Diagnostics.ProcessStartInfo("openssl",
+            "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=localhost " +
+            "-addext subjectAltName=DNS:localhost -keyout \"" + key + "\" -out \"" + cert + "\"")
+        {
+            UseShellExecute = false,
+            RedirectStandardError = true,
+        };
+        using (var p = System.Diagnostics.Process.Start(psi))
+        {
+            string err = p.StandardError.ReadToEnd();
+            Check(p.WaitForExit(60000) && p.ExitCode == 0, "openssl: " + err);
+        }
+        return new[] { cert, key };
+    }
+
+    static void TlsServer()
+    {
+        string[] files = SelfSigned();
+        string thumbprint = new System.Security.Cryptography.X509Certificates.X509Certificate2(files[0]).Thumbprint;
+        using (var e = new Echo(new ServerOptions { TlsCertChainPath = files[0], TlsKeyPath = files[1] }))
+        using (var tcp = new System.Net.Sockets.TcpClient("127.0.0.1", e.Server.Port))
+        // mono's ClientWebSocket cannot be told to trust one certificate, SslStream can: the
+        // upgrade and one frame each way are written by hand.
+        using (var tls = new System.Net.Security.SslStream(tcp.GetStream(), false, (sender, cert, chain, errors) =>
+            cert != null && new System.Security.Cryptography.X509Certificates.X509Certificate2(cert).Thumbprint == thumbprint))
+        {
+            tcp.ReceiveTimeout = TimeoutMs;
+            tls.AuthenticateAsClient("localhost");
+            byte[] req = Encoding.ASCII.GetBytes("GET /tls HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n" +
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+            tls.Write(req, 0, req.Length);
+            var head = new StringBuilder();
+            while (!head.ToString().EndsWith("\r\n\r\n"))
+            {
+                int b = tls.ReadByte();
+                Check(b >= 0 && head.Length < 4096, "upgrade response: " + head);
+                head.Append((char)b);
+            }
+            Check(head.ToString().StartsWith("HTTP/1.1 101") && head.ToString().Contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "upgrade: " + head);
+            Equal("/tls", e.Next(EventType.Open).Path, "open path");
+            byte[] text = Encoding.UTF8.GetBytes("over tls");
+            // A masked text frame with the all-zero mask, so the payload goes as it is.
+            var frame = new List<byte> { 0x81, (byte)(0x80 | text.Length), 0, 0, 0, 0 };
+            frame.AddRange(text);
+            tls.Write(frame.ToArray(), 0, frame.Count);
+            var reply = new byte[2 + text.Length];
+            for (int n = 0; n < reply.Length;)
+            {
+                int got = tls.Read(reply, n, reply.Length - n);
+                Check(got > 0, "echo frame");
+                n += got;
+            }
+            Equal(0x81, (int)reply[0], "text frame, final");
+            Equal("over tls", Encoding.UTF8.GetString(reply, 2, reply[1]), "echo over wss");
+        }
+        var missing = Throws(() => new Server(new ServerOptions { TlsCertChainPath = files[0] + ".missing", TlsKeyPath = files[1] }));
+        Equal(Result.InvalidArgument, missing.Code, "missing certificate file");
+        Check(missing.Detail.Contains(".missing"), "detail names the file: " + missing.Detail);
+        var swapped = Throws(() => new Server(new ServerOptions { TlsCertChainPath = files[1], TlsKeyPath = files[1] }));
+        Check(swapped.Detail.Contains("no certificate"), "key file as certificate: " + swapped.Detail);
+        System.IO.Directory.Delete(System.IO.Path.GetDirectoryName(files[0]), true);
     }
 }

@@ -297,14 +297,18 @@ def test_reconnect_reports_attempts_then_connects() -> None:
     port = closed_port()
     cfg = ClientConfig(reconnect=Reconnect(initial_ms=50, max_ms=100, max_attempts=2))
     with wsbroker.Client(f"ws://127.0.0.1:{port}/", cfg) as c:
+        start = time.monotonic()
         kinds = [(e.type, e.attempt) for e in c.events(timeout=2.0)]
+        assert time.monotonic() - start < 1.5
     assert kinds == [
         (ClientEventType.ERROR, 0),
         (ClientEventType.RECONNECTING, 1),
         (ClientEventType.ERROR, 0),
         (ClientEventType.RECONNECTING, 2),
         (ClientEventType.ERROR, 0),
+        (ClientEventType.GAVE_UP, 2),
     ]
+    # GAVE_UP is final: events() ended on it, well before its 2 s idle timeout.
     # With a server appearing later, a reconnection succeeds; when it goes away, a new attempt starts.
     cfg = ClientConfig(reconnect=Reconnect(initial_ms=100, max_ms=200))
     with wsbroker.Client(f"ws://127.0.0.1:{port}/", cfg) as c:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gc
+import ssl
+import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import List
 
 import pytest
@@ -344,3 +347,32 @@ def test_many_threads_send_concurrently(recorder: Recorder) -> None:
     for tag in range(4):
         mine = [g for g in got if g.startswith(f"{tag}:")]
         assert mine == [f"{tag}:{i}" for i in range(50)]
+
+
+def self_signed(d: Path) -> "tuple[Path, Path]":
+    """A certificate for localhost and its key, made by openssl."""
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_tls_serves_wss_and_bad_files_raise(tmp_path: Path, recorder: Recorder) -> None:
+    cert, key = self_signed(tmp_path)
+    ctx = ssl.create_default_context(cafile=str(cert))
+    with Server(ServerConfig(tls=(cert, key)), on_event=recorder) as server:
+        with connect(f"wss://localhost:{server.port}/", ssl=ctx, open_timeout=5) as ws:
+            ws.send("over tls")
+            assert ws.recv(timeout=5) == "over tls"
+        assert recorder.next(EventType.OPEN).path == "/"
+    with pytest.raises(WsbError) as info:
+        Server(ServerConfig(tls=(tmp_path / "missing.pem", key)))
+    assert info.value.code == Result.INVALID_ARGUMENT
+    assert "missing.pem" in info.value.detail
+    with pytest.raises(WsbError) as info:
+        Server(ServerConfig(tls=(key, key)))
+    assert "no certificate" in info.value.detail

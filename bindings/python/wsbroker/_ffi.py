@@ -66,6 +66,7 @@ class ClientEventType(enum.IntEnum):
     CLOSED = 6
     ERROR = 7
     RECONNECTING = 8
+    GAVE_UP = 9
 
 
 class BrokerEventType(enum.IntEnum):
@@ -293,7 +294,12 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], List[str]]] = {
     "wsb_appws_client_config_set_send_results": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_bool], ["cfg", "enable"]),
     "wsb_appws_client_config_set_keep_alive_ms": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_uint32], ["cfg", "ms"]),
     "wsb_appws_client_config_set_connect_timeout_ms": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_uint32], ["cfg", "ms"]),
+    "wsb_appws_client_config_set_login_timeout_ms": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_uint32], ["cfg", "ms"]),
     "wsb_appws_client_config_set_ca_file": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_char_p], ["cfg", "path"]),
+    "wsb_appws_client_config_set_system_roots": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_bool], ["cfg", "enable"]),
+    "wsb_appws_client_config_set_client_cert": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_char_p, ctypes.c_char_p], ["cfg", "cert_chain_path", "key_path"]),
+    "wsb_appws_client_config_set_proxy": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_char_p], ["cfg", "proxy"]),
+    "wsb_appws_client_config_add_header": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_char_p, ctypes.c_char_p], ["cfg", "name", "value"]),
     "wsb_appws_client_config_set_insecure": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), ctypes.c_bool], ["cfg", "insecure"]),
     "wsb_appws_client_new": (wsb_result, [ctypes.POINTER(wsb_appws_client_config), wsb_appws_client_event_cb, ctypes.c_void_p, wsb_userdata_free_cb, ctypes.POINTER(ctypes.POINTER(wsb_appws_client))], ["cfg", "cb", "userdata", "userdata_free", "out"]),
     "wsb_appws_client_free": (wsb_result, [ctypes.POINTER(wsb_appws_client)], ["client"]),
@@ -317,6 +323,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], List[str]]] = {
     "wsb_appws_service_config_set_manual_complete": (wsb_result, [ctypes.POINTER(wsb_appws_service_config), ctypes.c_bool], ["cfg", "manual"]),
     "wsb_appws_service_config_set_echo": (wsb_result, [ctypes.POINTER(wsb_appws_service_config), ctypes.c_bool], ["cfg", "echo"]),
     "wsb_appws_service_config_set_max_message_size": (wsb_result, [ctypes.POINTER(wsb_appws_service_config), ctypes.c_size_t], ["cfg", "bytes"]),
+    "wsb_appws_service_config_set_tls": (wsb_result, [ctypes.POINTER(wsb_appws_service_config), ctypes.c_char_p, ctypes.c_char_p], ["cfg", "cert_chain_pem_path", "key_pem_path"]),
     "wsb_appws_service_new": (wsb_result, [ctypes.POINTER(wsb_appws_service_config), wsb_appws_service_event_cb, ctypes.c_void_p, wsb_userdata_free_cb, ctypes.POINTER(ctypes.POINTER(wsb_appws_service))], ["cfg", "cb", "userdata", "userdata_free", "out"]),
     "wsb_appws_service_free": (wsb_result, [ctypes.POINTER(wsb_appws_service)], ["service"]),
     "wsb_appws_service_port": (ctypes.c_uint16, [ctypes.POINTER(wsb_appws_service)], ["service"]),
@@ -330,6 +337,8 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], List[str]]] = {
     "wsb_broker_config_new": (ctypes.POINTER(wsb_broker_config), [], []),
     "wsb_broker_config_free": (None, [ctypes.POINTER(wsb_broker_config)], ["cfg"]),
     "wsb_broker_config_set_listener": (wsb_result, [ctypes.POINTER(wsb_broker_config), ctypes.c_uint32, ctypes.c_char_p], ["cfg", "listener", "addr"]),
+    "wsb_broker_config_set_max_message": (wsb_result, [ctypes.POINTER(wsb_broker_config), ctypes.c_uint32, ctypes.c_size_t], ["cfg", "listener", "bytes"]),
+    "wsb_broker_config_set_listener_tls": (wsb_result, [ctypes.POINTER(wsb_broker_config), ctypes.c_uint32, ctypes.c_char_p, ctypes.c_char_p], ["cfg", "listener", "cert_chain_pem_path", "key_pem_path"]),
     "wsb_broker_config_set_webtalk_admin_secret": (wsb_result, [ctypes.POINTER(wsb_broker_config), ctypes.c_char_p], ["cfg", "secret"]),
     "wsb_broker_config_add_appws_app": (wsb_result, [ctypes.POINTER(wsb_broker_config), ctypes.c_char_p, ctypes.c_char_p], ["cfg", "name", "password"]),
     "wsb_broker_config_set_achex_quiet": (wsb_result, [ctypes.POINTER(wsb_broker_config), ctypes.c_bool], ["cfg", "quiet"]),
@@ -402,6 +411,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any], List[str]]] = {
     "wsb_server_config_add_subprotocol": (wsb_result, [ctypes.POINTER(wsb_server_config), ctypes.c_char_p], ["cfg", "protocol"]),
     "wsb_server_config_set_path": (wsb_result, [ctypes.POINTER(wsb_server_config), ctypes.c_char_p], ["cfg", "path"]),
     "wsb_server_config_set_event_queue_capacity": (wsb_result, [ctypes.POINTER(wsb_server_config), ctypes.c_uint32], ["cfg", "n"]),
+    "wsb_server_config_set_tls": (wsb_result, [ctypes.POINTER(wsb_server_config), ctypes.c_char_p, ctypes.c_char_p], ["cfg", "cert_chain_pem_path", "key_pem_path"]),
     "wsb_server_new": (wsb_result, [ctypes.POINTER(wsb_server_config), wsb_server_event_cb, ctypes.c_void_p, wsb_userdata_free_cb, ctypes.POINTER(ctypes.POINTER(wsb_server))], ["cfg", "cb", "userdata", "userdata_free", "out"]),
     "wsb_server_free": (wsb_result, [ctypes.POINTER(wsb_server)], ["server"]),
     "wsb_server_port": (ctypes.c_uint16, [ctypes.POINTER(wsb_server)], ["server"]),

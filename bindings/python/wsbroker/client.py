@@ -30,6 +30,7 @@ except ImportError:
         CLOSED = 6
         ERROR = 7
         RECONNECTING = 8
+        GAVE_UP = 9
 
 
 # As in server.py: a blocking poll is cut into slices so Ctrl-C stops a waiting program promptly.
@@ -54,7 +55,7 @@ class ClientEvent:
     ``close_status`` is the server's code, 0 for a close frame without one, the code wsbroker sent
     when it failed the connection, the host's own code when ``closed_by_host``, or -1 when the
     transport dropped. ``error`` is set on ERROR, ``attempt`` and ``delay_ms`` on RECONNECTING,
-    ``protocol`` on CONNECTED.
+    ``attempt`` (the attempts made) on GAVE_UP, ``protocol`` on CONNECTED.
     """
 
     type: ClientEventType
@@ -114,7 +115,8 @@ class ClientEvent:
 @dataclass(frozen=True)
 class Reconnect:
     """Automatic reconnection: delays start at ``initial_ms``, double up to ``max_ms`` (±20 % jitter),
-    at most ``max_attempts`` in a row (0: no limit). Each attempt is announced by a RECONNECTING event."""
+    at most ``max_attempts`` in a row (0: no limit). Each attempt is announced by a RECONNECTING event;
+    after ``max_attempts`` failures a GAVE_UP event says that no more will come."""
 
     initial_ms: int = 500
     max_ms: int = 30_000
@@ -348,7 +350,10 @@ class Client:
                 self._state.notify_all()
 
     def _is_final(self, ev: ClientEvent) -> bool:
-        """True when nothing can follow ``ev``: the connection ended and no reconnection is set."""
+        """True when nothing can follow ``ev``: reconnection gave up, or the connection ended and no
+        reconnection is set."""
+        if ev.type == ClientEventType.GAVE_UP:
+            return True
         return self._config.reconnect is None and ev.type in (ClientEventType.CLOSED, ClientEventType.ERROR)
 
     # -- the connection -----------------------------------------------------------------------
@@ -462,8 +467,8 @@ class Client:
 
     def events(self, timeout: Optional[float] = None) -> Iterator[ClientEvent]:
         """Queue mode: yields events until none comes for ``timeout`` seconds (None: no limit), until
-        :meth:`interrupt` or :meth:`close` from another thread, or after the final event (CLOSED or
-        ERROR when reconnection is off: nothing can follow it)."""
+        :meth:`interrupt` or :meth:`close` from another thread, or after the final event (GAVE_UP, or
+        CLOSED or ERROR when reconnection is off: nothing can follow it)."""
         if self._finished:
             return
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 import time
 import warnings
@@ -90,7 +91,9 @@ class ServerConfig:
     """Server settings; ``None`` keeps the library default (documented in the README table).
 
     Times are in milliseconds and sizes in bytes, as in the C API. ``outbound_limits`` is
-    ``(soft, hard)``.
+    ``(soft, hard)``. ``tls`` is ``(cert_chain_pem_path, key_pem_path)``: the server then serves
+    ``wss://`` (the files are read when the server is created; a bad file raises ``WsbError``
+    ``INVALID_ARGUMENT`` naming it).
     """
 
     bind: str = "127.0.0.1:0"
@@ -108,6 +111,7 @@ class ServerConfig:
     subprotocols: Sequence[str] = field(default_factory=tuple)
     path: Optional[str] = None
     event_queue_capacity: Optional[int] = None
+    tls: Optional[tuple[Union[str, "os.PathLike[str]"], Union[str, "os.PathLike[str]"]]] = None
 
     def _build(self) -> "ctypes._Pointer[_ffi.wsb_server_config]":
         """A native configuration the caller must free with ``wsb_server_config_free``."""
@@ -142,6 +146,9 @@ class ServerConfig:
                 check(L.wsb_server_config_add_subprotocol(cfg, proto.encode()), "wsb_server_config_add_subprotocol")
             if self.path is not None:
                 check(L.wsb_server_config_set_path(cfg, self.path.encode()), "wsb_server_config_set_path")
+            if self.tls is not None:
+                cert, key = self.tls
+                check(L.wsb_server_config_set_tls(cfg, os.fsencode(cert), os.fsencode(key)), "wsb_server_config_set_tls")
         except BaseException:
             L.wsb_server_config_free(cfg)
             raise

@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use wsbroker::broker::Role;
+use wsbroker::broker::{AuthMode, Role};
 use wsbroker::dialect::achex::AchexConfig;
 use wsbroker::listeners::achex::AchexListener;
 use wsbroker::listeners::appws::{AppWsConfig, AppWsListener};
@@ -62,10 +62,23 @@ pub fn start(
     settings: &Settings,
     started: &mut Started,
 ) -> io::Result<Option<Box<dyn Listener>>> {
+    let mut ws = ListenerConfig::new(bind).max_message_size(settings.max_message);
+    ws.engine.tls = tls(settings);
     match kind {
         Kind::Achex => {
             let cfg = AchexConfig {
                 quiet: settings.achex_quiet,
+                auth: if settings.achex_users.is_empty() {
+                    AuthMode::Open
+                } else {
+                    AuthMode::Table(
+                        settings
+                            .achex_users
+                            .iter()
+                            .map(|c| (c.name.clone(), c.password.clone()))
+                            .collect(),
+                    )
+                },
                 services: settings
                     .achex_services
                     .iter()
@@ -73,11 +86,11 @@ pub fn start(
                     .collect(),
                 ..AchexConfig::default()
             };
-            let l = AchexListener::start(AchexListener::engine_config(bind), cfg)?;
+            let l = AchexListener::start(ws.engine, cfg)?;
             Ok(Some(Box::new(Achex(l))))
         }
         Kind::Wschat => {
-            let l = wsbroker::listeners::wschat::start(ListenerConfig::new(bind))?;
+            let l = wsbroker::listeners::wschat::start(ws)?;
             Ok(Some(Box::new(Dialect {
                 kind,
                 inner: Mutex::new(Some(Inner::WsChat(l))),
@@ -92,7 +105,7 @@ pub fn start(
                 secret: settings.webtalk_admin_secret.as_ref().map(|s| s.as_bytes().to_vec()),
                 ..AdminConfig::default()
             });
-            let l = wsbroker::listeners::webtalk::start(ListenerConfig::new(bind), admin)?;
+            let l = wsbroker::listeners::webtalk::start(ws, admin)?;
             let shared = Arc::new(Mutex::new(Some(l)));
             started.webtalk = Some(shared.clone());
             Ok(Some(Box::new(Webtalk { shared, admin: false })))
@@ -116,7 +129,7 @@ pub fn start(
                     .collect(),
                 domain_passwords: Vec::new(),
             };
-            let l = wsbroker::listeners::appws::start(ListenerConfig::new(bind), &apps)?;
+            let l = wsbroker::listeners::appws::start(ws, &apps)?;
             Ok(Some(Box::new(Dialect {
                 kind,
                 inner: Mutex::new(Some(Inner::AppWs(l))),
@@ -126,6 +139,11 @@ pub fn start(
         // Not a dialect: main.rs starts the status server itself.
         Kind::Http => Ok(None),
     }
+}
+
+/// `--tls-cert`/`--tls-key`: every WebSocket listener serves `wss://`.
+fn tls(settings: &Settings) -> Option<Arc<rustls::ServerConfig>> {
+    settings.tls.as_ref().map(|t| t.config.clone())
 }
 
 struct Achex(AchexListener);

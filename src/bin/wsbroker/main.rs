@@ -50,6 +50,9 @@ fn announce(kind: Kind, addr: SocketAddr) {
 fn serve(settings: &Settings) -> i32 {
     log::set_level(settings.log);
     debug!("settings: {settings:?}");
+    for note in &settings.notes {
+        info!("{note}");
+    }
     // Installed before anything binds, so a signal sent as soon as the
     // start-up lines appear is never lost.
     let signals = match signal::Signals::install() {

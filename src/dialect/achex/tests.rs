@@ -1275,17 +1275,20 @@ fn events_report_login_logout_join_and_leave_when_enabled() {
             })
             .collect();
     let (session, sid) = (1, 1);
-    let join = |kind, name: &str| AchexEvent::Join {
+    // Memberships carry the session's name, also when it leaves by closing.
+    let join = |kind, place: &str| AchexEvent::Join {
         session,
         sid,
         kind,
-        name: name.into(),
+        place: place.into(),
+        name: "bob".into(),
     };
-    let leave = |kind, name: &str| AchexEvent::Leave {
+    let leave = |kind, place: &str| AchexEvent::Leave {
         session,
         sid,
         kind,
-        name: name.into(),
+        place: place.into(),
+        name: "bob".into(),
     };
     assert_eq!(
         ev,

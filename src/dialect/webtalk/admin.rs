@@ -206,7 +206,8 @@ impl AdminSession {
     ) -> (Vec<u8>, bool) {
         if let Some(secret) = &self.secret {
             // Every `[auth]` is checked, even after a success: a wrong secret
-            // closes the connection like a wrong first frame does.
+            // closes the connection like a wrong first frame does (the
+            // choice is documented in docs/daemon.md).
             let granted = cmd == b"auth" && ct_eq(secret, data);
             if granted {
                 self.authenticated = true;

@@ -85,7 +85,6 @@ fn oversized_message_closes_with_1009() {
 #[test]
 fn in_process_service_answers_from_its_sink() {
     let l = Arc::new(listener());
-    let svc = l.register_service("echo-svc").unwrap();
     let (tx, rx) = mpsc::channel::<String>();
     let weak = Arc::downgrade(&l);
     l.set_host_sink(Some(Box::new(move |item| {
@@ -103,6 +102,7 @@ fn in_process_service_answers_from_its_sink() {
             }
         }
     })));
+    let svc = l.register_service("echo-svc").unwrap();
     let mut a = connect(&l);
     recv_text(&mut a);
     send(&mut a, r#"{"setID":"alex"}"#);
@@ -147,9 +147,47 @@ fn events_reach_the_sink_in_order() {
     }
     use crate::dialect::achex::AchexEvent as E;
     assert!(matches!(&got[0], E::Login { name, service: false, .. } if name == "alex"));
-    assert!(matches!(&got[1], E::Join { kind: Membership::Hub, name, .. } if name == "T1"));
-    assert!(matches!(&got[2], E::Leave { kind: Membership::Hub, name, .. } if name == "T1"));
+    assert!(matches!(&got[1], E::Join { kind: Membership::Hub, place, name, .. } if place == "T1" && name == "alex"));
+    // The disconnect's leave still names who left.
+    assert!(matches!(&got[2], E::Leave { kind: Membership::Hub, place, name, .. } if place == "T1" && name == "alex"));
     assert!(matches!(&got[3], E::Logout { name, .. } if name == "alex"));
+}
+
+#[test]
+fn without_a_sink_nothing_is_queued_for_the_host() {
+    let l = listener();
+    // No sink: a service could never receive, so it cannot be registered,
+    // and events are not recorded even when asked for.
+    assert_eq!(l.register_service("svc").unwrap_err(), HostError::NoReceiver);
+    l.set_events(true);
+    let mut a = connect(&l);
+    recv_text(&mut a);
+    send(&mut a, r#"{"setID":"alex"}"#);
+    assert_eq!(recv_text(&mut a), r#"{"auth":"ok"}"#);
+    send(&mut a, r#"{"joinHub":"T1"}"#);
+    assert_eq!(recv_text(&mut a), r#"{"joinHub":"OK"}"#);
+    assert_eq!(l.inspect(|d| d.pending_host_items()), 0);
+
+    // A service registered while a sink was set, then the sink removed:
+    // messages to it are refused, not queued.
+    l.set_host_sink(Some(Box::new(|_| {})));
+    let svc = l.register_service("svc").unwrap();
+    assert_eq!(l.service_join(svc, Membership::Hub, "T1"), Ok(true));
+    l.set_host_sink(None);
+    let big = "x".repeat(60_000);
+    for _ in 0..50 {
+        send(&mut a, &format!(r#"{{"to":"svc","m":"{big}"}}"#));
+        assert_eq!(recv_text(&mut a), r#"{"error":"no such user: svc"}"#);
+        send(&mut a, &format!(r#"{{"toS":{},"m":1}}"#, svc.sid()));
+        assert_eq!(
+            recv_text(&mut a),
+            format!(r#"{{"error":"no such session: {}"}}"#, svc.sid())
+        );
+        send(&mut a, &format!(r#"{{"toH":"T1","m":"{big}"}}"#));
+    }
+    send(&mut a, r#"{"serverstat":true}"#);
+    assert!(recv_text(&mut a).starts_with(r#"{"serverstat":"#));
+    assert_eq!(l.inspect(|d| d.pending_host_items()), 0);
 }
 
 #[test]

@@ -1469,8 +1469,10 @@ wsb_result wsb_appws_service_message_complete(struct wsb_appws_service *service,
  * for the next event and fills `*out`. `WSB_RESULT_TIMEOUT` when none came,
  * `WSB_RESULT_INTERRUPTED` after `wsb_appws_service_interrupt`,
  * `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
- * valid until the next poll on this service: poll from one thread at a time.
- * In automatic flow control, polling a MESSAGE or BINARY completes it.
+ * valid until the next poll on this service, so poll from one thread at a
+ * time: a poll that finds another one running on this service waits for it
+ * within its own `timeout_ms`, then returns `WSB_RESULT_TIMEOUT`. In
+ * automatic flow control, polling a MESSAGE or BINARY completes it.
  *
  * # Safety
  * `service` must be NULL or a pointer from `wsb_appws_service_new`; `out` valid.
@@ -2400,8 +2402,10 @@ bool wsb_server_is_valid(const struct wsb_server *server, wsb_conn_id conn);
  * for the next event and fills `*out`. Returns `WSB_RESULT_TIMEOUT` when none
  * came, `WSB_RESULT_INTERRUPTED` after `wsb_server_interrupt`,
  * `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
- * valid until the next poll on this server (or its free): poll from one
- * thread at a time. Safe to call from any thread.
+ * valid until the next poll on this server (or its free), so poll from one
+ * thread at a time: a poll that finds another one running on this server
+ * waits for it within its own `timeout_ms`, then returns
+ * `WSB_RESULT_TIMEOUT`. Safe to call from any thread.
  *
  * # Safety
  * `server` must be NULL or a pointer from `wsb_server_new`; `out` valid.

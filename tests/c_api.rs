@@ -589,3 +589,62 @@ fn with_refuse_on_overflow_a_stalled_peer_gets_would_overflow_and_stays_open() {
     assert!(last_error().contains(&format!("connection {conn}")), "{}", last_error());
     unsafe { assert_eq!(wsb_server_free(s), wsb_result::Ok) };
 }
+
+#[test]
+fn concurrent_server_polls_each_keep_their_own_timeout() {
+    let (s, addr) = queue_server(|_| {});
+    let mut ws = common::connect(addr);
+    next(s, wsb_event_type::Open);
+    let addr = s as usize;
+    let poll = move |ms: i32| {
+        let mut ev: wsb_event = unsafe { std::mem::zeroed() };
+        let t0 = Instant::now();
+        let r = unsafe { wsb_server_poll(addr as *mut wsb_server, ms, &mut ev) };
+        (r, ev.kind, t0.elapsed())
+    };
+    common::check_polls_keep_their_own_timeouts(poll, || common::send(&mut ws, "x"), wsb_event_type::Message as u32);
+    unsafe { assert_eq!(wsb_server_free(s), wsb_result::Ok) };
+}
+
+#[test]
+fn concurrent_app_service_polls_each_keep_their_own_timeout() {
+    use wsbroker::appws::{AppClient, AppClientConfig, OwnedAppClientEvent};
+    let mut svc = null_mut();
+    unsafe {
+        let cfg = wsb_appws_service_config_new();
+        assert_eq!(
+            wsb_appws_service_config_add_app(cfg, c"demo".as_ptr(), c"demo".as_ptr()),
+            wsb_result::Ok
+        );
+        assert_eq!(
+            wsb_appws_service_new(cfg, None, null_mut(), None, &mut svc),
+            wsb_result::Ok
+        );
+        wsb_appws_service_config_free(cfg);
+    }
+    let port = unsafe { wsb_appws_service_port(svc) };
+    let client =
+        AppClient::connect_queued(AppClientConfig::new(format!("ws://127.0.0.1:{port}/"), "demo", "demo")).unwrap();
+    let addr = svc as usize;
+    let poll = move |ms: i32| {
+        let mut ev: wsb_appws_service_event = unsafe { std::mem::zeroed() };
+        let t0 = Instant::now();
+        let r = unsafe { wsb_appws_service_poll(addr as *mut wsb_appws_service, ms, &mut ev) };
+        (r, ev.kind, t0.elapsed())
+    };
+    let (r, kind, _) = poll(10_000);
+    assert_eq!((r, kind), (wsb_result::Ok, wsb_appws_service_event_type::Login as u32));
+    assert_eq!(
+        client.poll(Some(Duration::from_secs(10))).unwrap(),
+        OwnedAppClientEvent::Connected
+    );
+    common::check_polls_keep_their_own_timeouts(
+        poll,
+        || {
+            client.send_text(r#"{"mt":"Ping"}"#).unwrap();
+        },
+        wsb_appws_service_event_type::Message as u32,
+    );
+    drop(client);
+    unsafe { assert_eq!(wsb_appws_service_free(svc), wsb_result::Ok) };
+}

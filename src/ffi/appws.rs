@@ -1067,6 +1067,7 @@ pub struct wsb_appws_service {
     service: Mutex<Option<AppService>>,
     handle: AppServiceHandle,
     polled: Mutex<Option<(OwnedAppServiceEvent, ServiceStrings)>>,
+    poll_gate: PollGate,
     last_error: Mutex<String>,
     /// Queue mode: the host's userdata, released by free.
     userdata: Mutex<Option<Userdata>>,
@@ -1454,6 +1455,7 @@ pub unsafe extern "C" fn wsb_appws_service_new(
             handle: service.handle().clone(),
             service: Mutex::new(Some(service)),
             polled: Mutex::new(None),
+            poll_gate: PollGate::new(),
             last_error: Mutex::new(String::new()),
             userdata: Mutex::new(userdata),
         }));
@@ -1604,8 +1606,10 @@ pub unsafe extern "C" fn wsb_appws_service_message_complete(
 /// for the next event and fills `*out`. `WSB_RESULT_TIMEOUT` when none came,
 /// `WSB_RESULT_INTERRUPTED` after `wsb_appws_service_interrupt`,
 /// `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
-/// valid until the next poll on this service: poll from one thread at a time.
-/// In automatic flow control, polling a MESSAGE or BINARY completes it.
+/// valid until the next poll on this service, so poll from one thread at a
+/// time: a poll that finds another one running on this service waits for it
+/// within its own `timeout_ms`, then returns `WSB_RESULT_TIMEOUT`. In
+/// automatic flow control, polling a MESSAGE or BINARY completes it.
 ///
 /// # Safety
 /// `service` must be NULL or a pointer from `wsb_appws_service_new`; `out` valid.
@@ -1620,9 +1624,11 @@ pub unsafe extern "C" fn wsb_appws_service_poll(
         if !o.handle.is_queued() {
             return Err((wsb_result::InvalidState, "the service is in callback mode".into()));
         }
+        let Some((_turn, timeout)) = o.poll_gate.turn(timeout_ms) else {
+            return Ok(wsb_result::Timeout);
+        };
         let mut slot = lock(&o.polled);
         *slot = None;
-        let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
         match poll_result(o.handle.poll(timeout), "service")? {
             Ok(ev) => {
                 let strings = service_strings(&ev.as_event());

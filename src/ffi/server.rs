@@ -6,6 +6,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use super::handles::{release, Failure, Handles, Object, Owner, Userdata};
+use super::poll_gate::PollGate;
 use super::{bytes_arg, copy_out, guard, invalid, opt_str_arg, out_arg, plain, str_arg, wsb_result};
 use crate::engine::PollError;
 use crate::{Config, ConnId, Event, EventQueue, OverflowPolicy, OwnedEvent, Server, ServerHandle};
@@ -30,6 +31,7 @@ pub struct wsb_server {
     handle: ServerHandle,
     queue: Option<Arc<EventQueue>>,
     polled: Mutex<Option<Polled>>,
+    poll_gate: PollGate,
     last_error: Mutex<String>,
     /// Queue mode: the host's userdata, released by free.
     userdata: Mutex<Option<Userdata>>,
@@ -730,6 +732,7 @@ fn start(config: Config, cb: wsb_server_event_cb, userdata: Userdata) -> Result<
         server: Mutex::new(Some(server)),
         queue,
         polled: Mutex::new(None),
+        poll_gate: PollGate::new(),
         last_error: Mutex::new(String::new()),
         userdata: Mutex::new(userdata),
     })))
@@ -877,8 +880,10 @@ pub unsafe extern "C" fn wsb_server_is_valid(server: *const wsb_server, conn: ws
 /// for the next event and fills `*out`. Returns `WSB_RESULT_TIMEOUT` when none
 /// came, `WSB_RESULT_INTERRUPTED` after `wsb_server_interrupt`,
 /// `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
-/// valid until the next poll on this server (or its free): poll from one
-/// thread at a time. Safe to call from any thread.
+/// valid until the next poll on this server (or its free), so poll from one
+/// thread at a time: a poll that finds another one running on this server
+/// waits for it within its own `timeout_ms`, then returns
+/// `WSB_RESULT_TIMEOUT`. Safe to call from any thread.
 ///
 /// # Safety
 /// `server` must be NULL or a pointer from `wsb_server_new`; `out` valid.
@@ -889,10 +894,8 @@ pub unsafe extern "C" fn wsb_server_poll(server: *mut wsb_server, timeout_ms: i3
         let Some(q) = &o.queue else {
             return Err((wsb_result::InvalidState, "the server is in callback mode".into()));
         };
-        let timeout = if timeout_ms < 0 {
-            None
-        } else {
-            Some(Duration::from_millis(timeout_ms as u64))
+        let Some((_turn, timeout)) = o.poll_gate.turn(timeout_ms) else {
+            return Ok(wsb_result::Timeout);
         };
         let mut slot = o.polled.lock().unwrap_or_else(|e| e.into_inner());
         // The previous event's storage is released now, as documented.

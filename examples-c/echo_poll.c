@@ -1,23 +1,24 @@
 /* echo_poll PORT: echoes every message, in queue mode.
  *
- * The main thread polls events; a second thread does the writing (and the
- * closing), to show that wsb_server_write and wsb_server_close are safe from
- * any thread. A text message "/close CODE REASON" closes that connection.
- * Runs until SIGINT or SIGTERM. */
+ * The main thread polls events and echoes each message itself; a second
+ * thread also writes to the same connections, to show that wsb_server_write
+ * and wsb_server_close are safe from any thread at the same time. A text
+ * message "/burst N" makes the second thread send N text messages
+ * "burst 1/N" … "burst N/N" (N ≤ 100000) while echoes go on; "/close CODE
+ * REASON" makes it close that connection. Runs until SIGINT or SIGTERM. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdint.h>
 
 #include "common.h"
 
-/* One reply for the writer thread. */
+/* One task for the writer thread: a burst or a close. */
 typedef struct job {
     struct job *next;
     wsb_conn_id conn;
-    int is_text;
-    int close_code; /* > 0: close instead of write */
-    size_t len;
-    uint8_t data[]; /* the payload, or the close reason */
+    int close_code; /* > 0: close with `reason` */
+    long burst;     /* > 0: send this many messages */
+    char reason[128];
 } job;
 
 static struct {
@@ -58,11 +59,15 @@ static void *writer(void *arg) {
         if (!j) {
             return NULL; /* done and drained */
         }
-        wsb_result r;
+        wsb_result r = WSB_RESULT_OK;
         if (j->close_code > 0) {
-            r = wsb_server_close(server, j->conn, j->close_code, (const char *)j->data);
-        } else {
-            r = wsb_server_write(server, j->conn, j->data, j->len, j->is_text);
+            r = wsb_server_close(server, j->conn, j->close_code, j->reason);
+        }
+        for (long i = 1; i <= j->burst && (r == WSB_RESULT_OK || r == WSB_RESULT_BACKPRESSURE); i++) {
+            char msg[64];
+            int n = snprintf(msg, sizeof msg, "burst %ld/%ld", i, j->burst);
+            /* Backpressure still means "queued"; a real sender would wait for DRAIN. */
+            r = wsb_server_write(server, j->conn, (const uint8_t *)msg, (size_t)n, 1);
         }
         if (r != WSB_RESULT_OK && r != WSB_RESULT_BACKPRESSURE && r != WSB_RESULT_CLOSED && r != WSB_RESULT_NOT_FOUND) {
             fprintf(stderr, "writer, connection %llu: %s\n", (unsigned long long)j->conn, wsb_result_str(r));
@@ -71,22 +76,25 @@ static void *writer(void *arg) {
     }
 }
 
-static job *new_job(wsb_conn_id conn, const uint8_t *data, size_t len) {
-    /* One spare byte keeps a close reason NUL-terminated. */
-    job *j = malloc(sizeof *j + len + 1);
+static job *new_job(wsb_conn_id conn) {
+    job *j = calloc(1, sizeof *j);
     if (!j) {
         fprintf(stderr, "out of memory\n");
         exit(1);
     }
     j->conn = conn;
-    j->is_text = 0;
-    j->close_code = 0;
-    j->len = len;
-    if (len) {
-        memcpy(j->data, data, len);
-    }
-    j->data[len] = 0;
     return j;
+}
+
+/* If `data` is "/burst N" with 0 < N ≤ 100000, returns N; else 0. */
+static long burst_command(const uint8_t *data, size_t len) {
+    if (len < 8 || memcmp(data, "/burst ", 7) != 0) {
+        return 0;
+    }
+    char *end = NULL;
+    /* `data` is NUL-terminated by the library, so strtol cannot run past it. */
+    long n = strtol((const char *)data + 7, &end, 10);
+    return (*end == 0 && n > 0 && n <= 100000) ? n : 0;
 }
 
 int main(int argc, char **argv) {
@@ -120,18 +128,24 @@ int main(int argc, char **argv) {
             example_print_open(&ev);
             break;
         case WSB_EVENT_TYPE_MESSAGE: {
-            /* ev.data is valid only until the next poll: the job copies it. */
+            /* ev.data is valid only until the next poll: a job copies what it needs. */
             int code;
-            char reason[128];
-            job *j;
-            if (ev.is_text && example_close_command(ev.data, ev.len, &code, reason, sizeof reason)) {
-                j = new_job(ev.conn, (const uint8_t *)reason, strlen(reason));
+            long burst;
+            job *j = new_job(ev.conn);
+            if (ev.is_text && example_close_command(ev.data, ev.len, &code, j->reason, sizeof j->reason)) {
                 j->close_code = code > 0 ? code : 1000;
+                push_job(j);
+            } else if (ev.is_text && (burst = burst_command(ev.data, ev.len)) > 0) {
+                j->burst = burst;
+                push_job(j);
             } else {
-                j = new_job(ev.conn, ev.data, ev.len);
-                j->is_text = ev.is_text;
+                free(j);
+                /* The echo: written from this (the polling) thread. */
+                r = wsb_server_write(server, ev.conn, ev.data, ev.len, ev.is_text);
+                if (r != WSB_RESULT_OK && r != WSB_RESULT_BACKPRESSURE) {
+                    fprintf(stderr, "write to %llu: %s\n", (unsigned long long)ev.conn, wsb_result_str(r));
+                }
             }
-            push_job(j);
             break;
         }
         case WSB_EVENT_TYPE_CLOSE:

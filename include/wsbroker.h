@@ -996,10 +996,11 @@ wsb_result wsb_appws_hash(const char *session_key, const char *seed, const char 
 struct wsb_appws_client_config *wsb_appws_client_config_new(const char *url, const char *app, const char *password);
 
 /**
- * Frees a configuration; NULL is a no-op. A client keeps its own copy.
+ * Frees a configuration; NULL is a no-op, and so is a pointer already freed
+ * or unknown (`wsb_last_error` then says so). A client keeps its own copy.
  *
  * # Safety
- * `cfg` must be NULL or a pointer from `wsb_appws_client_config_new`, freed once.
+ * `cfg` must be NULL or a pointer from `wsb_appws_client_config_new`.
  */
 void wsb_appws_client_config_free(struct wsb_appws_client_config *cfg);
 
@@ -1132,7 +1133,8 @@ wsb_result wsb_appws_client_config_set_insecure(struct wsb_appws_client_config *
  * or client certificate, no trusted root (system roots off and no CA file,
  * for `wss://`) or `info` that is not JSON (`wsb_last_error` says which). Connection
  * failures come later, as a CLOSED event with `error` set. On success the
- * caller owns `*out` and must call `wsb_appws_client_free` once.
+ * caller owns `*out` and must call `wsb_appws_client_free` once. A freed or
+ * unknown `cfg` gives `WSB_RESULT_NOT_FOUND`.
  *
  * # Safety
  * `cfg` must be a valid configuration; `out` a valid pointer; `cb` and
@@ -1298,10 +1300,11 @@ wsb_result wsb_appws_client_last_error(const struct wsb_appws_client *client, ch
 struct wsb_appws_service_config *wsb_appws_service_config_new(void);
 
 /**
- * Frees a configuration; NULL is a no-op. A service keeps its own copy.
+ * Frees a configuration; NULL is a no-op, and so is a pointer already freed
+ * or unknown (`wsb_last_error` then says so). A service keeps its own copy.
  *
  * # Safety
- * `cfg` must be NULL or a pointer from `wsb_appws_service_config_new`, freed once.
+ * `cfg` must be NULL or a pointer from `wsb_appws_service_config_new`.
  */
 void wsb_appws_service_config_free(struct wsb_appws_service_config *cfg);
 
@@ -1384,6 +1387,7 @@ wsb_result wsb_appws_service_config_set_tls(struct wsb_appws_service_config *cfg
  * freed, or before this function returns if it fails. Returns
  * `WSB_RESULT_ADDR_IN_USE` or `WSB_RESULT_IO` when it cannot listen. On
  * success the caller owns `*out` and must call `wsb_appws_service_free` once.
+ * A freed or unknown `cfg` gives `WSB_RESULT_NOT_FOUND`.
  *
  * # Safety
  * `cfg` must be a valid configuration; `out` a valid pointer; `cb` and
@@ -1465,8 +1469,10 @@ wsb_result wsb_appws_service_message_complete(struct wsb_appws_service *service,
  * for the next event and fills `*out`. `WSB_RESULT_TIMEOUT` when none came,
  * `WSB_RESULT_INTERRUPTED` after `wsb_appws_service_interrupt`,
  * `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
- * valid until the next poll on this service: poll from one thread at a time.
- * In automatic flow control, polling a MESSAGE or BINARY completes it.
+ * valid until the next poll on this service, so poll from one thread at a
+ * time: a poll that finds another one running on this service waits for it
+ * within its own `timeout_ms`, then returns `WSB_RESULT_TIMEOUT`. In
+ * automatic flow control, polling a MESSAGE or BINARY completes it.
  *
  * # Safety
  * `service` must be NULL or a pointer from `wsb_appws_service_new`; `out` valid.
@@ -1503,11 +1509,12 @@ wsb_result wsb_appws_service_last_error(const struct wsb_appws_service *service,
 struct wsb_broker_config *wsb_broker_config_new(void);
 
 /**
- * Frees a broker configuration; NULL is a no-op. A broker keeps its own copy
- * (the auth callback's `userdata_free` runs when the last of them goes).
+ * Frees a broker configuration; NULL is a no-op, and so is a pointer already
+ * freed or unknown (`wsb_last_error` then says so). A broker keeps its own
+ * copy (the auth callback's `userdata_free` runs when the last of them goes).
  *
  * # Safety
- * `cfg` must be NULL or a pointer from `wsb_broker_config_new`, freed once.
+ * `cfg` must be NULL or a pointer from `wsb_broker_config_new`.
  */
 void wsb_broker_config_free(struct wsb_broker_config *cfg);
 
@@ -1594,8 +1601,9 @@ wsb_result wsb_broker_config_add_credentials(struct wsb_broker_config *cfg, cons
 /**
  * Lets the host decide every user login (see `wsb_auth_cb`); takes
  * precedence over a credentials table. `userdata_free` (may be NULL) runs
- * once when neither this configuration nor a broker made from it needs the
- * callback any more.
+ * exactly once: when neither this configuration nor a broker made from it
+ * needs the callback any more, or before this function returns when `cb`
+ * is NULL or the call fails.
  *
  * # Safety
  * `cfg` must be valid; `cb` a valid function or NULL (NULL restores open mode).
@@ -1611,7 +1619,8 @@ wsb_result wsb_broker_config_set_auth_callback(struct wsb_broker_config *cfg, ws
  * once with `userdata` when the broker is freed, or before this function
  * returns if it fails. On success the caller owns `*out` and must call
  * `wsb_broker_free` once. `WSB_RESULT_ADDR_IN_USE` and `WSB_RESULT_IO` tell
- * why a listener could not bind (`wsb_last_error` says which).
+ * why a listener could not bind (`wsb_last_error` says which); a freed or
+ * unknown `cfg` gives `WSB_RESULT_NOT_FOUND`.
  *
  * # Safety
  * `cfg` must be NULL (defaults) or valid; `out` a valid pointer; `cb` and
@@ -1870,10 +1879,12 @@ wsb_result wsb_broker_webtalk_retrieve(struct wsb_broker *broker, const char *ke
 struct wsb_client_config *wsb_client_config_new(const char *url);
 
 /**
- * Frees a client configuration; NULL is a no-op. A client keeps its own copy.
+ * Frees a client configuration; NULL is a no-op, and so is a pointer already
+ * freed or unknown (`wsb_last_error` then says so). A client keeps its own
+ * copy.
  *
  * # Safety
- * `cfg` must be NULL or a pointer from `wsb_client_config_new`, freed once.
+ * `cfg` must be NULL or a pointer from `wsb_client_config_new`.
  */
 void wsb_client_config_free(struct wsb_client_config *cfg);
 
@@ -2009,7 +2020,8 @@ wsb_result wsb_client_config_set_ping_interval_ms(struct wsb_client_config *cfg,
  * Returns `WSB_RESULT_INVALID_ARGUMENT` for a bad URL or an unreadable CA or
  * certificate file (`wsb_last_error` says which and why). Connection failures
  * come later, as an ERROR event. On success the caller owns `*out` and must
- * call `wsb_client_free` once.
+ * call `wsb_client_free` once. A freed or unknown `cfg` gives
+ * `WSB_RESULT_NOT_FOUND`.
  *
  * # Safety
  * `cfg` must be a valid configuration; `out` a valid pointer; `cb` and
@@ -2131,11 +2143,12 @@ const char *wsb_result_str(uint32_t r);
 struct wsb_server_config *wsb_server_config_new(void);
 
 /**
- * Frees a configuration. `wsb_server_config_free(NULL)` is a no-op. A server
+ * Frees a configuration. `wsb_server_config_free(NULL)` is a no-op; so is a
+ * pointer already freed or unknown (`wsb_last_error` then says so). A server
  * created from it keeps its own copy.
  *
  * # Safety
- * `cfg` must be NULL or a pointer from `wsb_server_config_new`, freed once.
+ * `cfg` must be NULL or a pointer from `wsb_server_config_new`.
  */
 void wsb_server_config_free(struct wsb_server_config *cfg);
 
@@ -2304,7 +2317,8 @@ wsb_result wsb_server_config_set_tls(struct wsb_server_config *cfg, const char *
  *
  * On success the caller owns `*out` and must call `wsb_server_free` once.
  * On failure `*out` is untouched and `wsb_last_error` tells why (e.g. the
- * address is in use: `WSB_RESULT_ADDR_IN_USE`).
+ * address is in use: `WSB_RESULT_ADDR_IN_USE`; a freed or unknown `cfg`:
+ * `WSB_RESULT_NOT_FOUND`).
  *
  * # Safety
  * `cfg` must be NULL or valid; `out` a valid pointer; `cb` and `userdata_free`
@@ -2388,8 +2402,10 @@ bool wsb_server_is_valid(const struct wsb_server *server, wsb_conn_id conn);
  * for the next event and fills `*out`. Returns `WSB_RESULT_TIMEOUT` when none
  * came, `WSB_RESULT_INTERRUPTED` after `wsb_server_interrupt`,
  * `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
- * valid until the next poll on this server (or its free): poll from one
- * thread at a time. Safe to call from any thread.
+ * valid until the next poll on this server (or its free), so poll from one
+ * thread at a time: a poll that finds another one running on this server
+ * waits for it within its own `timeout_ms`, then returns
+ * `WSB_RESULT_TIMEOUT`. Safe to call from any thread.
  *
  * # Safety
  * `server` must be NULL or a pointer from `wsb_server_new`; `out` valid.

@@ -4,6 +4,9 @@ doc sentence, grouped by object) from include/wsbroker.h.
 
     python3 scripts/gen_api_reference.py           # rewrite the README section
     python3 scripts/gen_api_reference.py --check   # exit 1 when it is stale
+
+Either way it fails when an exported function has no doc comment of its own
+right above it.
 """
 
 import re
@@ -28,14 +31,31 @@ GROUPS = [
 ]
 
 
+# A function prototype at the start of a line (typedefs and struct fields excluded).
+DECL = re.compile(r"^(?!typedef\b)([A-Za-z_][^;{}#()]*?\b(wsb_\w+)\s*\([^;{}]*\));", re.M)
+
+
+def doc_before(text, start):
+    """The doc comment that ends right before `start` (whitespace only between), or None."""
+    head = text[:start].rstrip()
+    if not head.endswith("*/"):
+        return None
+    opening = head.rfind("/**")
+    # The comment must be one comment: no other one closes inside it.
+    if opening < 0 or "*/" in head[opening + 3 : -2]:
+        return None
+    return head[opening + 3 : -2]
+
+
 def functions(text):
-    """(name, signature, first sentence) for every declaration with a doc comment."""
+    """(name, signature, first sentence or None) for every declaration, in header order."""
     out = []
-    for m in re.finditer(r"/\*\*(.*?)\*/\s*\n([^;{}#]*?\bwsb_\w+\s*\([^;]*\));", text, re.S):
-        doc, sig = m.group(1), " ".join(m.group(2).split())
-        if "typedef" in sig:
+    for m in DECL.finditer(text):
+        sig, name = " ".join(m.group(1).split()), m.group(2)
+        doc = doc_before(text, m.start())
+        if doc is None:
+            out.append((name, sig, None))
             continue
-        name = re.search(r"\b(wsb_\w+)\s*\(", sig).group(1)
         lines = [l.strip().lstrip("*").strip() for l in doc.strip().splitlines()]
         prose = " ".join(l for l in lines if l)
         prose = prose.split(" # Safety")[0]
@@ -65,6 +85,10 @@ def render(funcs):
 
 def main():
     funcs = functions(HEADER.read_text())
+    undocumented = [name for name, _, first in funcs if not first]
+    if undocumented:
+        print("exports without a doc comment in include/wsbroker.h: " + ", ".join(undocumented), file=sys.stderr)
+        return 1
     readme = README.read_text()
     if BEGIN not in readme or END not in readme:
         sys.exit(f"{README} has no api-reference markers")

@@ -2,6 +2,8 @@
 //! results, TLS (with a CA made by openssl for the test), every connect
 //! failure with its own kind, reconnection.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
@@ -741,34 +743,6 @@ fn c_appws_client_tls_settings() {
     svc.shutdown();
 }
 
-/// One `poll(timeout_ms) -> (result, event kind, time taken)` waits long on
-/// another thread; a second poll must time out after its own timeout (and
-/// one of 0 at once), and the first must still get the event `send` causes.
-fn check_polls_keep_their_own_timeouts(
-    poll: impl Fn(i32) -> (wsbroker::ffi::wsb_result, u32, Duration) + Sync,
-    send: impl FnOnce(),
-    message: u32,
-) {
-    use wsbroker::ffi::wsb_result;
-    std::thread::scope(|scope| {
-        let long = scope.spawn(|| poll(8_000));
-        std::thread::sleep(Duration::from_millis(200));
-        let (r, _, took) = poll(300);
-        assert_eq!(r, wsb_result::Timeout);
-        assert!(
-            took >= Duration::from_millis(290) && took < Duration::from_millis(2000),
-            "{took:?}"
-        );
-        let (r, _, took) = poll(0);
-        assert_eq!(r, wsb_result::Timeout);
-        assert!(took < Duration::from_millis(200), "0 just checks: {took:?}");
-        send();
-        let (r, kind, took) = long.join().unwrap();
-        assert_eq!((r, kind), (wsb_result::Ok, message));
-        assert!(took < Duration::from_secs(5), "{took:?}");
-    });
-}
-
 #[test]
 fn c_concurrent_client_polls_each_keep_their_own_timeout() {
     use wsbroker::ffi::client::*;
@@ -789,7 +763,7 @@ fn c_concurrent_client_polls_each_keep_their_own_timeout() {
         (r, ev.kind, t0.elapsed())
     };
     assert_eq!(poll(10_000).1, wsb_client_event_type::Connected as u32);
-    check_polls_keep_their_own_timeouts(
+    common::check_polls_keep_their_own_timeouts(
         poll,
         || assert_eq!(unsafe { wsb_client_send(c, b"x".as_ptr(), 1, true) }, wsb_result::Ok),
         wsb_client_event_type::Message as u32,
@@ -823,7 +797,7 @@ fn c_concurrent_appws_client_polls_each_keep_their_own_timeout() {
         (r, ev.kind, t0.elapsed())
     };
     assert_eq!(poll(10_000).1, wsb_appws_client_event_type::Connected as u32);
-    check_polls_keep_their_own_timeouts(
+    common::check_polls_keep_their_own_timeouts(
         poll,
         || {
             assert_eq!(

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use super::handles::{in_callback, is_in_callback, Failure, Handles, LastError, SendPtr};
+use super::handles::{release, Failure, Handles, Object, Owner, Userdata};
 use super::poll_gate::PollGate;
 use super::server::{load_server_tls, tls_paths, wsb_conn_id, wsb_userdata_free_cb};
-use super::{bytes_arg, guard, set_last_error, str_arg, wsb_result};
+use super::{bytes_arg, guard, invalid, opt_str_arg as opt_str, out_arg, plain, str_arg, wsb_result};
 use crate::appws::{
     self, AppClient, AppClientConfig, AppClientEvent, AppClientHandle, AppSendError, AppService, AppServiceConfig,
     AppServiceEvent, AppServiceHandle, Authentication, Credentials, OwnedAppClientEvent, OwnedAppServiceEvent,
@@ -22,18 +22,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "")).unwrap_or_default()
-}
-
-/// An optional string argument: NULL gives `None`.
-///
-/// # Safety
-/// `p` must be NULL or a valid NUL-terminated string.
-unsafe fn opt_str<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>, wsb_result> {
-    if p.is_null() {
-        Ok(None)
-    } else {
-        str_arg(p, what).map(Some)
-    }
 }
 
 fn send_failure(e: AppSendError) -> Failure {
@@ -50,21 +38,6 @@ fn poll_result<T>(r: Result<T, PollError>, what: &str) -> Result<Result<T, wsb_r
         Err(PollError::Timeout) => Ok(Err(wsb_result::Timeout)),
         Err(PollError::Interrupted) => Ok(Err(wsb_result::Interrupted)),
         Err(PollError::Closed) => Err((wsb_result::ShutDown, format!("the {what} has stopped"))),
-    }
-}
-
-/// Releases a queue-mode userdata when its object goes.
-struct UserdataHolder {
-    ud: SendPtr,
-    free: wsb_userdata_free_cb,
-}
-
-impl Drop for UserdataHolder {
-    fn drop(&mut self) {
-        if let Some(f) = self.free {
-            // SAFETY: host-registered; called exactly once (here).
-            unsafe { f(self.ud.0) }
-        }
     }
 }
 
@@ -101,25 +74,6 @@ unsafe fn out_buf<'a>(out: *mut c_char, out_len: usize) -> Result<&'a mut [u8], 
     Ok(b)
 }
 
-fn plain(f: impl FnOnce() -> Result<wsb_result, Failure>) -> wsb_result {
-    guard(wsb_result::Panic, || match f() {
-        Ok(r) => r,
-        Err((r, msg)) => {
-            set_last_error(msg);
-            r
-        }
-    })
-}
-
-macro_rules! arg {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return Err((r, super::last_error_text())),
-        }
-    };
-}
-
 /// The §5.1 login digest: lowercase hex SHA-256 of
 /// `app:domain:sip:guid:dn[:info]:challenge:password`, with `info` (NULL for
 /// none) taken as the exact JSON text that will be sent. Writes 64 hex
@@ -146,14 +100,14 @@ pub unsafe extern "C" fn wsb_appws_digest(
     plain(|| {
         let b = out_buf(out, out_len)?;
         let d = appws::digest(
-            arg!(str_arg(app, "app")),
-            arg!(str_arg(domain, "domain")),
-            arg!(str_arg(sip, "sip")),
-            arg!(str_arg(guid, "guid")),
-            arg!(str_arg(dn, "dn")),
-            arg!(opt_str(info, "info")),
-            arg!(str_arg(challenge, "challenge")),
-            arg!(str_arg(password, "password")),
+            str_arg(app, "app")?,
+            str_arg(domain, "domain")?,
+            str_arg(sip, "sip")?,
+            str_arg(guid, "guid")?,
+            str_arg(dn, "dn")?,
+            opt_str(info, "info")?,
+            str_arg(challenge, "challenge")?,
+            str_arg(password, "password")?,
         );
         crypto_out(copy_hex(&d, b))
     })
@@ -175,10 +129,7 @@ pub unsafe extern "C" fn wsb_appws_session_key(
 ) -> wsb_result {
     plain(|| {
         let b = out_buf(out, out_len)?;
-        let k = appws::session_key(
-            arg!(str_arg(challenge, "challenge")),
-            arg!(str_arg(password, "password")),
-        );
+        let k = appws::session_key(str_arg(challenge, "challenge")?, str_arg(password, "password")?);
         crypto_out(copy_hex(&k, b))
     })
 }
@@ -212,9 +163,9 @@ pub unsafe extern "C" fn wsb_appws_encrypt(
     plain(|| {
         let b = out_buf(out, out_len)?;
         let (k, s, d) = (
-            arg!(str_arg(session_key, "session_key")),
-            arg!(str_arg(seed, "seed")),
-            arg!(str_arg(data, "data")),
+            str_arg(session_key, "session_key")?,
+            str_arg(seed, "seed")?,
+            str_arg(data, "data")?,
         );
         crypto_out(appws::encrypt_into(s, d, k, b))
     })
@@ -239,9 +190,9 @@ pub unsafe extern "C" fn wsb_appws_decrypt(
     plain(|| {
         let b = out_buf(out, out_len)?;
         let (k, s, h) = (
-            arg!(str_arg(session_key, "session_key")),
-            arg!(str_arg(seed, "seed")),
-            arg!(str_arg(hex, "hex")),
+            str_arg(session_key, "session_key")?,
+            str_arg(seed, "seed")?,
+            str_arg(hex, "hex")?,
         );
         crypto_out(appws::decrypt_into(s, h, k, b))
     })
@@ -264,9 +215,9 @@ pub unsafe extern "C" fn wsb_appws_hash(
     plain(|| {
         let b = out_buf(out, out_len)?;
         let (k, s, d) = (
-            arg!(str_arg(session_key, "session_key")),
-            arg!(str_arg(seed, "seed")),
-            arg!(str_arg(data, "data")),
+            str_arg(session_key, "session_key")?,
+            str_arg(seed, "seed")?,
+            str_arg(data, "data")?,
         );
         crypto_out(appws::hash_into(s, d, k, b))
     })
@@ -277,8 +228,12 @@ pub unsafe extern "C" fn wsb_appws_hash(
 /// AppWebsocket client settings, built with `wsb_appws_client_config_new`
 /// and the setters below. Opaque.
 pub struct wsb_appws_client_config {
-    cfg: AppClientConfig,
+    cfg: Mutex<AppClientConfig>,
 }
+
+impl Object for wsb_appws_client_config {}
+
+static CLIENT_CONFIGS: LazyLock<Handles<wsb_appws_client_config>> = LazyLock::new(Handles::new);
 
 /// An AppWebsocket client. Opaque; create with `wsb_appws_client_new`,
 /// destroy with `wsb_appws_client_free`.
@@ -288,7 +243,8 @@ pub struct wsb_appws_client {
     polled: Mutex<Option<(OwnedAppClientEvent, ClientStrings)>>,
     poll_gate: PollGate,
     last_error: Mutex<String>,
-    _userdata: Option<UserdataHolder>,
+    /// Queue mode: the host's userdata, released by free.
+    userdata: Mutex<Option<Userdata>>,
 }
 
 static APP_CLIENTS: LazyLock<Handles<wsb_appws_client>> = LazyLock::new(Handles::new);
@@ -416,34 +372,19 @@ fn client_event(e: &AppClientEvent<'_>, s: &ClientStrings) -> wsb_appws_client_e
 
 struct CClientHandler {
     cb: unsafe extern "C" fn(*mut c_void, *mut wsb_appws_client, *const wsb_appws_client_event),
-    userdata: SendPtr,
-    userdata_free: wsb_userdata_free_cb,
-    addr: std::sync::mpsc::Receiver<usize>,
-    client: usize,
+    userdata: Userdata,
+    owner: Owner<wsb_appws_client>,
 }
 
 impl crate::appws::AppClientHandler for CClientHandler {
     fn on_event(&mut self, _c: &AppClientHandle, e: AppClientEvent<'_>) {
-        if self.client == 0 {
-            self.client = self.addr.recv().unwrap_or(0);
-        }
         let strings = client_strings(&e);
         let ev = client_event(&e, &strings);
-        let (cb, ud, p) = (self.cb, self.userdata.0, self.client as *mut wsb_appws_client);
-        in_callback(self.client, || {
+        self.owner.enter(|p| {
             // SAFETY: the host registered `cb` for this call shape; `ev` and
             // the strings it points at outlive the call.
-            unsafe { cb(ud, p, &ev) }
+            unsafe { (self.cb)(self.userdata.get(), p, &ev) }
         });
-    }
-}
-
-impl Drop for CClientHandler {
-    fn drop(&mut self) {
-        if let Some(f) = self.userdata_free {
-            // SAFETY: registered by the host; called exactly once (here).
-            unsafe { f(self.userdata.0) }
-        }
     }
 }
 
@@ -474,35 +415,30 @@ pub unsafe extern "C" fn wsb_appws_client_config_new(
             Some(p) => Credentials::password_login(a, p),
             None => Credentials::Authenticator,
         };
-        Box::into_raw(Box::new(wsb_appws_client_config {
-            cfg: AppClientConfig::with_credentials(u, a, creds),
-        }))
+        let cfg = Arc::new(wsb_appws_client_config {
+            cfg: Mutex::new(AppClientConfig::with_credentials(u, a, creds)),
+        });
+        CLIENT_CONFIGS.add(cfg).unwrap_or(std::ptr::null_mut())
     })
 }
 
-/// Frees a configuration; NULL is a no-op. A client keeps its own copy.
+/// Frees a configuration; NULL is a no-op, and so is a pointer already freed
+/// or unknown (`wsb_last_error` then says so). A client keeps its own copy.
 ///
 /// # Safety
-/// `cfg` must be NULL or a pointer from `wsb_appws_client_config_new`, freed once.
+/// `cfg` must be NULL or a pointer from `wsb_appws_client_config_new`.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_appws_client_config_free(cfg: *mut wsb_appws_client_config) {
     guard((), || {
-        if !cfg.is_null() {
-            // SAFETY: per the contract, `cfg` came from Box::into_raw.
-            drop(unsafe { Box::from_raw(cfg) });
-        }
+        CLIENT_CONFIGS.free(cfg, "config");
     })
 }
 
-unsafe fn with_client_cfg(
+fn with_client_cfg(
     cfg: *mut wsb_appws_client_config,
     f: impl FnOnce(&mut AppClientConfig) -> Result<(), Failure>,
 ) -> wsb_result {
-    plain(|| {
-        // SAFETY: per the caller's contract, `cfg` is NULL or valid.
-        let c = unsafe { cfg.as_mut() }.ok_or((wsb_result::NullPointer, "config is NULL".to_owned()))?;
-        f(&mut c.cfg).map(|()| wsb_result::Ok)
-    })
+    super::with_config(&CLIENT_CONFIGS, cfg, |c| &c.cfg, f)
 }
 
 /// Password mode: sets the login identity (`info`: NULL for none, else JSON
@@ -523,12 +459,12 @@ pub unsafe extern "C" fn wsb_appws_client_config_set_identity(
 ) -> wsb_result {
     with_client_cfg(cfg, |c| {
         let ids = [
-            arg!(str_arg(domain, "domain")),
-            arg!(str_arg(sip, "sip")),
-            arg!(str_arg(guid, "guid")),
-            arg!(str_arg(dn, "dn")),
+            str_arg(domain, "domain")?,
+            str_arg(sip, "sip")?,
+            str_arg(guid, "guid")?,
+            str_arg(dn, "dn")?,
         ];
-        let info = arg!(opt_str(info, "info"));
+        let info = opt_str(info, "info")?;
         if let Some(i) = info {
             if serde_json::from_str::<serde_json::Value>(i).is_err() {
                 return Err((wsb_result::InvalidArgument, "info is not JSON".into()));
@@ -614,7 +550,7 @@ pub unsafe extern "C" fn wsb_appws_client_config_set_connect_timeout_ms(
 ) -> wsb_result {
     with_client_cfg(cfg, |c| {
         if ms == 0 {
-            return Err((wsb_result::InvalidArgument, "connect timeout must be positive".into()));
+            return Err(invalid("connect timeout must be positive"));
         }
         c.client.connect_timeout = Duration::from_millis(ms as u64);
         Ok(())
@@ -635,7 +571,7 @@ pub unsafe extern "C" fn wsb_appws_client_config_set_login_timeout_ms(
 ) -> wsb_result {
     with_client_cfg(cfg, |c| {
         if ms == 0 {
-            return Err((wsb_result::InvalidArgument, "login timeout must be positive".into()));
+            return Err(invalid("login timeout must be positive"));
         }
         c.login_timeout = Duration::from_millis(ms as u64);
         Ok(())
@@ -653,7 +589,7 @@ pub unsafe extern "C" fn wsb_appws_client_config_set_ca_file(
     path: *const c_char,
 ) -> wsb_result {
     with_client_cfg(cfg, |c| {
-        c.client.tls.ca_file = Some(PathBuf::from(arg!(str_arg(path, "path"))));
+        c.client.tls.ca_file = Some(PathBuf::from(str_arg(path, "path")?));
         Ok(())
     })
 }
@@ -686,8 +622,8 @@ pub unsafe extern "C" fn wsb_appws_client_config_set_client_cert(
     key_path: *const c_char,
 ) -> wsb_result {
     with_client_cfg(cfg, |c| {
-        let chain = PathBuf::from(arg!(str_arg(cert_chain_path, "cert_chain_path")));
-        let key = PathBuf::from(arg!(str_arg(key_path, "key_path")));
+        let chain = PathBuf::from(str_arg(cert_chain_path, "cert_chain_path")?);
+        let key = PathBuf::from(str_arg(key_path, "key_path")?);
         c.client.tls.client_cert = Some((chain, key));
         Ok(())
     })
@@ -707,8 +643,7 @@ pub unsafe extern "C" fn wsb_appws_client_config_set_proxy(
     proxy: *const c_char,
 ) -> wsb_result {
     with_client_cfg(cfg, |c| {
-        let p = arg!(opt_str(proxy, "proxy")).map(str::to_owned);
-        super::client::set_proxy(&mut c.client, p).map_err(|e| (wsb_result::InvalidArgument, e))
+        super::client::set_proxy(&mut c.client, opt_str(proxy, "proxy")?)
     })
 }
 
@@ -724,9 +659,8 @@ pub unsafe extern "C" fn wsb_appws_client_config_add_header(
     value: *const c_char,
 ) -> wsb_result {
     with_client_cfg(cfg, |c| {
-        let (n, v) = (arg!(str_arg(name, "name")), arg!(str_arg(value, "value")));
-        super::client::add_header(&mut c.client, n.to_owned(), v.to_owned())
-            .map_err(|e| (wsb_result::InvalidArgument, e))
+        let (n, v) = (str_arg(name, "name")?, str_arg(value, "value")?);
+        super::client::add_header(&mut c.client, n, v)
     })
 }
 
@@ -757,7 +691,8 @@ pub unsafe extern "C" fn wsb_appws_client_config_set_insecure(
 /// or client certificate, no trusted root (system roots off and no CA file,
 /// for `wss://`) or `info` that is not JSON (`wsb_last_error` says which). Connection
 /// failures come later, as a CLOSED event with `error` set. On success the
-/// caller owns `*out` and must call `wsb_appws_client_free` once.
+/// caller owns `*out` and must call `wsb_appws_client_free` once. A freed or
+/// unknown `cfg` gives `WSB_RESULT_NOT_FOUND`.
 ///
 /// # Safety
 /// `cfg` must be a valid configuration; `out` a valid pointer; `cb` and
@@ -770,47 +705,34 @@ pub unsafe extern "C" fn wsb_appws_client_new(
     userdata_free: wsb_userdata_free_cb,
     out: *mut *mut wsb_appws_client,
 ) -> wsb_result {
-    let holder = UserdataHolder {
-        ud: SendPtr(userdata),
-        free: userdata_free,
-    };
-    plain(move || {
-        // SAFETY: per the contract, `cfg` is NULL or valid.
-        let (Some(cfg), false) = (unsafe { cfg.as_ref() }, out.is_null()) else {
-            return Err((wsb_result::NullPointer, "config or out is NULL".into()));
-        };
-        let config = cfg.cfg.clone();
-        let (started, tx, holder) = match cb {
+    plain(|| {
+        // Dropping this on any failure releases the userdata.
+        let userdata = Userdata::new(userdata, userdata_free);
+        let out = out_arg(out, "out")?;
+        let config = CLIENT_CONFIGS.lookup(cfg, "config", |c| lock(&c.cfg).clone())?;
+        // The token is drawn first, so the handler knows its pointer before
+        // the first event (which waits for the registration).
+        let reservation = APP_CLIENTS.reserve()?;
+        let (client, userdata) = match cb {
             Some(cb) => {
-                let (tx, rx) = std::sync::mpsc::channel();
-                // The handler owns the userdata from here on.
                 let h = CClientHandler {
                     cb,
-                    userdata: holder.ud,
-                    userdata_free: holder.free,
-                    addr: rx,
-                    client: 0,
+                    userdata,
+                    owner: reservation.owner(),
                 };
-                std::mem::forget(holder);
-                (AppClient::connect(config, h), Some(tx), None)
+                (AppClient::connect(config, h), None)
             }
-            None => (AppClient::connect_queued(config), None, Some(holder)),
+            None => (AppClient::connect_queued(config), Some(userdata)),
         };
-        let client = started.map_err(|m| (wsb_result::InvalidArgument, m))?;
-        let obj = Arc::new(wsb_appws_client {
+        let client = client.map_err(invalid)?;
+        *out = reservation.commit(Arc::new(wsb_appws_client {
             handle: client.handle().clone(),
             client: Mutex::new(Some(client)),
             polled: Mutex::new(None),
             poll_gate: PollGate::new(),
             last_error: Mutex::new(String::new()),
-            _userdata: holder,
-        });
-        let p = APP_CLIENTS.add(obj);
-        if let Some(tx) = tx {
-            let _ = tx.send(p as usize);
-        }
-        // SAFETY: checked non-NULL above.
-        unsafe { *out = p };
+            userdata: Mutex::new(userdata),
+        }));
         Ok(wsb_result::Ok)
     })
 }
@@ -825,25 +747,21 @@ pub unsafe extern "C" fn wsb_appws_client_new(
 /// `client` must be NULL or a pointer from `wsb_appws_client_new`.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_appws_client_free(client: *mut wsb_appws_client) -> wsb_result {
-    plain(|| {
-        if client.is_null() {
-            return Ok(wsb_result::Ok);
-        }
-        if is_in_callback(client as usize) {
-            return Err((
-                wsb_result::Reentrant,
-                "wsb_appws_client_free called from the client's own callback".into(),
-            ));
-        }
-        let obj = APP_CLIENTS
-            .remove(client)
-            .ok_or((wsb_result::NotFound, "unknown client (already freed?)".to_owned()))?;
-        let c = lock(&obj.client).take();
+    APP_CLIENTS.free(client, "client")
+}
+
+impl Object for wsb_appws_client {
+    fn last_error(&self) -> Option<&Mutex<String>> {
+        Some(&self.last_error)
+    }
+
+    fn shutdown(&self) {
+        let c = lock(&self.client).take();
         if let Some(c) = c {
             c.shutdown();
         }
-        Ok(wsb_result::Ok)
-    })
+        release(&self.userdata);
+    }
 }
 
 fn with_app_client(
@@ -872,11 +790,7 @@ fn sent(r: Result<crate::Sent, AppSendError>) -> Result<wsb_result, Failure> {
 /// NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_appws_client_send(client: *mut wsb_appws_client, json: *const c_char) -> wsb_result {
-    let j = match str_arg(json, "json") {
-        Ok(j) => j,
-        Err(r) => return r,
-    };
-    with_app_client(client, |o| sent(o.handle.send_json(j)))
+    with_app_client(client, |o| sent(o.handle.send_json(str_arg(json, "json")?)))
 }
 
 /// Sends one text message as given (`data`/`len`, valid UTF-8, else
@@ -892,15 +806,11 @@ pub unsafe extern "C" fn wsb_appws_client_send_text(
     data: *const u8,
     len: usize,
 ) -> wsb_result {
-    let d = match bytes_arg(data, len) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    let Ok(t) = std::str::from_utf8(d) else {
-        set_last_error("text is not valid UTF-8");
-        return wsb_result::InvalidUtf8;
-    };
-    with_app_client(client, |o| sent(o.handle.send_text(t)))
+    with_app_client(client, |o| {
+        let t = std::str::from_utf8(bytes_arg(data, len)?)
+            .map_err(|_| (wsb_result::InvalidUtf8, "text is not valid UTF-8".to_owned()))?;
+        sent(o.handle.send_text(t))
+    })
 }
 
 /// Manual flow control: the host is done with the last MESSAGE; the next may
@@ -939,13 +849,13 @@ pub unsafe extern "C" fn wsb_appws_client_authenticate(
 ) -> wsb_result {
     with_app_client(client, |o| {
         let auth = Authentication {
-            domain: arg!(str_arg(domain, "domain")).to_owned(),
-            sip: arg!(str_arg(sip, "sip")).to_owned(),
-            guid: arg!(str_arg(guid, "guid")).to_owned(),
-            dn: arg!(str_arg(dn, "dn")).to_owned(),
-            info: arg!(opt_str(info, "info")).map(str::to_owned),
-            digest: arg!(str_arg(digest, "digest")).to_owned(),
-            session_key: arg!(str_arg(session_key, "session_key")).to_owned(),
+            domain: str_arg(domain, "domain")?.to_owned(),
+            sip: str_arg(sip, "sip")?.to_owned(),
+            guid: str_arg(guid, "guid")?.to_owned(),
+            dn: str_arg(dn, "dn")?.to_owned(),
+            info: opt_str(info, "info")?.map(str::to_owned),
+            digest: str_arg(digest, "digest")?.to_owned(),
+            session_key: str_arg(session_key, "session_key")?.to_owned(),
         };
         match o.handle.authenticate(auth) {
             Ok(()) => Ok(wsb_result::Ok),
@@ -970,7 +880,7 @@ unsafe fn client_crypto(
 ) -> wsb_result {
     with_app_client(client, |o| {
         let b = out_buf(out, out_len)?;
-        let (s, d) = (arg!(str_arg(seed, "seed")), arg!(str_arg(data, "data")));
+        let (s, d) = (str_arg(seed, "seed")?, str_arg(data, "data")?);
         crypto_out(o.handle.with_key(|k| op(s, d, k, b)).and_then(|r| r))
     })
 }
@@ -1079,11 +989,8 @@ pub unsafe extern "C" fn wsb_appws_client_poll(
     timeout_ms: i32,
     out: *mut wsb_appws_client_event,
 ) -> wsb_result {
-    if out.is_null() {
-        set_last_error("out is NULL");
-        return wsb_result::NullPointer;
-    }
     with_app_client(client, |o| {
+        let out = out_arg(out, "out")?;
         if !o.handle.is_queued() {
             return Err((wsb_result::InvalidState, "the client is in callback mode".into()));
         }
@@ -1096,9 +1003,8 @@ pub unsafe extern "C" fn wsb_appws_client_poll(
             Ok(ev) => {
                 let strings = client_strings(&ev.as_event());
                 let (ev, strings) = slot.insert((ev, strings));
-                // SAFETY: checked non-NULL above; the storage lives in
-                // `o.polled` until the next poll.
-                unsafe { *out = client_event(&ev.as_event(), strings) };
+                // The storage lives in `o.polled` until the next poll.
+                *out = client_event(&ev.as_event(), strings);
                 Ok(wsb_result::Ok)
             }
             Err(r) => Ok(r),
@@ -1148,8 +1054,12 @@ pub unsafe extern "C" fn wsb_appws_client_last_error(
 /// App-service settings, built with `wsb_appws_service_config_new` and the
 /// setters below. Opaque.
 pub struct wsb_appws_service_config {
-    cfg: AppServiceConfig,
+    cfg: Mutex<AppServiceConfig>,
 }
+
+impl Object for wsb_appws_service_config {}
+
+static SERVICE_CONFIGS: LazyLock<Handles<wsb_appws_service_config>> = LazyLock::new(Handles::new);
 
 /// A running app service. Opaque; create with `wsb_appws_service_new`,
 /// destroy with `wsb_appws_service_free`.
@@ -1157,8 +1067,10 @@ pub struct wsb_appws_service {
     service: Mutex<Option<AppService>>,
     handle: AppServiceHandle,
     polled: Mutex<Option<(OwnedAppServiceEvent, ServiceStrings)>>,
+    poll_gate: PollGate,
     last_error: Mutex<String>,
-    _userdata: Option<UserdataHolder>,
+    /// Queue mode: the host's userdata, released by free.
+    userdata: Mutex<Option<Userdata>>,
 }
 
 static APP_SERVICES: LazyLock<Handles<wsb_appws_service>> = LazyLock::new(Handles::new);
@@ -1307,34 +1219,19 @@ fn service_event(e: &AppServiceEvent<'_>, s: &ServiceStrings) -> wsb_appws_servi
 
 struct CServiceHandler {
     cb: unsafe extern "C" fn(*mut c_void, *mut wsb_appws_service, *const wsb_appws_service_event),
-    userdata: SendPtr,
-    userdata_free: wsb_userdata_free_cb,
-    addr: std::sync::mpsc::Receiver<usize>,
-    service: usize,
+    userdata: Userdata,
+    owner: Owner<wsb_appws_service>,
 }
 
 impl crate::appws::AppServiceHandler for CServiceHandler {
     fn on_event(&mut self, _s: &AppServiceHandle, e: AppServiceEvent<'_>) {
-        if self.service == 0 {
-            self.service = self.addr.recv().unwrap_or(0);
-        }
         let strings = service_strings(&e);
         let ev = service_event(&e, &strings);
-        let (cb, ud, p) = (self.cb, self.userdata.0, self.service as *mut wsb_appws_service);
-        in_callback(self.service, || {
+        self.owner.enter(|p| {
             // SAFETY: the host registered `cb` for this call shape; `ev` and
             // the storage it points at outlive the call.
-            unsafe { cb(ud, p, &ev) }
+            unsafe { (self.cb)(self.userdata.get(), p, &ev) }
         });
-    }
-}
-
-impl Drop for CServiceHandler {
-    fn drop(&mut self) {
-        if let Some(f) = self.userdata_free {
-            // SAFETY: registered by the host; called exactly once (here).
-            unsafe { f(self.userdata.0) }
-        }
     }
 }
 
@@ -1346,35 +1243,30 @@ impl Drop for CServiceHandler {
 #[no_mangle]
 pub extern "C" fn wsb_appws_service_config_new() -> *mut wsb_appws_service_config {
     guard(std::ptr::null_mut(), || {
-        Box::into_raw(Box::new(wsb_appws_service_config {
-            cfg: AppServiceConfig::new(),
-        }))
+        let cfg = Arc::new(wsb_appws_service_config {
+            cfg: Mutex::new(AppServiceConfig::new()),
+        });
+        SERVICE_CONFIGS.add(cfg).unwrap_or(std::ptr::null_mut())
     })
 }
 
-/// Frees a configuration; NULL is a no-op. A service keeps its own copy.
+/// Frees a configuration; NULL is a no-op, and so is a pointer already freed
+/// or unknown (`wsb_last_error` then says so). A service keeps its own copy.
 ///
 /// # Safety
-/// `cfg` must be NULL or a pointer from `wsb_appws_service_config_new`, freed once.
+/// `cfg` must be NULL or a pointer from `wsb_appws_service_config_new`.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_appws_service_config_free(cfg: *mut wsb_appws_service_config) {
     guard((), || {
-        if !cfg.is_null() {
-            // SAFETY: per the contract, `cfg` came from Box::into_raw.
-            drop(unsafe { Box::from_raw(cfg) });
-        }
+        SERVICE_CONFIGS.free(cfg, "config");
     })
 }
 
-unsafe fn with_service_cfg(
+fn with_service_cfg(
     cfg: *mut wsb_appws_service_config,
     f: impl FnOnce(&mut AppServiceConfig) -> Result<(), Failure>,
 ) -> wsb_result {
-    plain(|| {
-        // SAFETY: per the caller's contract, `cfg` is NULL or valid.
-        let c = unsafe { cfg.as_mut() }.ok_or((wsb_result::NullPointer, "config is NULL".to_owned()))?;
-        f(&mut c.cfg).map(|()| wsb_result::Ok)
-    })
+    super::with_config(&SERVICE_CONFIGS, cfg, |c| &c.cfg, f)
 }
 
 /// Sets the listen address, `"IP:PORT"` (port 0 = ephemeral). Default
@@ -1388,7 +1280,7 @@ pub unsafe extern "C" fn wsb_appws_service_config_set_bind(
     addr: *const c_char,
 ) -> wsb_result {
     with_service_cfg(cfg, |c| {
-        let a = arg!(str_arg(addr, "addr"));
+        let a = str_arg(addr, "addr")?;
         c.engine.bind = a
             .parse()
             .map_err(|_| (wsb_result::InvalidArgument, format!("not an IP:PORT address: {a:?}")))?;
@@ -1408,7 +1300,7 @@ pub unsafe extern "C" fn wsb_appws_service_config_add_app(
     password: *const c_char,
 ) -> wsb_result {
     with_service_cfg(cfg, |c| {
-        let (a, p) = (arg!(str_arg(app, "app")), arg!(str_arg(password, "password")));
+        let (a, p) = (str_arg(app, "app")?, str_arg(password, "password")?);
         c.apps.retain(|(name, _)| name != a);
         c.apps.push((a.to_owned(), p.to_owned()));
         Ok(())
@@ -1427,7 +1319,7 @@ pub unsafe extern "C" fn wsb_appws_service_config_add_domain_password(
     password: *const c_char,
 ) -> wsb_result {
     with_service_cfg(cfg, |c| {
-        let (d, p) = (arg!(str_arg(domain, "domain")), arg!(str_arg(password, "password")));
+        let (d, p) = (str_arg(domain, "domain")?, str_arg(password, "password")?);
         c.domain_passwords.retain(|(name, _)| name != d);
         c.domain_passwords.push((d.to_owned(), p.to_owned()));
         Ok(())
@@ -1506,8 +1398,7 @@ pub unsafe extern "C" fn wsb_appws_service_config_set_tls(
     key_pem_path: *const c_char,
 ) -> wsb_result {
     with_service_cfg(cfg, |c| {
-        let paths = arg!(tls_paths(cert_chain_pem_path, key_pem_path));
-        c.engine.tls = load_server_tls(paths).map_err(|e| (wsb_result::InvalidArgument, e))?;
+        c.engine.tls = load_server_tls(tls_paths(cert_chain_pem_path, key_pem_path)?)?;
         Ok(())
     })
 }
@@ -1519,6 +1410,7 @@ pub unsafe extern "C" fn wsb_appws_service_config_set_tls(
 /// freed, or before this function returns if it fails. Returns
 /// `WSB_RESULT_ADDR_IN_USE` or `WSB_RESULT_IO` when it cannot listen. On
 /// success the caller owns `*out` and must call `wsb_appws_service_free` once.
+/// A freed or unknown `cfg` gives `WSB_RESULT_NOT_FOUND`.
 ///
 /// # Safety
 /// `cfg` must be a valid configuration; `out` a valid pointer; `cb` and
@@ -1531,33 +1423,27 @@ pub unsafe extern "C" fn wsb_appws_service_new(
     userdata_free: wsb_userdata_free_cb,
     out: *mut *mut wsb_appws_service,
 ) -> wsb_result {
-    let holder = UserdataHolder {
-        ud: SendPtr(userdata),
-        free: userdata_free,
-    };
-    plain(move || {
-        // SAFETY: per the contract, `cfg` is NULL or valid.
-        let (Some(cfg), false) = (unsafe { cfg.as_ref() }, out.is_null()) else {
-            return Err((wsb_result::NullPointer, "config or out is NULL".into()));
-        };
-        let config = cfg.cfg.clone();
+    plain(|| {
+        // Dropping this on any failure releases the userdata.
+        let userdata = Userdata::new(userdata, userdata_free);
+        let out = out_arg(out, "out")?;
+        let config = SERVICE_CONFIGS.lookup(cfg, "config", |c| lock(&c.cfg).clone())?;
         let bind = config.engine.bind;
-        let (started, tx, holder) = match cb {
+        // The token is drawn first, so the handler knows its pointer before
+        // the first event (which waits for the registration).
+        let reservation = APP_SERVICES.reserve()?;
+        let (service, userdata) = match cb {
             Some(cb) => {
-                let (tx, rx) = std::sync::mpsc::channel();
                 let h = CServiceHandler {
                     cb,
-                    userdata: holder.ud,
-                    userdata_free: holder.free,
-                    addr: rx,
-                    service: 0,
+                    userdata,
+                    owner: reservation.owner(),
                 };
-                std::mem::forget(holder);
-                (AppService::start(config, h), Some(tx), None)
+                (AppService::start(config, h), None)
             }
-            None => (AppService::start_queued(config), None, Some(holder)),
+            None => (AppService::start_queued(config), Some(userdata)),
         };
-        let service = started.map_err(|e| {
+        let service = service.map_err(|e| {
             let r = if e.kind() == std::io::ErrorKind::AddrInUse {
                 wsb_result::AddrInUse
             } else {
@@ -1565,19 +1451,14 @@ pub unsafe extern "C" fn wsb_appws_service_new(
             };
             (r, format!("cannot listen on {bind}: {e}"))
         })?;
-        let obj = Arc::new(wsb_appws_service {
+        *out = reservation.commit(Arc::new(wsb_appws_service {
             handle: service.handle().clone(),
             service: Mutex::new(Some(service)),
             polled: Mutex::new(None),
+            poll_gate: PollGate::new(),
             last_error: Mutex::new(String::new()),
-            _userdata: holder,
-        });
-        let p = APP_SERVICES.add(obj);
-        if let Some(tx) = tx {
-            let _ = tx.send(p as usize);
-        }
-        // SAFETY: checked non-NULL above.
-        unsafe { *out = p };
+            userdata: Mutex::new(userdata),
+        }));
         Ok(wsb_result::Ok)
     })
 }
@@ -1592,34 +1473,25 @@ pub unsafe extern "C" fn wsb_appws_service_new(
 /// `service` must be NULL or a pointer from `wsb_appws_service_new`.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_appws_service_free(service: *mut wsb_appws_service) -> wsb_result {
-    plain(|| {
-        if service.is_null() {
-            return Ok(wsb_result::Ok);
-        }
-        let reentrant = || {
-            (
-                wsb_result::Reentrant,
-                "wsb_appws_service_free called from the service's own thread".to_owned(),
-            )
-        };
-        if is_in_callback(service as usize) {
-            return Err(reentrant());
-        }
-        let obj = APP_SERVICES
-            .get(service)
-            .ok_or((wsb_result::NotFound, "unknown service (already freed?)".to_owned()))?;
-        if obj.handle.server().on_io_thread() {
-            return Err(reentrant());
-        }
-        APP_SERVICES
-            .remove(service)
-            .ok_or((wsb_result::NotFound, "unknown service (already freed?)".to_owned()))?;
-        let s = lock(&obj.service).take();
+    APP_SERVICES.free(service, "service")
+}
+
+impl Object for wsb_appws_service {
+    fn last_error(&self) -> Option<&Mutex<String>> {
+        Some(&self.last_error)
+    }
+
+    fn on_own_thread(&self) -> bool {
+        self.handle.server().on_io_thread()
+    }
+
+    fn shutdown(&self) {
+        let s = lock(&self.service).take();
         if let Some(s) = s {
             s.shutdown();
         }
-        Ok(wsb_result::Ok)
-    })
+        release(&self.userdata);
+    }
 }
 
 fn with_service(
@@ -1661,8 +1533,8 @@ pub unsafe extern "C" fn wsb_appws_service_reply(
     json: *const c_char,
 ) -> wsb_result {
     with_service(service, |o| {
-        let src = arg!(opt_str(src, "src")).filter(|s| !s.is_empty());
-        let json = arg!(str_arg(json, "json"));
+        let src = opt_str(src, "src")?.filter(|s| !s.is_empty());
+        let json = str_arg(json, "json")?;
         sent(o.handle.reply(conn, src, json)).map_err(|(r, m)| (r, format!("connection {conn}: {m}")))
     })
 }
@@ -1684,11 +1556,8 @@ pub unsafe extern "C" fn wsb_appws_service_send(
     len: usize,
     is_text: bool,
 ) -> wsb_result {
-    let d = match bytes_arg(data, len) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
     with_service(service, |o| {
+        let d = bytes_arg(data, len)?;
         sent(o.handle.send(conn, d, is_text)).map_err(|(r, m)| (r, format!("connection {conn}: {m}")))
     })
 }
@@ -1708,7 +1577,7 @@ pub unsafe extern "C" fn wsb_appws_service_close(
     reason: *const c_char,
 ) -> wsb_result {
     with_service(service, |o| {
-        let r = arg!(opt_str(reason, "reason")).unwrap_or("");
+        let r = opt_str(reason, "reason")?.unwrap_or("");
         o.handle.close(conn, code, r).map(|()| wsb_result::Ok).map_err(|e| {
             let (r, m) = send_failure(e);
             (r, format!("connection {conn}: {m}"))
@@ -1737,8 +1606,10 @@ pub unsafe extern "C" fn wsb_appws_service_message_complete(
 /// for the next event and fills `*out`. `WSB_RESULT_TIMEOUT` when none came,
 /// `WSB_RESULT_INTERRUPTED` after `wsb_appws_service_interrupt`,
 /// `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
-/// valid until the next poll on this service: poll from one thread at a time.
-/// In automatic flow control, polling a MESSAGE or BINARY completes it.
+/// valid until the next poll on this service, so poll from one thread at a
+/// time: a poll that finds another one running on this service waits for it
+/// within its own `timeout_ms`, then returns `WSB_RESULT_TIMEOUT`. In
+/// automatic flow control, polling a MESSAGE or BINARY completes it.
 ///
 /// # Safety
 /// `service` must be NULL or a pointer from `wsb_appws_service_new`; `out` valid.
@@ -1748,24 +1619,22 @@ pub unsafe extern "C" fn wsb_appws_service_poll(
     timeout_ms: i32,
     out: *mut wsb_appws_service_event,
 ) -> wsb_result {
-    if out.is_null() {
-        set_last_error("out is NULL");
-        return wsb_result::NullPointer;
-    }
     with_service(service, |o| {
+        let out = out_arg(out, "out")?;
         if !o.handle.is_queued() {
             return Err((wsb_result::InvalidState, "the service is in callback mode".into()));
         }
+        let Some((_turn, timeout)) = o.poll_gate.turn(timeout_ms) else {
+            return Ok(wsb_result::Timeout);
+        };
         let mut slot = lock(&o.polled);
         *slot = None;
-        let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
         match poll_result(o.handle.poll(timeout), "service")? {
             Ok(ev) => {
                 let strings = service_strings(&ev.as_event());
                 let (ev, strings) = slot.insert((ev, strings));
-                // SAFETY: checked non-NULL above; the storage lives in
-                // `o.polled` until the next poll.
-                unsafe { *out = service_event(&ev.as_event(), strings) };
+                // The storage lives in `o.polled` until the next poll.
+                *out = service_event(&ev.as_event(), strings);
                 Ok(wsb_result::Ok)
             }
             Err(r) => Ok(r),
@@ -1808,16 +1677,4 @@ pub unsafe extern "C" fn wsb_appws_service_last_error(
         // SAFETY: forwarded caller contract.
         Ok(unsafe { super::copy_out(&msg, buf, len, needed) })
     })
-}
-
-impl LastError for wsb_appws_client {
-    fn last_error(&self) -> &Mutex<String> {
-        &self.last_error
-    }
-}
-
-impl LastError for wsb_appws_service {
-    fn last_error(&self) -> &Mutex<String> {
-        &self.last_error
-    }
 }

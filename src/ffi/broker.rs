@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use super::handles::{in_callback, is_in_callback, Failure, Handles, LastError, SendPtr};
+use super::handles::{Failure, Handles, Object, Owner, Userdata};
 use super::server::{load_server_tls, tls_paths, wsb_userdata_free_cb};
-use super::{bytes_arg, copy_out, guard, set_last_error, str_arg, wsb_result};
+use super::{bytes_arg, copy_out, guard, invalid, opt_str_arg, out_arg, plain, str_arg, wsb_result};
 use crate::broker::AuthMode;
 use crate::dialect::achex::{AchexConfig, AchexEvent, HostError, HostItem, HostTarget, Membership, ServiceHandle};
 use crate::dialect::webtalk::WebtalkError;
@@ -35,6 +35,16 @@ pub type wsb_auth_cb = Option<
 
 /// Broker settings. Opaque; built with `wsb_broker_config_new` and the setters below.
 pub struct wsb_broker_config {
+    cfg: Mutex<BrokerSettings>,
+}
+
+impl Object for wsb_broker_config {}
+
+static CONFIGS: LazyLock<Handles<wsb_broker_config>> = LazyLock::new(Handles::new);
+
+/// What a `wsb_broker_config` holds.
+#[derive(Clone)]
+struct BrokerSettings {
     achex_bind: Option<std::net::SocketAddr>,
     wschat_bind: Option<std::net::SocketAddr>,
     webtalk_bind: Option<std::net::SocketAddr>,
@@ -53,19 +63,29 @@ pub struct wsb_broker_config {
     tls: [Option<Arc<rustls::ServerConfig>>; 6],
 }
 
-struct AuthCallbackHolder {
-    cb: unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char, *mut c_char, usize) -> bool,
-    userdata: SendPtr,
-    free: wsb_userdata_free_cb,
-}
-
-impl Drop for AuthCallbackHolder {
-    fn drop(&mut self) {
-        if let Some(f) = self.free {
-            // SAFETY: registered by the host; called exactly once (here).
-            unsafe { f(self.userdata.0) }
+impl Default for BrokerSettings {
+    fn default() -> BrokerSettings {
+        BrokerSettings {
+            achex_bind: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            wschat_bind: None,
+            webtalk_bind: None,
+            webtalk_admin_bind: None,
+            webtalk_admin_secret: None,
+            appws_bind: None,
+            appws_apps: Vec::new(),
+            quiet: false,
+            services: Vec::new(),
+            credentials: HashMap::new(),
+            auth: None,
+            max_message: [None; 6],
+            tls: Default::default(),
         }
     }
+}
+
+struct AuthCallbackHolder {
+    cb: unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char, *mut c_char, usize) -> bool,
+    userdata: Userdata,
 }
 
 /// A running broker. Opaque; create with `wsb_broker_new`, destroy with `wsb_broker_free`.
@@ -188,44 +208,28 @@ pub type wsb_broker_event_cb =
 #[no_mangle]
 pub extern "C" fn wsb_broker_config_new() -> *mut wsb_broker_config {
     guard(std::ptr::null_mut(), || {
-        Box::into_raw(Box::new(wsb_broker_config {
-            achex_bind: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
-            wschat_bind: None,
-            webtalk_bind: None,
-            webtalk_admin_bind: None,
-            webtalk_admin_secret: None,
-            appws_bind: None,
-            appws_apps: Vec::new(),
-            quiet: false,
-            services: Vec::new(),
-            credentials: HashMap::new(),
-            auth: None,
-            max_message: [None; 6],
-            tls: Default::default(),
-        }))
+        let cfg = Arc::new(wsb_broker_config {
+            cfg: Mutex::new(BrokerSettings::default()),
+        });
+        CONFIGS.add(cfg).unwrap_or(std::ptr::null_mut())
     })
 }
 
-/// Frees a broker configuration; NULL is a no-op. A broker keeps its own copy
-/// (the auth callback's `userdata_free` runs when the last of them goes).
+/// Frees a broker configuration; NULL is a no-op, and so is a pointer already
+/// freed or unknown (`wsb_last_error` then says so). A broker keeps its own
+/// copy (the auth callback's `userdata_free` runs when the last of them goes).
 ///
 /// # Safety
-/// `cfg` must be NULL or a pointer from `wsb_broker_config_new`, freed once.
+/// `cfg` must be NULL or a pointer from `wsb_broker_config_new`.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_broker_config_free(cfg: *mut wsb_broker_config) {
     guard((), || {
-        if !cfg.is_null() {
-            // SAFETY: per the contract, `cfg` came from Box::into_raw.
-            drop(unsafe { Box::from_raw(cfg) });
-        }
+        CONFIGS.free(cfg, "config");
     })
 }
 
-unsafe fn with_cfg(
-    cfg: *mut wsb_broker_config,
-    f: impl FnOnce(&mut wsb_broker_config) -> Result<(), String>,
-) -> wsb_result {
-    super::with_config(cfg, f)
+fn with_cfg(cfg: *mut wsb_broker_config, f: impl FnOnce(&mut BrokerSettings) -> Result<(), Failure>) -> wsb_result {
+    super::with_config(&CONFIGS, cfg, |c| &c.cfg, f)
 }
 
 /// Sets a listener's address, `"IP:PORT"` (port 0 = ephemeral, see
@@ -239,17 +243,14 @@ pub unsafe extern "C" fn wsb_broker_config_set_listener(
     listener: u32,
     addr: *const c_char,
 ) -> wsb_result {
-    let a = match str_arg(addr, "addr") {
-        Ok(a) => a.to_owned(),
-        Err(r) => return r,
-    };
     with_cfg(cfg, |c| {
+        let a = str_arg(addr, "addr")?;
         let bind = if a == "off" {
             None
         } else {
             Some(
                 a.parse()
-                    .map_err(|_| format!("not an IP:PORT address or \"off\": {a:?}"))?,
+                    .map_err(|_| invalid(format!("not an IP:PORT address or \"off\": {a:?}")))?,
             )
         };
         let slot = match listener {
@@ -258,7 +259,7 @@ pub unsafe extern "C" fn wsb_broker_config_set_listener(
             3 => &mut c.webtalk_bind,
             4 => &mut c.webtalk_admin_bind,
             5 => &mut c.appws_bind,
-            _ => return Err(format!("unknown listener {listener}")),
+            _ => return Err(invalid(format!("unknown listener {listener}"))),
         };
         *slot = bind;
         Ok(())
@@ -281,19 +282,26 @@ pub unsafe extern "C" fn wsb_broker_config_set_max_message(
     bytes: usize,
 ) -> wsb_result {
     with_cfg(cfg, |c| {
-        let l = match listener {
-            1 | 2 | 3 | 5 => listener as usize,
-            4 => return Err("the webtalk admin socket has no message limit to set (it is not a WebSocket)".into()),
-            _ => return Err(format!("unknown listener {listener}")),
-        };
+        let l = websocket_listener(listener, "has no message limit to set (it is not a WebSocket)")?;
         if bytes == 0 || bytes > MAX_MESSAGE_LIMIT {
-            return Err(format!(
+            return Err(invalid(format!(
                 "max message must be 1 to {MAX_MESSAGE_LIMIT} bytes, not {bytes}"
-            ));
+            )));
         }
         c.max_message[l] = Some(bytes);
         Ok(())
     })
+}
+
+/// The index of a WebSocket listener (`wsb_listener` value); the webtalk
+/// admin socket, which `admin` says why is refused, and unknown values are
+/// `WSB_RESULT_INVALID_ARGUMENT`.
+fn websocket_listener(listener: u32, admin: &str) -> Result<usize, Failure> {
+    match listener {
+        1 | 2 | 3 | 5 => Ok(listener as usize),
+        4 => Err(invalid(format!("the webtalk admin socket {admin}"))),
+        _ => Err(invalid(format!("unknown listener {listener}"))),
+    }
 }
 
 /// Makes a WebSocket listener (`WSB_LISTENER_ACHEX`, `_WSCHAT`, `_WEBTALK`
@@ -314,17 +322,9 @@ pub unsafe extern "C" fn wsb_broker_config_set_listener_tls(
     cert_chain_pem_path: *const c_char,
     key_pem_path: *const c_char,
 ) -> wsb_result {
-    let paths = match tls_paths(cert_chain_pem_path, key_pem_path) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     with_cfg(cfg, |c| {
-        match listener {
-            1 | 2 | 3 | 5 => {}
-            4 => return Err("the webtalk admin socket is plain TCP: it has no TLS".into()),
-            _ => return Err(format!("unknown listener {listener}")),
-        }
-        c.tls[listener as usize] = load_server_tls(paths)?;
+        let l = websocket_listener(listener, "is plain TCP: it has no TLS")?;
+        c.tls[l] = load_server_tls(tls_paths(cert_chain_pem_path, key_pem_path)?)?;
         Ok(())
     })
 }
@@ -339,16 +339,8 @@ pub unsafe extern "C" fn wsb_broker_config_set_webtalk_admin_secret(
     cfg: *mut wsb_broker_config,
     secret: *const c_char,
 ) -> wsb_result {
-    let sec = if secret.is_null() {
-        None
-    } else {
-        match str_arg(secret, "secret") {
-            Ok(s) => Some(s.as_bytes().to_vec()),
-            Err(r) => return r,
-        }
-    };
     with_cfg(cfg, |c| {
-        c.webtalk_admin_secret = sec;
+        c.webtalk_admin_secret = opt_str_arg(secret, "secret")?.map(|s| s.as_bytes().to_vec());
         Ok(())
     })
 }
@@ -364,17 +356,25 @@ pub unsafe extern "C" fn wsb_broker_config_add_appws_app(
     name: *const c_char,
     password: *const c_char,
 ) -> wsb_result {
-    let (n, p) = match (str_arg(name, "name"), str_arg(password, "password")) {
-        (Ok(n), Ok(p)) => (n.to_owned(), p.to_owned()),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
     with_cfg(cfg, |c| {
+        let (n, p) = name_and_password(name, password)?;
         if n.is_empty() {
-            return Err("app name is empty".into());
+            return Err(invalid("app name is empty"));
         }
         c.appws_apps.push((n, p));
         Ok(())
     })
+}
+
+/// Two string arguments, copied.
+///
+/// # Safety
+/// Both must be NULL or valid NUL-terminated strings.
+unsafe fn name_and_password(name: *const c_char, password: *const c_char) -> Result<(String, String), Failure> {
+    Ok((
+        str_arg(name, "name")?.to_owned(),
+        str_arg(password, "password")?.to_owned(),
+    ))
 }
 
 /// Achex quiet mode: no `{"error":…}` replies (`{"auth":"failed",…}` is still sent).
@@ -399,13 +399,10 @@ pub unsafe extern "C" fn wsb_broker_config_add_service_credentials(
     name: *const c_char,
     password: *const c_char,
 ) -> wsb_result {
-    let (n, p) = match (str_arg(name, "name"), str_arg(password, "password")) {
-        (Ok(n), Ok(p)) => (n.to_owned(), p.to_owned()),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
     with_cfg(cfg, |c| {
+        let (n, p) = name_and_password(name, password)?;
         if n.is_empty() {
-            return Err("service name is empty".into());
+            return Err(invalid("service name is empty"));
         }
         c.services.push((n, p));
         Ok(())
@@ -423,13 +420,10 @@ pub unsafe extern "C" fn wsb_broker_config_add_credentials(
     name: *const c_char,
     password: *const c_char,
 ) -> wsb_result {
-    let (n, p) = match (str_arg(name, "name"), str_arg(password, "password")) {
-        (Ok(n), Ok(p)) => (n.to_owned(), p.to_owned()),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
     with_cfg(cfg, |c| {
+        let (n, p) = name_and_password(name, password)?;
         if n.is_empty() {
-            return Err("user name is empty".into());
+            return Err(invalid("user name is empty"));
         }
         c.credentials.insert(n, p);
         Ok(())
@@ -438,8 +432,9 @@ pub unsafe extern "C" fn wsb_broker_config_add_credentials(
 
 /// Lets the host decide every user login (see `wsb_auth_cb`); takes
 /// precedence over a credentials table. `userdata_free` (may be NULL) runs
-/// once when neither this configuration nor a broker made from it needs the
-/// callback any more.
+/// exactly once: when neither this configuration nor a broker made from it
+/// needs the callback any more, or before this function returns when `cb`
+/// is NULL or the call fails.
 ///
 /// # Safety
 /// `cfg` must be valid; `cb` a valid function or NULL (NULL restores open mode).
@@ -450,20 +445,23 @@ pub unsafe extern "C" fn wsb_broker_config_set_auth_callback(
     userdata: *mut c_void,
     userdata_free: wsb_userdata_free_cb,
 ) -> wsb_result {
-    let ud = SendPtr(userdata);
-    with_cfg(cfg, move |c| {
-        c.auth = cb.map(|cb| {
-            Arc::new(AuthCallbackHolder {
-                cb,
-                userdata: ud,
-                free: userdata_free,
-            })
+    plain(|| {
+        // Released exactly once: by whatever holds the callback last, or
+        // right here when `cb` is NULL or the call fails.
+        let userdata = Userdata::new(userdata, userdata_free);
+        let auth = cb.map(|cb| Arc::new(AuthCallbackHolder { cb, userdata }));
+        // The callback it replaces is released after the configuration's lock.
+        let mut replaced = None;
+        let r = with_cfg(cfg, |c| {
+            replaced = std::mem::replace(&mut c.auth, auth);
+            Ok(())
         });
-        Ok(())
+        drop(replaced);
+        Ok(r)
     })
 }
 
-fn auth_mode(c: &wsb_broker_config) -> AuthMode {
+fn auth_mode(c: &BrokerSettings) -> AuthMode {
     if let Some(h) = &c.auth {
         let h = h.clone();
         return AuthMode::Callback(Box::new(move |name: &str, password: &str| {
@@ -474,7 +472,7 @@ fn auth_mode(c: &wsb_broker_config) -> AuthMode {
             // pointers outlive the call, and `reason` has its stated length.
             let ok = unsafe {
                 (h.cb)(
-                    h.userdata.0,
+                    h.userdata.get(),
                     n.as_ptr(),
                     p.as_ptr(),
                     reason.as_mut_ptr(),
@@ -502,18 +500,8 @@ fn auth_mode(c: &wsb_broker_config) -> AuthMode {
 
 struct EventSink {
     cb: unsafe extern "C" fn(*mut c_void, *mut wsb_broker, *const wsb_broker_event),
-    userdata: SendPtr,
-    free: wsb_userdata_free_cb,
-    broker: usize,
-}
-
-impl Drop for EventSink {
-    fn drop(&mut self) {
-        if let Some(f) = self.free {
-            // SAFETY: registered by the host; called exactly once (here).
-            unsafe { f(self.userdata.0) }
-        }
-    }
+    userdata: Userdata,
+    owner: Owner<wsb_broker>,
 }
 
 impl EventSink {
@@ -598,10 +586,9 @@ impl EventSink {
         }
         ev.name = name.as_ptr();
         ev.place = place.as_ptr();
-        let (cb, ud, b) = (self.cb, self.userdata.0, self.broker as *mut wsb_broker);
-        in_callback(self.broker, || {
+        self.owner.enter(|b| {
             // SAFETY: the host registered `cb`; `ev` and its strings outlive the call.
-            unsafe { cb(ud, b, &ev) }
+            unsafe { (self.cb)(self.userdata.get(), b, &ev) }
         });
     }
 }
@@ -614,7 +601,8 @@ impl EventSink {
 /// once with `userdata` when the broker is freed, or before this function
 /// returns if it fails. On success the caller owns `*out` and must call
 /// `wsb_broker_free` once. `WSB_RESULT_ADDR_IN_USE` and `WSB_RESULT_IO` tell
-/// why a listener could not bind (`wsb_last_error` says which).
+/// why a listener could not bind (`wsb_last_error` says which); a freed or
+/// unknown `cfg` gives `WSB_RESULT_NOT_FOUND`.
 ///
 /// # Safety
 /// `cfg` must be NULL (defaults) or valid; `out` a valid pointer; `cb` and
@@ -627,66 +615,33 @@ pub unsafe extern "C" fn wsb_broker_new(
     userdata_free: wsb_userdata_free_cb,
     out: *mut *mut wsb_broker,
 ) -> wsb_result {
-    let ud = SendPtr(userdata);
-    guard(wsb_result::Panic, move || {
-        let sink = cb.map(|cb| EventSink {
-            cb,
-            userdata: ud,
-            free: userdata_free,
-            broker: 0,
-        });
-        let release = |sink: Option<EventSink>| {
-            if sink.is_none() {
-                if let Some(f) = userdata_free {
-                    // SAFETY: host-registered; called once because nothing holds it.
-                    unsafe { f(ud.0) }
-                }
-            }
+    plain(|| {
+        // Dropping this on any failure (or when nothing will call `cb`)
+        // releases the userdata.
+        let userdata = Userdata::new(userdata, userdata_free);
+        let out = out_arg(out, "out")?;
+        let c = if cfg.is_null() {
+            BrokerSettings::default()
+        } else {
+            CONFIGS.lookup(cfg, "config", |c| {
+                c.cfg.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            })?
         };
-        if out.is_null() {
-            set_last_error("out is NULL");
-            release(sink);
-            return wsb_result::NullPointer;
-        }
-        let default = wsb_broker_config_new();
-        // SAFETY: `cfg` is NULL or valid per the contract; `default` was just made.
-        let c = unsafe { cfg.as_ref().unwrap_or(&*default) };
         let achex = match c.achex_bind {
             None => None,
             Some(bind) => {
                 let ac = AchexConfig {
                     quiet: c.quiet,
-                    auth: auth_mode(c),
+                    auth: auth_mode(&c),
                     services: c.services.clone(),
                     ..AchexConfig::default()
                 };
-                match AchexListener::start(listener_config(c, wsb_listener::Achex, bind).engine, ac) {
-                    Ok(l) => Some(l),
-                    Err(e) => {
-                        // SAFETY: made above by wsb_broker_config_new.
-                        unsafe { wsb_broker_config_free(default) };
-                        set_last_error(format!("achex: cannot listen on {bind}: {e}"));
-                        release(sink);
-                        return if e.kind() == std::io::ErrorKind::AddrInUse {
-                            wsb_result::AddrInUse
-                        } else {
-                            wsb_result::Io
-                        };
-                    }
-                }
+                let l = AchexListener::start(listener_config(&c, wsb_listener::Achex, bind).engine, ac)
+                    .map_err(|e| listen_failure("achex", bind, e))?;
+                Some(l)
             }
         };
-        let others = start_others(c);
-        // SAFETY: made above by wsb_broker_config_new.
-        unsafe { wsb_broker_config_free(default) };
-        let (wschat, webtalk, appws) = match others {
-            Ok(x) => x,
-            Err((r, msg)) => {
-                set_last_error(msg);
-                release(sink);
-                return r;
-            }
-        };
+        let (wschat, webtalk, appws) = start_others(&c)?;
         let mut ports = [0u16; 6];
         ports[1] = achex.as_ref().map(|l| l.local_addr().port()).unwrap_or(0);
         ports[2] = wschat.as_ref().map(|l| l.local_addr().port()).unwrap_or(0);
@@ -707,17 +662,15 @@ pub unsafe extern "C" fn wsb_broker_new(
             services: Mutex::new(HashMap::new()),
             last_error: Mutex::new(String::new()),
         });
-        let p = BROKERS.add(obj.clone());
-        match (sink, &obj.achex) {
-            (Some(mut sink), Some(l)) => {
-                sink.broker = p as usize;
-                l.set_host_sink(Some(Box::new(move |item| sink.deliver(item))));
-            }
-            (sink, _) => release(sink),
+        let reservation = BROKERS.reserve()?;
+        let owner = reservation.owner();
+        *out = reservation.commit(obj.clone());
+        // Events need the Achex listener; without it the userdata goes now.
+        if let (Some(cb), Some(l)) = (cb, &obj.achex) {
+            let sink = EventSink { cb, userdata, owner };
+            l.set_host_sink(Some(Box::new(move |item| sink.deliver(item))));
         }
-        // SAFETY: checked non-NULL above.
-        unsafe { *out = p };
-        wsb_result::Ok
+        Ok(wsb_result::Ok)
     })
 }
 
@@ -729,33 +682,29 @@ pub unsafe extern "C" fn wsb_broker_new(
 /// `broker` must be NULL or a pointer from `wsb_broker_new`.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_broker_free(broker: *mut wsb_broker) -> wsb_result {
-    guard(wsb_result::Panic, || {
-        if broker.is_null() {
-            return wsb_result::Ok;
-        }
-        if is_in_callback(broker as usize) {
-            set_last_error("wsb_broker_free called from the broker's own callback");
-            return wsb_result::Reentrant;
-        }
-        let Some(obj) = BROKERS.remove(broker) else {
-            set_last_error("unknown broker (already freed?)");
-            return wsb_result::NotFound;
-        };
-        if let Some(l) = &obj.achex {
+    BROKERS.free(broker, "broker")
+}
+
+impl Object for wsb_broker {
+    fn last_error(&self) -> Option<&Mutex<String>> {
+        Some(&self.last_error)
+    }
+
+    fn shutdown(&self) {
+        if let Some(l) = &self.achex {
             l.shutdown();
             l.set_host_sink(None);
         }
-        if let Some(l) = take(&obj.wschat) {
+        if let Some(l) = take(&self.wschat) {
             WsChatListener::shutdown(l);
         }
-        if let Some(l) = take(&obj.webtalk) {
+        if let Some(l) = take(&self.webtalk) {
             WebtalkListener::shutdown(l);
         }
-        if let Some(l) = take(&obj.appws) {
+        if let Some(l) = take(&self.appws) {
             AppWsListener::shutdown(l);
         }
-        wsb_result::Ok
-    })
+    }
 }
 
 fn take<T>(m: &Mutex<Option<T>>) -> Option<T> {
@@ -763,7 +712,7 @@ fn take<T>(m: &Mutex<Option<T>>) -> Option<T> {
 }
 
 /// A WebSocket listener's settings on `bind`: its message limit and TLS, if configured.
-fn listener_config(c: &wsb_broker_config, which: wsb_listener, bind: std::net::SocketAddr) -> ListenerConfig {
+fn listener_config(c: &BrokerSettings, which: wsb_listener, bind: std::net::SocketAddr) -> ListenerConfig {
     let mut lc = ListenerConfig::new(bind);
     if let Some(n) = c.max_message[which as usize] {
         lc = lc.max_message_size(n);
@@ -774,16 +723,18 @@ fn listener_config(c: &wsb_broker_config, which: wsb_listener, bind: std::net::S
 
 type Others = (Option<WsChatListener>, Option<WebtalkListener>, Option<AppWsListener>);
 
-/// Starts the WSChat, webtalk and AppWebsocket listeners the configuration asks for.
-fn start_others(c: &wsb_broker_config) -> Result<Others, (wsb_result, String)> {
-    let fail = |what: &str, bind: std::net::SocketAddr, e: std::io::Error| {
-        let r = if e.kind() == std::io::ErrorKind::AddrInUse {
-            wsb_result::AddrInUse
-        } else {
-            wsb_result::Io
-        };
-        (r, format!("{what}: cannot listen on {bind}: {e}"))
+fn listen_failure(what: &str, bind: std::net::SocketAddr, e: std::io::Error) -> Failure {
+    let r = if e.kind() == std::io::ErrorKind::AddrInUse {
+        wsb_result::AddrInUse
+    } else {
+        wsb_result::Io
     };
+    (r, format!("{what}: cannot listen on {bind}: {e}"))
+}
+
+/// Starts the WSChat, webtalk and AppWebsocket listeners the configuration asks for.
+fn start_others(c: &BrokerSettings) -> Result<Others, Failure> {
+    let fail = listen_failure;
     let wschat = match c.wschat_bind {
         Some(b) => Some(
             crate::listeners::wschat::start(listener_config(c, wsb_listener::Wschat, b))
@@ -894,19 +845,12 @@ pub unsafe extern "C" fn wsb_broker_register_service(
     name: *const c_char,
     out_sid: *mut u64,
 ) -> wsb_result {
-    let n = match str_arg(name, "name") {
-        Ok(n) => n.to_owned(),
-        Err(r) => return r,
-    };
-    if out_sid.is_null() {
-        set_last_error("out_sid is NULL");
-        return wsb_result::NullPointer;
-    }
     with_broker(broker, |b| {
-        let h = achex(b)?.register_service(&n).map_err(host_error)?;
+        let n = str_arg(name, "name")?;
+        let out_sid = out_arg(out_sid, "out_sid")?;
+        let h = achex(b)?.register_service(n).map_err(host_error)?;
         b.services.lock().unwrap_or_else(|e| e.into_inner()).insert(h.sid(), h);
-        // SAFETY: checked non-NULL above.
-        unsafe { *out_sid = h.sid() };
+        *out_sid = h.sid();
         Ok(wsb_result::Ok)
     })
 }
@@ -945,16 +889,9 @@ pub unsafe extern "C" fn wsb_broker_send(
     json: *const u8,
     len: usize,
 ) -> wsb_result {
-    let t = match str_arg(target, "target") {
-        Ok(t) => t.to_owned(),
-        Err(r) => return r,
-    };
-    // SAFETY: forwarded caller contract.
-    let data = match unsafe { bytes_arg(json, len) } {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
     with_broker(broker, |b| {
+        let t = str_arg(target, "target")?.to_owned();
+        let data = bytes_arg(json, len)?;
         let target = match target_kind {
             1 => HostTarget::Name(t),
             2 => HostTarget::Group(t),
@@ -981,12 +918,8 @@ pub unsafe extern "C" fn wsb_broker_send_to_session(
     json: *const u8,
     len: usize,
 ) -> wsb_result {
-    // SAFETY: forwarded caller contract.
-    let data = match unsafe { bytes_arg(json, len) } {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
     with_broker(broker, |b| {
+        let data = bytes_arg(json, len)?;
         let h = service_of(b, service)?;
         achex(b)?
             .service_send(h, &HostTarget::Session(sid), data)
@@ -1007,14 +940,11 @@ pub unsafe extern "C" fn wsb_broker_join(
     is_hub: bool,
     place: *const c_char,
 ) -> wsb_result {
-    let p = match str_arg(place, "place") {
-        Ok(p) => p.to_owned(),
-        Err(r) => return r,
-    };
     with_broker(broker, |b| {
+        let p = str_arg(place, "place")?;
         let h = service_of(b, service)?;
         let kind = if is_hub { Membership::Hub } else { Membership::Group };
-        achex(b)?.service_join(h, kind, &p).map_err(host_error)?;
+        achex(b)?.service_join(h, kind, p).map_err(host_error)?;
         Ok(wsb_result::Ok)
     })
 }
@@ -1031,14 +961,11 @@ pub unsafe extern "C" fn wsb_broker_leave(
     is_hub: bool,
     place: *const c_char,
 ) -> wsb_result {
-    let p = match str_arg(place, "place") {
-        Ok(p) => p.to_owned(),
-        Err(r) => return r,
-    };
     with_broker(broker, |b| {
+        let p = str_arg(place, "place")?;
         let h = service_of(b, service)?;
         let kind = if is_hub { Membership::Hub } else { Membership::Group };
-        achex(b)?.service_leave(h, kind, &p).map_err(host_error)?;
+        achex(b)?.service_leave(h, kind, p).map_err(host_error)?;
         Ok(wsb_result::Ok)
     })
 }
@@ -1068,11 +995,8 @@ pub unsafe extern "C" fn wsb_broker_set_events(broker: *mut wsb_broker, on: bool
 /// `broker` must be NULL or a pointer from `wsb_broker_new`; `out` valid.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_broker_stats(broker: *const wsb_broker, out: *mut wsb_broker_counts) -> wsb_result {
-    if out.is_null() {
-        set_last_error("out is NULL");
-        return wsb_result::NullPointer;
-    }
     with_broker(broker, |b| {
+        let out = out_arg(out, "out")?;
         let mut s = wsb_broker_counts::default();
         if let Some(l) = &b.achex {
             let a = l.stats();
@@ -1084,8 +1008,7 @@ pub unsafe extern "C" fn wsb_broker_stats(broker: *const wsb_broker, out: *mut w
             s.messages_in = e.messages_in;
             s.messages_out = e.messages_out;
         }
-        // SAFETY: checked non-NULL above.
-        unsafe { *out = s };
+        *out = s;
         Ok(wsb_result::Ok)
     })
 }
@@ -1143,20 +1066,18 @@ pub unsafe extern "C" fn wsb_broker_webtalk_create_user(
     salt: *mut c_char,
     salt_len: usize,
 ) -> wsb_result {
-    if out_user.is_null() || salt.is_null() {
-        set_last_error("out_user or salt is NULL");
-        return wsb_result::NullPointer;
-    }
     with_broker(broker, |b| {
+        let out_user = out_arg(out_user, "out_user")?;
+        if salt.is_null() {
+            return Err((wsb_result::NullPointer, "salt is NULL".into()));
+        }
         if salt_len < 21 {
             return Err((wsb_result::BufferTooSmall, "salt needs 21 bytes".into()));
         }
         let (id, s) = webtalk(b)?.create_user().map_err(webtalk_error)?;
+        *out_user = id;
         // SAFETY: checked non-NULL; the buffer holds at least 21 bytes.
-        unsafe {
-            *out_user = id;
-            copy_out(&s, salt, salt_len, std::ptr::null_mut());
-        }
+        unsafe { copy_out(&s, salt, salt_len, std::ptr::null_mut()) };
         Ok(wsb_result::Ok)
     })
 }
@@ -1189,12 +1110,8 @@ pub unsafe extern "C" fn wsb_broker_webtalk_whisper(
     message: *const u8,
     len: usize,
 ) -> wsb_result {
-    // SAFETY: forwarded caller contract.
-    let m = match unsafe { bytes_arg(message, len) } {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
     with_broker(broker, |b| {
+        let m = bytes_arg(message, len)?;
         webtalk(b)?.whisper(user, m).map_err(webtalk_error)?;
         Ok(wsb_result::Ok)
     })
@@ -1210,14 +1127,9 @@ pub unsafe extern "C" fn wsb_broker_webtalk_create_channel(
     broker: *mut wsb_broker,
     out_channel: *mut u64,
 ) -> wsb_result {
-    if out_channel.is_null() {
-        set_last_error("out_channel is NULL");
-        return wsb_result::NullPointer;
-    }
     with_broker(broker, |b| {
-        let id = webtalk(b)?.create_channel();
-        // SAFETY: checked non-NULL above.
-        unsafe { *out_channel = id };
+        let out_channel = out_arg(out_channel, "out_channel")?;
+        *out_channel = webtalk(b)?.create_channel();
         Ok(wsb_result::Ok)
     })
 }
@@ -1249,12 +1161,8 @@ pub unsafe extern "C" fn wsb_broker_webtalk_shout(
     message: *const u8,
     len: usize,
 ) -> wsb_result {
-    // SAFETY: forwarded caller contract.
-    let m = match unsafe { bytes_arg(message, len) } {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
     with_broker(broker, |b| {
+        let m = bytes_arg(message, len)?;
         webtalk(b)?.shout(channel, m).map_err(webtalk_error)?;
         Ok(wsb_result::Ok)
     })
@@ -1305,17 +1213,9 @@ pub unsafe extern "C" fn wsb_broker_webtalk_store(
     value: *const u8,
     len: usize,
 ) -> wsb_result {
-    let k = match str_arg(key, "key") {
-        Ok(k) => k.as_bytes().to_vec(),
-        Err(r) => return r,
-    };
-    // SAFETY: forwarded caller contract.
-    let v = match unsafe { bytes_arg(value, len) } {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     with_broker(broker, |b| {
-        webtalk(b)?.store(&k, v);
+        let (k, v) = (str_arg(key, "key")?, bytes_arg(value, len)?);
+        webtalk(b)?.store(k.as_bytes(), v);
         Ok(wsb_result::Ok)
     })
 }
@@ -1327,12 +1227,9 @@ pub unsafe extern "C" fn wsb_broker_webtalk_store(
 /// `broker` must be NULL or a pointer from `wsb_broker_new`; `key` a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_broker_webtalk_clear(broker: *mut wsb_broker, key: *const c_char) -> wsb_result {
-    let k = match str_arg(key, "key") {
-        Ok(k) => k.as_bytes().to_vec(),
-        Err(r) => return r,
-    };
     with_broker(broker, |b| {
-        webtalk(b)?.clear(&k);
+        let k = str_arg(key, "key")?;
+        webtalk(b)?.clear(k.as_bytes());
         Ok(wsb_result::Ok)
     })
 }
@@ -1358,13 +1255,10 @@ pub unsafe extern "C" fn wsb_broker_webtalk_retrieve(
     len: usize,
     needed: *mut usize,
 ) -> wsb_result {
-    let k = match str_arg(key, "key") {
-        Ok(k) => k.as_bytes().to_vec(),
-        Err(r) => return r,
-    };
     with_broker(broker, |b| {
+        let k = str_arg(key, "key")?;
         let v = webtalk(b)?
-            .retrieve(&k)
+            .retrieve(k.as_bytes())
             .ok_or((wsb_result::NotFound, "no value under this key".into()))?;
         let need = v.len() + 1;
         if !needed.is_null() {
@@ -1385,10 +1279,4 @@ pub unsafe extern "C" fn wsb_broker_webtalk_retrieve(
         }
         Ok(wsb_result::Ok)
     })
-}
-
-impl LastError for wsb_broker {
-    fn last_error(&self) -> &Mutex<String> {
-        &self.last_error
-    }
 }

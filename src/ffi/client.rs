@@ -3,21 +3,25 @@
 
 use std::ffi::{c_char, c_void, CString};
 use std::path::PathBuf;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use super::handles::{in_callback, is_in_callback, Failure, Handles, LastError, SendPtr};
+use super::handles::{release, Failure, Handles, Object, Owner, Userdata};
 use super::poll_gate::PollGate;
 use super::server::wsb_userdata_free_cb;
-use super::{bytes_arg, copy_out, guard, set_last_error, str_arg, wsb_result};
+use super::{bytes_arg, copy_out, guard, invalid, opt_str_arg, out_arg, plain, str_arg, wsb_result};
 use crate::client::{Client, ClientConfig, ClientEvent, ClientHandle, OwnedClientEvent, Reconnect};
 use crate::engine::PollError;
 
 /// Client settings, built with `wsb_client_config_new` and the setters below.
 /// Opaque.
 pub struct wsb_client_config {
-    cfg: ClientConfig,
+    cfg: Mutex<ClientConfig>,
 }
+
+impl Object for wsb_client_config {}
+
+static CONFIGS: LazyLock<Handles<wsb_client_config>> = LazyLock::new(Handles::new);
 
 /// A client. Opaque; create with `wsb_client_new`, destroy with `wsb_client_free`.
 pub struct wsb_client {
@@ -26,6 +30,8 @@ pub struct wsb_client {
     polled: Mutex<Option<(OwnedClientEvent, CString)>>,
     poll_gate: PollGate,
     last_error: Mutex<String>,
+    /// Queue mode: the host's userdata, released by free.
+    userdata: Mutex<Option<Userdata>>,
 }
 
 static CLIENTS: LazyLock<Handles<wsb_client>> = LazyLock::new(Handles::new);
@@ -213,35 +219,20 @@ fn as_event(e: &OwnedClientEvent) -> ClientEvent<'_> {
 
 struct CClientHandler {
     cb: unsafe extern "C" fn(*mut c_void, *mut wsb_client, *const wsb_client_event),
-    userdata: SendPtr,
-    userdata_free: wsb_userdata_free_cb,
-    client: std::sync::mpsc::Receiver<usize>,
-    addr: usize,
+    userdata: Userdata,
+    owner: Owner<wsb_client>,
 }
 
 impl crate::client::ClientHandler for CClientHandler {
     fn on_event(&mut self, _c: &ClientHandle, ev: ClientEvent<'_>) {
-        if self.addr == 0 {
-            self.addr = self.client.recv().unwrap_or(0);
-        }
         let text = event_text(&ev);
         let mut out = blank();
         fill(&mut out, &ev, &text);
-        let (cb, ud, p) = (self.cb, self.userdata.0, self.addr as *mut wsb_client);
-        in_callback(self.addr, || {
+        self.owner.enter(|p| {
             // SAFETY: the host registered `cb` for this call shape; `out` and
             // everything it points at outlive the call.
-            unsafe { cb(ud, p, &out) }
+            unsafe { (self.cb)(self.userdata.get(), p, &out) }
         });
-    }
-}
-
-impl Drop for CClientHandler {
-    fn drop(&mut self) {
-        if let Some(f) = self.userdata_free {
-            // SAFETY: registered by the host; called exactly once (here).
-            unsafe { f(self.userdata.0) }
-        }
     }
 }
 
@@ -260,32 +251,31 @@ impl Drop for CClientHandler {
 #[no_mangle]
 pub unsafe extern "C" fn wsb_client_config_new(url: *const c_char) -> *mut wsb_client_config {
     guard(std::ptr::null_mut(), || {
-        // SAFETY: forwarded caller contract.
-        match unsafe { str_arg(url, "url") } {
-            Ok(u) => Box::into_raw(Box::new(wsb_client_config {
-                cfg: ClientConfig::new(u),
-            })),
-            Err(_) => std::ptr::null_mut(),
-        }
+        let Ok(u) = str_arg(url, "url") else {
+            return std::ptr::null_mut();
+        };
+        let cfg = Arc::new(wsb_client_config {
+            cfg: Mutex::new(ClientConfig::new(u)),
+        });
+        CONFIGS.add(cfg).unwrap_or(std::ptr::null_mut())
     })
 }
 
-/// Frees a client configuration; NULL is a no-op. A client keeps its own copy.
+/// Frees a client configuration; NULL is a no-op, and so is a pointer already
+/// freed or unknown (`wsb_last_error` then says so). A client keeps its own
+/// copy.
 ///
 /// # Safety
-/// `cfg` must be NULL or a pointer from `wsb_client_config_new`, freed once.
+/// `cfg` must be NULL or a pointer from `wsb_client_config_new`.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_client_config_free(cfg: *mut wsb_client_config) {
     guard((), || {
-        if !cfg.is_null() {
-            // SAFETY: per the contract, `cfg` came from Box::into_raw.
-            drop(unsafe { Box::from_raw(cfg) });
-        }
+        CONFIGS.free(cfg, "config");
     })
 }
 
-unsafe fn with_cfg(cfg: *mut wsb_client_config, f: impl FnOnce(&mut ClientConfig) -> Result<(), String>) -> wsb_result {
-    super::with_config(cfg, |c| f(&mut c.cfg))
+fn with_cfg(cfg: *mut wsb_client_config, f: impl FnOnce(&mut ClientConfig) -> Result<(), Failure>) -> wsb_result {
+    super::with_config(&CONFIGS, cfg, |c| &c.cfg, f)
 }
 
 /// Adds a request header (name: token characters; value without CR/LF).
@@ -298,22 +288,21 @@ pub unsafe extern "C" fn wsb_client_config_add_header(
     name: *const c_char,
     value: *const c_char,
 ) -> wsb_result {
-    let (n, v) = match (str_arg(name, "name"), str_arg(value, "value")) {
-        (Ok(n), Ok(v)) => (n.to_owned(), v.to_owned()),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
-    with_cfg(cfg, |c| add_header(c, n, v))
+    with_cfg(cfg, |c| {
+        let (n, v) = (str_arg(name, "name")?, str_arg(value, "value")?);
+        add_header(c, n, v)
+    })
 }
 
 /// `wsb_client_config_add_header` and `wsb_appws_client_config_add_header`.
-pub(crate) fn add_header(c: &mut ClientConfig, name: String, value: String) -> Result<(), String> {
+pub(crate) fn add_header(c: &mut ClientConfig, name: &str, value: &str) -> Result<(), Failure> {
     if name.is_empty() || name.bytes().any(|b| b <= b' ' || b == b':' || b >= 0x7F) {
-        return Err(format!("invalid header name {name:?}"));
+        return Err(invalid(format!("invalid header name {name:?}")));
     }
     if value.bytes().any(|b| b == b'\r' || b == b'\n') {
-        return Err(format!("header {name} has a line break in its value"));
+        return Err(invalid(format!("header {name} has a line break in its value")));
     }
-    c.headers.push((name, value));
+    c.headers.push((name.to_owned(), value.to_owned()));
     Ok(())
 }
 
@@ -326,15 +315,8 @@ pub unsafe extern "C" fn wsb_client_config_add_subprotocol(
     cfg: *mut wsb_client_config,
     protocol: *const c_char,
 ) -> wsb_result {
-    let p = match str_arg(protocol, "protocol") {
-        Ok(p) => p.to_owned(),
-        Err(r) => return r,
-    };
     with_cfg(cfg, |c| {
-        if p.is_empty() || p.bytes().any(|b| b <= b' ' || b == b',' || b >= 0x7F) {
-            return Err(format!("not a valid subprotocol token: {p:?}"));
-        }
-        c.protocols.push(p);
+        c.protocols.push(super::subprotocol_arg(protocol)?);
         Ok(())
     })
 }
@@ -348,7 +330,7 @@ pub unsafe extern "C" fn wsb_client_config_add_subprotocol(
 pub unsafe extern "C" fn wsb_client_config_set_connect_timeout_ms(cfg: *mut wsb_client_config, ms: u32) -> wsb_result {
     with_cfg(cfg, |c| {
         if ms == 0 {
-            return Err("connect timeout must be positive".into());
+            return Err(invalid("connect timeout must be positive"));
         }
         c.connect_timeout = Duration::from_millis(ms as u64);
         Ok(())
@@ -361,12 +343,8 @@ pub unsafe extern "C" fn wsb_client_config_set_connect_timeout_ms(cfg: *mut wsb_
 /// `cfg` must be valid; `path` a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_client_config_set_ca_file(cfg: *mut wsb_client_config, path: *const c_char) -> wsb_result {
-    let p = match str_arg(path, "path") {
-        Ok(p) => PathBuf::from(p),
-        Err(r) => return r,
-    };
     with_cfg(cfg, |c| {
-        c.tls.ca_file = Some(p);
+        c.tls.ca_file = Some(PathBuf::from(str_arg(path, "path")?));
         Ok(())
     })
 }
@@ -394,14 +372,9 @@ pub unsafe extern "C" fn wsb_client_config_set_client_cert(
     cert_chain_path: *const c_char,
     key_path: *const c_char,
 ) -> wsb_result {
-    let (a, b) = match (
-        str_arg(cert_chain_path, "cert_chain_path"),
-        str_arg(key_path, "key_path"),
-    ) {
-        (Ok(a), Ok(b)) => (PathBuf::from(a), PathBuf::from(b)),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
     with_cfg(cfg, |c| {
+        let a = PathBuf::from(str_arg(cert_chain_path, "cert_chain_path")?);
+        let b = PathBuf::from(str_arg(key_path, "key_path")?);
         c.tls.client_cert = Some((a, b));
         Ok(())
     })
@@ -430,32 +403,24 @@ pub unsafe extern "C" fn wsb_client_config_set_insecure(cfg: *mut wsb_client_con
 /// `cfg` must be valid; `proxy` NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_client_config_set_proxy(cfg: *mut wsb_client_config, proxy: *const c_char) -> wsb_result {
-    let p = if proxy.is_null() {
-        None
-    } else {
-        match str_arg(proxy, "proxy") {
-            Ok(p) => Some(p.to_owned()),
-            Err(r) => return r,
-        }
-    };
-    with_cfg(cfg, |c| set_proxy(c, p))
+    with_cfg(cfg, |c| set_proxy(c, opt_str_arg(proxy, "proxy")?))
 }
 
 /// `wsb_client_config_set_proxy` and `wsb_appws_client_config_set_proxy`:
 /// `None` = the environment decides, `""` = no proxy at all.
-pub(crate) fn set_proxy(c: &mut ClientConfig, proxy: Option<String>) -> Result<(), String> {
+pub(crate) fn set_proxy(c: &mut ClientConfig, proxy: Option<&str>) -> Result<(), Failure> {
     match proxy {
         None => {
             c.proxy = None;
             c.no_env_proxy = false;
         }
-        Some(p) if p.is_empty() => {
+        Some("") => {
             c.proxy = None;
             c.no_env_proxy = true;
         }
         Some(p) => {
-            crate::client::parse_proxy(&p)?;
-            c.proxy = Some(p);
+            crate::client::parse_proxy(p).map_err(invalid)?;
+            c.proxy = Some(p.to_owned());
         }
     }
     Ok(())
@@ -483,9 +448,9 @@ pub unsafe extern "C" fn wsb_client_config_set_reconnect(
             return Ok(());
         }
         if initial_ms == 0 || max_ms < initial_ms {
-            return Err(format!(
+            return Err(invalid(format!(
                 "reconnect delays must satisfy 0 < initial ({initial_ms}) <= max ({max_ms})"
-            ));
+            )));
         }
         c.reconnect = Some(Reconnect {
             initial: Duration::from_millis(initial_ms as u64),
@@ -540,7 +505,7 @@ pub unsafe extern "C" fn wsb_client_config_set_max_message_size(
 ) -> wsb_result {
     with_cfg(cfg, |c| {
         if bytes == 0 {
-            return Err("max message size must be positive".into());
+            return Err(invalid("max message size must be positive"));
         }
         c.engine.max_message_size = bytes;
         c.engine.max_frame_size = c.engine.max_frame_size.max(bytes);
@@ -573,7 +538,8 @@ pub unsafe extern "C" fn wsb_client_config_set_ping_interval_ms(cfg: *mut wsb_cl
 /// Returns `WSB_RESULT_INVALID_ARGUMENT` for a bad URL or an unreadable CA or
 /// certificate file (`wsb_last_error` says which and why). Connection failures
 /// come later, as an ERROR event. On success the caller owns `*out` and must
-/// call `wsb_client_free` once.
+/// call `wsb_client_free` once. A freed or unknown `cfg` gives
+/// `WSB_RESULT_NOT_FOUND`.
 ///
 /// # Safety
 /// `cfg` must be a valid configuration; `out` a valid pointer; `cb` and
@@ -586,73 +552,39 @@ pub unsafe extern "C" fn wsb_client_new(
     userdata_free: wsb_userdata_free_cb,
     out: *mut *mut wsb_client,
 ) -> wsb_result {
-    let ud = SendPtr(userdata);
-    guard(wsb_result::Panic, move || {
-        let release = || {
-            if let Some(f) = userdata_free {
-                // SAFETY: host-registered; called once because creation failed.
-                unsafe { f(ud.0) }
-            }
-        };
-        // SAFETY: per the contract, `cfg` is NULL or valid.
-        let (Some(cfg), false) = (unsafe { cfg.as_ref() }, out.is_null()) else {
-            set_last_error("config or out is NULL");
-            release();
-            return wsb_result::NullPointer;
-        };
-        let config = cfg.cfg.clone();
-        let started = match cb {
+    plain(|| {
+        // Dropping this on any failure releases the userdata.
+        let userdata = Userdata::new(userdata, userdata_free);
+        let out = out_arg(out, "out")?;
+        let config = CONFIGS.lookup(cfg, "config", |c| {
+            c.cfg.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        })?;
+        // The token is drawn first, so the handler knows its `wsb_client*`
+        // before the first event (which waits for the registration).
+        let reservation = CLIENTS.reserve()?;
+        let (client, userdata) = match cb {
             Some(cb) => {
-                let (tx, rx) = std::sync::mpsc::channel();
                 let h = CClientHandler {
                     cb,
-                    userdata: ud,
-                    userdata_free,
-                    client: rx,
-                    addr: 0,
+                    userdata,
+                    owner: reservation.owner(),
                 };
-                Client::connect(config, h).map(|c| (c, Some(tx)))
+                (Client::connect(config, h), None)
             }
-            None => Client::connect_queued(config).map(|c| (c, None)),
+            None => (Client::connect_queued(config), Some(userdata)),
         };
-        match started {
-            Ok((client, tx)) => {
-                let obj = std::sync::Arc::new(wsb_client {
-                    handle: client.handle().clone(),
-                    client: Mutex::new(Some(client)),
-                    polled: Mutex::new(None),
-                    poll_gate: PollGate::new(),
-                    last_error: Mutex::new(String::new()),
-                });
-                let p = CLIENTS.add(obj);
-                if let Some(tx) = tx {
-                    let _ = tx.send(p as usize);
-                } else if userdata_free.is_some() {
-                    QUEUE_USERDATA.lock().unwrap_or_else(|e| e.into_inner()).push((
-                        p as usize,
-                        SendPtr(ud.0),
-                        userdata_free,
-                    ));
-                }
-                // SAFETY: checked non-NULL above.
-                unsafe { *out = p };
-                wsb_result::Ok
-            }
-            Err(msg) => {
-                // In callback mode the handler (and with it userdata_free) was
-                // dropped already; in queue mode release it here.
-                if cb.is_none() {
-                    release();
-                }
-                set_last_error(msg);
-                wsb_result::InvalidArgument
-            }
-        }
+        let client = client.map_err(invalid)?;
+        *out = reservation.commit(Arc::new(wsb_client {
+            handle: client.handle().clone(),
+            client: Mutex::new(Some(client)),
+            polled: Mutex::new(None),
+            poll_gate: PollGate::new(),
+            last_error: Mutex::new(String::new()),
+            userdata: Mutex::new(userdata),
+        }));
+        Ok(wsb_result::Ok)
     })
 }
-
-type QueueUserdata = (usize, SendPtr, wsb_userdata_free_cb);
-static QUEUE_USERDATA: LazyLock<Mutex<Vec<QueueUserdata>>> = LazyLock::new(|| Mutex::new(Vec::new()));
 
 /// Closes the connection (1000) if open, stops the client's thread, then
 /// calls `userdata_free`. No callback runs once this has begun. NULL is a
@@ -663,33 +595,21 @@ static QUEUE_USERDATA: LazyLock<Mutex<Vec<QueueUserdata>>> = LazyLock::new(|| Mu
 /// `client` must be NULL or a pointer from `wsb_client_new`.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_client_free(client: *mut wsb_client) -> wsb_result {
-    guard(wsb_result::Panic, || {
-        if client.is_null() {
-            return wsb_result::Ok;
-        }
-        if is_in_callback(client as usize) {
-            set_last_error("wsb_client_free called from the client's own callback");
-            return wsb_result::Reentrant;
-        }
-        let Some(obj) = CLIENTS.remove(client) else {
-            set_last_error("unknown client (already freed?)");
-            return wsb_result::NotFound;
-        };
-        let c = obj.client.lock().unwrap_or_else(|e| e.into_inner()).take();
+    CLIENTS.free(client, "client")
+}
+
+impl Object for wsb_client {
+    fn last_error(&self) -> Option<&Mutex<String>> {
+        Some(&self.last_error)
+    }
+
+    fn shutdown(&self) {
+        let c = self.client.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(c) = c {
             c.shutdown();
         }
-        let mut q = QUEUE_USERDATA.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = q.iter().position(|(p, _, _)| *p == client as usize) {
-            let (_, ud, f) = q.remove(i);
-            drop(q);
-            if let Some(f) = f {
-                // SAFETY: host-registered; called exactly once (here).
-                unsafe { f(ud.0) }
-            }
-        }
-        wsb_result::Ok
-    })
+        release(&self.userdata);
+    }
 }
 
 fn with_client(c: *const wsb_client, f: impl FnOnce(&wsb_client) -> Result<wsb_result, Failure>) -> wsb_result {
@@ -720,12 +640,7 @@ pub unsafe extern "C" fn wsb_client_send(
     len: usize,
     is_text: bool,
 ) -> wsb_result {
-    // SAFETY: forwarded caller contract.
-    let d = match unsafe { bytes_arg(data, len) } {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    with_client(client, |o| send_outcome(o.handle.send(d, is_text)))
+    with_client(client, |o| send_outcome(o.handle.send(bytes_arg(data, len)?, is_text)))
 }
 
 /// Sends a ping (`len` ≤ 125, else `WSB_RESULT_TOO_BIG`). Same results as
@@ -735,12 +650,7 @@ pub unsafe extern "C" fn wsb_client_send(
 /// As for `wsb_client_send`.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_client_ping(client: *mut wsb_client, data: *const u8, len: usize) -> wsb_result {
-    // SAFETY: forwarded caller contract.
-    let d = match unsafe { bytes_arg(data, len) } {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    with_client(client, |o| send_outcome(o.handle.ping(d)))
+    with_client(client, |o| send_outcome(o.handle.ping(bytes_arg(data, len)?)))
 }
 
 /// Closes the connection (code ≤ 0, or not allowed on the wire: 1000; reason
@@ -752,18 +662,13 @@ pub unsafe extern "C" fn wsb_client_ping(client: *mut wsb_client, data: *const u
 /// a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_client_close(client: *mut wsb_client, code: i32, reason: *const c_char) -> wsb_result {
-    let r = if reason.is_null() {
-        ""
-    } else {
-        match str_arg(reason, "reason") {
-            Ok(r) => r,
-            Err(e) => return e,
+    with_client(client, |o| {
+        let r = opt_str_arg(reason, "reason")?.unwrap_or("");
+        match o.handle.close(code, r) {
+            Ok(()) => Ok(wsb_result::Ok),
+            Err(crate::SendError::Closed) => Err((wsb_result::NotConnected, "the client is not connected".into())),
+            Err(e) => Err((e.into(), e.to_string())),
         }
-    };
-    with_client(client, |o| match o.handle.close(code, r) {
-        Ok(()) => Ok(wsb_result::Ok),
-        Err(crate::SendError::Closed) => Err((wsb_result::NotConnected, "the client is not connected".into())),
-        Err(e) => Err((e.into(), e.to_string())),
     })
 }
 
@@ -809,11 +714,8 @@ pub unsafe extern "C" fn wsb_client_poll(
     timeout_ms: i32,
     out: *mut wsb_client_event,
 ) -> wsb_result {
-    if out.is_null() {
-        set_last_error("out is NULL");
-        return wsb_result::NullPointer;
-    }
     with_client(client, |o| {
+        let out = out_arg(out, "out")?;
         if !o.handle.is_queued() {
             return Err((wsb_result::InvalidState, "the client is in callback mode".into()));
         }
@@ -827,9 +729,8 @@ pub unsafe extern "C" fn wsb_client_poll(
             Ok(ev) => {
                 let text = event_text(&as_event(&ev));
                 let stored = slot.insert((ev, text));
-                // SAFETY: checked non-NULL above; the event's storage lives in
-                // `o.polled` until the next poll.
-                fill(unsafe { &mut *out }, &as_event(&stored.0), &stored.1);
+                // The event's storage lives in `o.polled` until the next poll.
+                fill(out, &as_event(&stored.0), &stored.1);
                 Ok(wsb_result::Ok)
             }
             Err(PollError::Timeout) => Ok(wsb_result::Timeout),
@@ -874,10 +775,4 @@ pub unsafe extern "C" fn wsb_client_last_error(
         // SAFETY: forwarded caller contract.
         Ok(unsafe { copy_out(&msg, buf, len, needed) })
     })
-}
-
-impl LastError for wsb_client {
-    fn last_error(&self) -> &Mutex<String> {
-        &self.last_error
-    }
 }

@@ -143,11 +143,10 @@ impl From<Result<crate::Sent, crate::SendError>> for wsb_result {
     }
 }
 
-/// A static, NUL-terminated description of a result code (never NULL; do not
-/// free). Unknown values give "unknown result". Safe to call from any thread.
-#[no_mangle]
-pub extern "C" fn wsb_result_str(r: u32) -> *const c_char {
-    let all = [
+impl wsb_result {
+    /// Every result code, in value order (`ffi::tests` checks it against the
+    /// enum's declaration).
+    pub(crate) const ALL: [wsb_result; 28] = [
         wsb_result::Ok,
         wsb_result::Panic,
         wsb_result::NullPointer,
@@ -177,10 +176,18 @@ pub extern "C" fn wsb_result_str(r: u32) -> *const c_char {
         wsb_result::ProxyFailed,
         wsb_result::NotConnected,
     ];
-    let s = all
-        .iter()
-        .find(|x| **x as u32 == r)
-        .map(|x| x.text())
-        .unwrap_or("unknown result\0");
-    s.as_ptr() as *const c_char
+}
+
+/// A static, NUL-terminated description of a result code (never NULL; do not
+/// free). Unknown values give "unknown result". Safe to call from any thread.
+#[no_mangle]
+pub extern "C" fn wsb_result_str(r: u32) -> *const c_char {
+    super::guard(c"unknown result".as_ptr(), || {
+        let s = wsb_result::ALL
+            .iter()
+            .find(|x| **x as u32 == r)
+            .map(|x| x.text())
+            .unwrap_or("unknown result\0");
+        s.as_ptr() as *const c_char
+    })
 }

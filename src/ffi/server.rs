@@ -2,12 +2,12 @@
 //! Barracuda WSS/WSSCB model without its limits).
 
 use std::ffi::{c_char, c_void, CString};
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use super::handles::{in_callback, is_in_callback, Failure, Handles, LastError, SendPtr};
-use super::{bytes_arg, copy_out, guard, set_last_error, str_arg, wsb_result};
+use super::handles::{release, Failure, Handles, Object, Owner, Userdata};
+use super::poll_gate::PollGate;
+use super::{bytes_arg, copy_out, guard, invalid, opt_str_arg, out_arg, plain, str_arg, wsb_result};
 use crate::engine::PollError;
 use crate::{Config, ConnId, Event, EventQueue, OverflowPolicy, OwnedEvent, Server, ServerHandle};
 
@@ -17,8 +17,12 @@ pub type wsb_conn_id = u64;
 /// Server settings, built with `wsb_server_config_new` and the setters below.
 /// Opaque.
 pub struct wsb_server_config {
-    cfg: Config,
+    cfg: Mutex<Config>,
 }
+
+impl Object for wsb_server_config {}
+
+static CONFIGS: LazyLock<Handles<wsb_server_config>> = LazyLock::new(Handles::new);
 
 /// A running server. Opaque; create with `wsb_server_new`, destroy with
 /// `wsb_server_free`.
@@ -27,7 +31,10 @@ pub struct wsb_server {
     handle: ServerHandle,
     queue: Option<Arc<EventQueue>>,
     polled: Mutex<Option<Polled>>,
+    poll_gate: PollGate,
     last_error: Mutex<String>,
+    /// Queue mode: the host's userdata, released by free.
+    userdata: Mutex<Option<Userdata>>,
 }
 
 static SERVERS: LazyLock<Handles<wsb_server>> = LazyLock::new(Handles::new);
@@ -215,20 +222,17 @@ impl Polled {
 /// The callback-mode handler: turns engine events into `wsb_event`s.
 struct CHandler {
     cb: unsafe extern "C" fn(*mut c_void, *mut wsb_server, *const wsb_event),
-    userdata: SendPtr,
-    userdata_free: wsb_userdata_free_cb,
-    /// The `wsb_server*` handed to the callback, known once the server object
-    /// exists (before any client can connect).
-    server: Arc<OnceLock<usize>>,
+    userdata: Userdata,
+    /// The `wsb_server*` handed to the callback.
+    owner: Owner<wsb_server>,
 }
 
 impl CHandler {
     fn call(&self, ev: &wsb_event) {
-        let server = self.server.get().copied().unwrap_or(0);
-        in_callback(server, || {
+        self.owner.enter(|server| {
             // SAFETY: the host registered `cb` for exactly this call shape; every
             // pointer in `ev` outlives the call.
-            unsafe { (self.cb)(self.userdata.0, server as *mut wsb_server, ev) }
+            unsafe { (self.cb)(self.userdata.get(), server, ev) }
         });
     }
 }
@@ -307,15 +311,6 @@ impl crate::Handler for CHandler {
     }
 }
 
-impl Drop for CHandler {
-    fn drop(&mut self) {
-        if let Some(f) = self.userdata_free {
-            // SAFETY: registered by the host, called exactly once (here).
-            unsafe { f(self.userdata.0) }
-        }
-    }
-}
-
 // ---- configuration ----
 
 /// Creates a configuration with every default (see the README for the table:
@@ -327,28 +322,29 @@ impl Drop for CHandler {
 #[no_mangle]
 pub extern "C" fn wsb_server_config_new() -> *mut wsb_server_config {
     guard(std::ptr::null_mut(), || {
-        Box::into_raw(Box::new(wsb_server_config { cfg: Config::default() }))
+        let cfg = Arc::new(wsb_server_config {
+            cfg: Mutex::new(Config::default()),
+        });
+        CONFIGS.add(cfg).unwrap_or(std::ptr::null_mut())
     })
 }
 
-/// Frees a configuration. `wsb_server_config_free(NULL)` is a no-op. A server
+/// Frees a configuration. `wsb_server_config_free(NULL)` is a no-op; so is a
+/// pointer already freed or unknown (`wsb_last_error` then says so). A server
 /// created from it keeps its own copy.
 ///
 /// # Safety
-/// `cfg` must be NULL or a pointer from `wsb_server_config_new`, freed once.
+/// `cfg` must be NULL or a pointer from `wsb_server_config_new`.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_server_config_free(cfg: *mut wsb_server_config) {
     guard((), || {
-        if !cfg.is_null() {
-            // SAFETY: per the contract, `cfg` came from Box::into_raw.
-            drop(unsafe { Box::from_raw(cfg) });
-        }
+        CONFIGS.free(cfg, "config");
     })
 }
 
 /// Applies `f` to the configuration behind `cfg`.
-unsafe fn with_cfg(cfg: *mut wsb_server_config, f: impl FnOnce(&mut Config) -> Result<(), String>) -> wsb_result {
-    super::with_config(cfg, |c| f(&mut c.cfg))
+fn with_cfg(cfg: *mut wsb_server_config, f: impl FnOnce(&mut Config) -> Result<(), Failure>) -> wsb_result {
+    super::with_config(&CONFIGS, cfg, |c| &c.cfg, f)
 }
 
 /// Sets the listen address, `"IP:PORT"` (`"0.0.0.0:8080"`, `"[::1]:0"`; port 0 =
@@ -358,12 +354,11 @@ unsafe fn with_cfg(cfg: *mut wsb_server_config, f: impl FnOnce(&mut Config) -> R
 /// `cfg` must be a valid configuration; `addr` a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_server_config_set_bind(cfg: *mut wsb_server_config, addr: *const c_char) -> wsb_result {
-    let a = match str_arg(addr, "addr") {
-        Ok(a) => a.to_owned(),
-        Err(r) => return r,
-    };
     with_cfg(cfg, |c| {
-        c.bind = a.parse().map_err(|_| format!("not an IP:PORT address: {a:?}"))?;
+        let a = str_arg(addr, "addr")?;
+        c.bind = a
+            .parse()
+            .map_err(|_| invalid(format!("not an IP:PORT address: {a:?}")))?;
         Ok(())
     })
 }
@@ -377,7 +372,7 @@ pub unsafe extern "C" fn wsb_server_config_set_bind(cfg: *mut wsb_server_config,
 pub unsafe extern "C" fn wsb_server_config_set_threads(cfg: *mut wsb_server_config, threads: u32) -> wsb_result {
     with_cfg(cfg, |c| {
         if threads == 0 || threads > 64 {
-            return Err(format!("threads must be 1 to 64, not {threads}"));
+            return Err(invalid(format!("threads must be 1 to 64, not {threads}")));
         }
         c.threads = threads as usize;
         Ok(())
@@ -396,7 +391,7 @@ pub unsafe extern "C" fn wsb_server_config_set_max_message_size(
 ) -> wsb_result {
     with_cfg(cfg, |c| {
         if bytes == 0 {
-            return Err("max message size must be positive".into());
+            return Err(invalid("max message size must be positive"));
         }
         c.max_message_size = bytes;
         Ok(())
@@ -412,7 +407,7 @@ pub unsafe extern "C" fn wsb_server_config_set_max_message_size(
 pub unsafe extern "C" fn wsb_server_config_set_max_frame_size(cfg: *mut wsb_server_config, bytes: usize) -> wsb_result {
     with_cfg(cfg, |c| {
         if bytes == 0 {
-            return Err("max frame size must be positive".into());
+            return Err(invalid("max frame size must be positive"));
         }
         c.max_frame_size = bytes;
         Ok(())
@@ -431,7 +426,7 @@ pub unsafe extern "C" fn wsb_server_config_set_handshake_timeout_ms(
 ) -> wsb_result {
     with_cfg(cfg, |c| {
         if ms == 0 {
-            return Err("handshake timeout must be positive".into());
+            return Err(invalid("handshake timeout must be positive"));
         }
         c.handshake_timeout = Duration::from_millis(ms as u64);
         Ok(())
@@ -486,7 +481,7 @@ pub unsafe extern "C" fn wsb_server_config_set_close_timeout_ms(cfg: *mut wsb_se
 pub unsafe extern "C" fn wsb_server_config_set_max_connections(cfg: *mut wsb_server_config, n: u32) -> wsb_result {
     with_cfg(cfg, |c| {
         if n == 0 {
-            return Err("max connections must be positive".into());
+            return Err(invalid("max connections must be positive"));
         }
         c.max_connections = n as usize;
         Ok(())
@@ -508,7 +503,7 @@ pub unsafe extern "C" fn wsb_server_config_set_outbound_limits(
 ) -> wsb_result {
     with_cfg(cfg, |c| {
         if soft > hard {
-            return Err(format!("soft limit {soft} is above hard limit {hard}"));
+            return Err(invalid(format!("soft limit {soft} is above hard limit {hard}")));
         }
         c.outbound_soft_limit = soft;
         c.outbound_hard_limit = hard;
@@ -548,12 +543,8 @@ pub unsafe extern "C" fn wsb_server_config_add_allowed_origin(
     cfg: *mut wsb_server_config,
     origin: *const c_char,
 ) -> wsb_result {
-    let o = match str_arg(origin, "origin") {
-        Ok(o) => o.to_owned(),
-        Err(r) => return r,
-    };
     with_cfg(cfg, |c| {
-        c.allowed_origins.push(o);
+        c.allowed_origins.push(str_arg(origin, "origin")?.to_owned());
         Ok(())
     })
 }
@@ -568,15 +559,8 @@ pub unsafe extern "C" fn wsb_server_config_add_subprotocol(
     cfg: *mut wsb_server_config,
     protocol: *const c_char,
 ) -> wsb_result {
-    let p = match str_arg(protocol, "protocol") {
-        Ok(p) => p.to_owned(),
-        Err(r) => return r,
-    };
     with_cfg(cfg, |c| {
-        if p.is_empty() || p.bytes().any(|b| b <= b' ' || b == b',' || b >= 0x7F) {
-            return Err(format!("not a valid subprotocol token: {p:?}"));
-        }
-        c.subprotocols.push(p);
+        c.subprotocols.push(super::subprotocol_arg(protocol)?);
         Ok(())
     })
 }
@@ -588,16 +572,8 @@ pub unsafe extern "C" fn wsb_server_config_add_subprotocol(
 /// `cfg` must be a valid configuration; `path` NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_server_config_set_path(cfg: *mut wsb_server_config, path: *const c_char) -> wsb_result {
-    let p = if path.is_null() {
-        None
-    } else {
-        match str_arg(path, "path") {
-            Ok(p) => Some(p.to_owned()),
-            Err(r) => return r,
-        }
-    };
     with_cfg(cfg, |c| {
-        c.path = p;
+        c.path = opt_str_arg(path, "path")?.map(str::to_owned);
         Ok(())
     })
 }
@@ -611,7 +587,7 @@ pub unsafe extern "C" fn wsb_server_config_set_path(cfg: *mut wsb_server_config,
 pub unsafe extern "C" fn wsb_server_config_set_event_queue_capacity(cfg: *mut wsb_server_config, n: u32) -> wsb_result {
     with_cfg(cfg, |c| {
         if n < 2 {
-            return Err("event queue capacity must be at least 2".into());
+            return Err(invalid("event queue capacity must be at least 2"));
         }
         c.event_queue_capacity = n as usize;
         Ok(())
@@ -626,7 +602,7 @@ pub unsafe extern "C" fn wsb_server_config_set_event_queue_capacity(cfg: *mut ws
 pub(crate) unsafe fn tls_paths(
     cert_chain_pem_path: *const c_char,
     key_pem_path: *const c_char,
-) -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>, wsb_result> {
+) -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>, Failure> {
     if cert_chain_pem_path.is_null() && key_pem_path.is_null() {
         return Ok(None);
     }
@@ -635,13 +611,15 @@ pub(crate) unsafe fn tls_paths(
     Ok(Some((cert.into(), key.into())))
 }
 
-/// Reads the files `tls_paths` named (see `crate::tls::server_config`).
+/// Reads the files `tls_paths` named (see `crate::tls::server_config`); a
+/// file that cannot be used is `WSB_RESULT_INVALID_ARGUMENT`.
 pub(crate) fn load_server_tls(
     paths: Option<(std::path::PathBuf, std::path::PathBuf)>,
-) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+) -> Result<Option<Arc<rustls::ServerConfig>>, Failure> {
     paths
         .map(|(cert, key)| crate::tls::server_config(&cert, &key))
         .transpose()
+        .map_err(invalid)
 }
 
 /// Serves `wss://` instead of `ws://`: TLS with the certificate chain (PEM,
@@ -661,12 +639,8 @@ pub unsafe extern "C" fn wsb_server_config_set_tls(
     cert_chain_pem_path: *const c_char,
     key_pem_path: *const c_char,
 ) -> wsb_result {
-    let paths = match tls_paths(cert_chain_pem_path, key_pem_path) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     with_cfg(cfg, |c| {
-        c.tls = load_server_tls(paths)?;
+        c.tls = load_server_tls(tls_paths(cert_chain_pem_path, key_pem_path)?)?;
         Ok(())
     })
 }
@@ -683,7 +657,8 @@ pub unsafe extern "C" fn wsb_server_config_set_tls(
 ///
 /// On success the caller owns `*out` and must call `wsb_server_free` once.
 /// On failure `*out` is untouched and `wsb_last_error` tells why (e.g. the
-/// address is in use: `WSB_RESULT_ADDR_IN_USE`).
+/// address is in use: `WSB_RESULT_ADDR_IN_USE`; a freed or unknown `cfg`:
+/// `WSB_RESULT_NOT_FOUND`).
 ///
 /// # Safety
 /// `cfg` must be NULL or valid; `out` a valid pointer; `cb` and `userdata_free`
@@ -696,49 +671,32 @@ pub unsafe extern "C" fn wsb_server_new(
     userdata_free: wsb_userdata_free_cb,
     out: *mut *mut wsb_server,
 ) -> wsb_result {
-    let ud = SendPtr(userdata);
-    guard(
-        wsb_result::Panic,
-        AssertUnwindSafe(move || {
-            let release = || {
-                if let Some(f) = userdata_free {
-                    // SAFETY: host-registered; called once because creation failed.
-                    unsafe { f(ud.0) }
-                }
-            };
-            if out.is_null() {
-                set_last_error("out is NULL");
-                release();
-                return wsb_result::NullPointer;
-            }
-            // SAFETY: per the contract, `cfg` is NULL or valid.
-            let config = unsafe { cfg.as_ref() }.map(|c| c.cfg.clone()).unwrap_or_default();
-            if let Err(e) = config.validate() {
-                set_last_error(e);
-                release();
-                return wsb_result::InvalidArgument;
-            }
-            match start(config, cb, ud, userdata_free) {
-                Ok(p) => {
-                    // SAFETY: checked non-NULL above.
-                    unsafe { *out = p };
-                    wsb_result::Ok
-                }
-                Err((r, msg)) => {
-                    set_last_error(msg);
-                    r
-                }
-            }
-        }),
-    )
+    plain(|| {
+        // Whatever happens from here, dropping this releases the userdata
+        // unless a handler or the server has taken it.
+        let userdata = Userdata::new(userdata, userdata_free);
+        let out = out_arg(out, "out")?;
+        let config = if cfg.is_null() {
+            Config::default()
+        } else {
+            CONFIGS.lookup(cfg, "config", |c| {
+                c.cfg.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            })?
+        };
+        config.validate().map_err(invalid)?;
+        *out = start(config, cb, userdata)?;
+        Ok(wsb_result::Ok)
+    })
 }
 
-fn start(
-    config: Config,
-    cb: wsb_server_event_cb,
-    ud: SendPtr,
-    userdata_free: wsb_userdata_free_cb,
-) -> Result<*mut wsb_server, (wsb_result, String)> {
+#[cfg(test)]
+thread_local! {
+    /// A pause between the engine's start and the server's registration, to
+    /// let a test's first event fall into that window.
+    static START_DELAY: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
+}
+
+fn start(config: Config, cb: wsb_server_event_cb, userdata: Userdata) -> Result<*mut wsb_server, Failure> {
     let bind = config.bind;
     let io_err = |e: std::io::Error| {
         let r = if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -748,78 +706,37 @@ fn start(
         };
         (r, format!("cannot listen on {bind}: {e}"))
     };
-    match cb {
+    // The token is drawn first: the handler knows its `wsb_server*` before
+    // the first event can come, and an event that comes before the server
+    // is registered waits for it.
+    let reservation = SERVERS.reserve()?;
+    let (server, queue, userdata) = match cb {
         Some(cb) => {
-            // The handler needs the object's address, known only once the
-            // server exists; events cannot come before a client connects, and
-            // the cell is filled before this function returns.
-            let cell = Arc::new(OnceLock::new());
             let handler = CHandler {
                 cb,
-                userdata: ud,
-                userdata_free,
-                server: cell.clone(),
+                userdata,
+                owner: reservation.owner(),
             };
-            let server = Server::start(config, handler).map_err(io_err)?;
-            let obj = Arc::new(wsb_server {
-                handle: server.handle().clone(),
-                server: Mutex::new(Some(server)),
-                queue: None,
-                polled: Mutex::new(None),
-                last_error: Mutex::new(String::new()),
-            });
-            let p = SERVERS.add(obj);
-            let _ = cell.set(p as usize);
-            Ok(p)
+            (Server::start(config, handler).map_err(io_err)?, None, None)
         }
         None => {
-            let (server, queue) = match Server::start_queued(config) {
-                Ok(x) => x,
-                Err(e) => {
-                    if let Some(f) = userdata_free {
-                        // SAFETY: host-registered; called once because creation failed.
-                        unsafe { f(ud.0) }
-                    }
-                    return Err(io_err(e));
-                }
-            };
-            let obj = Arc::new(wsb_server {
-                handle: server.handle().clone(),
-                server: Mutex::new(Some(server)),
-                queue: Some(queue),
-                polled: Mutex::new(None),
-                last_error: Mutex::new(String::new()),
-            });
-            // Queue mode has no callback, so userdata is only held until free.
-            let holder = UserdataHolder {
-                ud,
-                free: userdata_free,
-            };
-            let p = SERVERS.add(obj);
-            QUEUE_USERDATA
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((p as usize, holder));
-            Ok(p)
+            let (server, queue) = Server::start_queued(config).map_err(io_err)?;
+            // Queue mode has no callback: userdata is only held until free.
+            (server, Some(queue), Some(userdata))
         }
-    }
+    };
+    #[cfg(test)]
+    std::thread::sleep(START_DELAY.with(|d| d.get()));
+    Ok(reservation.commit(Arc::new(wsb_server {
+        handle: server.handle().clone(),
+        server: Mutex::new(Some(server)),
+        queue,
+        polled: Mutex::new(None),
+        poll_gate: PollGate::new(),
+        last_error: Mutex::new(String::new()),
+        userdata: Mutex::new(userdata),
+    })))
 }
-
-struct UserdataHolder {
-    ud: SendPtr,
-    free: wsb_userdata_free_cb,
-}
-
-impl Drop for UserdataHolder {
-    fn drop(&mut self) {
-        if let Some(f) = self.free {
-            // SAFETY: host-registered; called exactly once (here).
-            unsafe { f(self.ud.0) }
-        }
-    }
-}
-
-static QUEUE_USERDATA: LazyLock<Mutex<Vec<(usize, UserdataHolder)>>> = LazyLock::new(|| Mutex::new(Vec::new()));
 
 /// Stops and frees a server: every connection gets close 1001, closing
 /// handshakes are given up to 2 s, the I/O threads are joined, then
@@ -832,39 +749,25 @@ static QUEUE_USERDATA: LazyLock<Mutex<Vec<(usize, UserdataHolder)>>> = LazyLock:
 /// `server` must be NULL or a pointer from `wsb_server_new`.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_server_free(server: *mut wsb_server) -> wsb_result {
-    guard(
-        wsb_result::Panic,
-        AssertUnwindSafe(|| {
-            if server.is_null() {
-                return wsb_result::Ok;
-            }
-            if is_in_callback(server as usize) {
-                set_last_error("wsb_server_free called from the server's own callback");
-                return wsb_result::Reentrant;
-            }
-            let Some(obj) = SERVERS.get(server) else {
-                set_last_error("unknown server (already freed?)");
-                return wsb_result::NotFound;
-            };
-            if obj.handle.on_io_thread() {
-                set_last_error("wsb_server_free called from the server's own I/O thread");
-                return wsb_result::Reentrant;
-            }
-            if SERVERS.remove(server).is_none() {
-                set_last_error("unknown server (already freed?)");
-                return wsb_result::NotFound;
-            }
-            let s = obj.server.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(s) = s {
-                s.shutdown();
-            }
-            QUEUE_USERDATA
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|(p, _)| *p != server as usize);
-            wsb_result::Ok
-        }),
-    )
+    SERVERS.free(server, "server")
+}
+
+impl Object for wsb_server {
+    fn last_error(&self) -> Option<&Mutex<String>> {
+        Some(&self.last_error)
+    }
+
+    fn on_own_thread(&self) -> bool {
+        self.handle.on_io_thread()
+    }
+
+    fn shutdown(&self) {
+        let s = self.server.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(s) = s {
+            s.shutdown();
+        }
+        release(&self.userdata);
+    }
 }
 
 /// Runs `f` on the live server behind `s`, recording failures for
@@ -887,10 +790,9 @@ fn send_result(conn: ConnId, r: Result<crate::Sent, crate::SendError>) -> Result
 /// `server` must be NULL or a pointer from `wsb_server_new`.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_server_port(server: *const wsb_server) -> u16 {
-    guard(
-        0,
-        AssertUnwindSafe(|| SERVERS.with(server, |o| o.handle.local_addr().port()).unwrap_or(0)),
-    )
+    guard(0, || {
+        SERVERS.with(server, |o| o.handle.local_addr().port()).unwrap_or(0)
+    })
 }
 
 /// Sends one message: text (`is_text` true; must be valid UTF-8, else
@@ -913,12 +815,9 @@ pub unsafe extern "C" fn wsb_server_write(
     len: usize,
     is_text: bool,
 ) -> wsb_result {
-    // SAFETY: forwarded caller contract.
-    let d = match unsafe { bytes_arg(data, len) } {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    with_server(server, |o| send_result(conn, o.handle.send(conn, d, is_text)))
+    with_server(server, |o| {
+        send_result(conn, o.handle.send(conn, bytes_arg(data, len)?, is_text))
+    })
 }
 
 /// Sends a ping with `len` ≤ 125 bytes of payload (else `WSB_RESULT_TOO_BIG`).
@@ -933,12 +832,9 @@ pub unsafe extern "C" fn wsb_server_ping(
     data: *const u8,
     len: usize,
 ) -> wsb_result {
-    // SAFETY: forwarded caller contract.
-    let d = match unsafe { bytes_arg(data, len) } {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    with_server(server, |o| send_result(conn, o.handle.ping(conn, d)))
+    with_server(server, |o| {
+        send_result(conn, o.handle.ping(conn, bytes_arg(data, len)?))
+    })
 }
 
 /// Starts the closing handshake: sends a close frame with `code` (≤ 0, and
@@ -958,17 +854,12 @@ pub unsafe extern "C" fn wsb_server_close(
     code: i32,
     reason: *const c_char,
 ) -> wsb_result {
-    let r = if reason.is_null() {
-        ""
-    } else {
-        match str_arg(reason, "reason") {
-            Ok(r) => r,
-            Err(e) => return e,
+    with_server(server, |o| {
+        let r = opt_str_arg(reason, "reason")?.unwrap_or("");
+        match o.handle.close(conn, code, r) {
+            Ok(()) => Ok(wsb_result::Ok),
+            Err(e) => Err((e.into(), format!("connection {conn}: {e}"))),
         }
-    };
-    with_server(server, |o| match o.handle.close(conn, code, r) {
-        Ok(()) => Ok(wsb_result::Ok),
-        Err(e) => Err((e.into(), format!("connection {conn}: {e}"))),
     })
 }
 
@@ -980,44 +871,38 @@ pub unsafe extern "C" fn wsb_server_close(
 /// `server` must be NULL or a pointer from `wsb_server_new`.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_server_is_valid(server: *const wsb_server, conn: wsb_conn_id) -> bool {
-    guard(
-        false,
-        AssertUnwindSafe(|| SERVERS.with(server, |o| o.handle.is_valid(conn)).unwrap_or(false)),
-    )
+    guard(false, || {
+        SERVERS.with(server, |o| o.handle.is_valid(conn)).unwrap_or(false)
+    })
 }
 
 /// Queue mode: waits up to `timeout_ms` (negative = forever, 0 = just check)
 /// for the next event and fills `*out`. Returns `WSB_RESULT_TIMEOUT` when none
 /// came, `WSB_RESULT_INTERRUPTED` after `wsb_server_interrupt`,
 /// `WSB_RESULT_INVALID_STATE` in callback mode. The event's pointers stay
-/// valid until the next poll on this server (or its free): poll from one
-/// thread at a time. Safe to call from any thread.
+/// valid until the next poll on this server (or its free), so poll from one
+/// thread at a time: a poll that finds another one running on this server
+/// waits for it within its own `timeout_ms`, then returns
+/// `WSB_RESULT_TIMEOUT`. Safe to call from any thread.
 ///
 /// # Safety
 /// `server` must be NULL or a pointer from `wsb_server_new`; `out` valid.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_server_poll(server: *mut wsb_server, timeout_ms: i32, out: *mut wsb_event) -> wsb_result {
-    if out.is_null() {
-        set_last_error("out is NULL");
-        return wsb_result::NullPointer;
-    }
     with_server(server, |o| {
+        let out = out_arg(out, "out")?;
         let Some(q) = &o.queue else {
             return Err((wsb_result::InvalidState, "the server is in callback mode".into()));
         };
-        let timeout = if timeout_ms < 0 {
-            None
-        } else {
-            Some(Duration::from_millis(timeout_ms as u64))
+        let Some((_turn, timeout)) = o.poll_gate.turn(timeout_ms) else {
+            return Ok(wsb_result::Timeout);
         };
         let mut slot = o.polled.lock().unwrap_or_else(|e| e.into_inner());
         // The previous event's storage is released now, as documented.
         *slot = None;
         match q.poll(timeout) {
             Ok(ev) => {
-                let p = slot.insert(Polled::new(ev));
-                // SAFETY: checked non-NULL above; the caller owns `*out`.
-                p.fill(unsafe { &mut *out });
+                slot.insert(Polled::new(ev)).fill(out);
                 Ok(wsb_result::Ok)
             }
             Err(PollError::Timeout) => Ok(wsb_result::Timeout),
@@ -1050,24 +935,18 @@ pub unsafe extern "C" fn wsb_server_interrupt(server: *mut wsb_server) -> wsb_re
 /// `server` must be NULL or a pointer from `wsb_server_new`; `out` valid.
 #[no_mangle]
 pub unsafe extern "C" fn wsb_server_stats(server: *const wsb_server, out: *mut wsb_stats) -> wsb_result {
-    if out.is_null() {
-        set_last_error("out is NULL");
-        return wsb_result::NullPointer;
-    }
     with_server(server, |o| {
+        let out = out_arg(out, "out")?;
         let s = o.handle.stats();
-        // SAFETY: checked non-NULL above.
-        unsafe {
-            *out = wsb_stats {
-                connections_open: s.connections_open,
-                connections_total: s.connections_total,
-                messages_in: s.messages_in,
-                bytes_in: s.bytes_in,
-                messages_out: s.messages_out,
-                bytes_out: s.bytes_out,
-                slow_consumers_closed: s.slow_consumers_closed,
-                handshakes_failed: s.handshakes_failed,
-            }
+        *out = wsb_stats {
+            connections_open: s.connections_open,
+            connections_total: s.connections_total,
+            messages_in: s.messages_in,
+            bytes_in: s.bytes_in,
+            messages_out: s.messages_out,
+            bytes_out: s.bytes_out,
+            slow_consumers_closed: s.slow_consumers_closed,
+            handshakes_failed: s.handshakes_failed,
         };
         Ok(wsb_result::Ok)
     })
@@ -1095,8 +974,64 @@ pub unsafe extern "C" fn wsb_server_last_error(
     })
 }
 
-impl LastError for wsb_server {
-    fn last_error(&self) -> &Mutex<String> {
-        &self.last_error
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static SEEN_SERVER: AtomicUsize = AtomicUsize::new(usize::MAX);
+    static WRITE_RESULT: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+    unsafe extern "C" fn greet(_: *mut c_void, server: *mut wsb_server, ev: *const wsb_event) {
+        let ev = &*ev;
+        if ev.kind == wsb_event_type::Open as u32 {
+            SEEN_SERVER.store(server as usize, Ordering::SeqCst);
+            let r = wsb_server_write(server, ev.conn, b"hi".as_ptr(), 2, true);
+            WRITE_RESULT.store(r as usize, Ordering::SeqCst);
+        }
+    }
+
+    /// An OPEN that comes after the engine has started but before the server
+    /// is registered (held open here for 500 ms) still gets the server's
+    /// pointer, and a write made with it from the callback goes through.
+    #[test]
+    fn an_event_before_registration_sees_the_server() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let peer = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let tcp = loop {
+                match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                    Ok(t) => break t,
+                    Err(e) if std::time::Instant::now() > deadline => panic!("connect: {e}"),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            };
+            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let (mut ws, _) = tungstenite::client(format!("ws://127.0.0.1:{port}/"), tcp).unwrap();
+            ws.read().unwrap().into_text().unwrap().as_str().to_owned()
+        });
+        let addr = CString::new(format!("127.0.0.1:{port}")).unwrap();
+        START_DELAY.with(|d| d.set(Duration::from_millis(500)));
+        let mut s = std::ptr::null_mut();
+        // SAFETY: valid arguments throughout.
+        unsafe {
+            let cfg = wsb_server_config_new();
+            assert_eq!(wsb_server_config_set_bind(cfg, addr.as_ptr()), wsb_result::Ok);
+            assert_eq!(
+                wsb_server_new(cfg, Some(greet), std::ptr::null_mut(), None, &mut s),
+                wsb_result::Ok
+            );
+            wsb_server_config_free(cfg);
+        }
+        START_DELAY.with(|d| d.set(Duration::ZERO));
+        assert_eq!(peer.join().unwrap(), "hi");
+        assert_eq!(SEEN_SERVER.load(Ordering::SeqCst), s as usize);
+        assert_eq!(WRITE_RESULT.load(Ordering::SeqCst), wsb_result::Ok as usize);
+        // SAFETY: from wsb_server_new.
+        assert_eq!(unsafe { wsb_server_free(s) }, wsb_result::Ok);
     }
 }

@@ -1,5 +1,6 @@
-//! Helpers shared by the listener tests: a tungstenite client with bounded
-//! waits, raw frames, and a webtalk admin client.
+//! Helpers shared by the listener and C API tests: a tungstenite client with
+//! bounded waits, raw frames, a webtalk admin client, and a check of
+//! concurrent polls.
 #![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};
@@ -210,4 +211,32 @@ impl Rng {
     pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
+}
+
+/// One `poll(timeout_ms) -> (result, event kind, time taken)` waits long on
+/// another thread; a second poll must time out after its own timeout (and
+/// one of 0 at once), and the first must still get the event `send` causes.
+pub fn check_polls_keep_their_own_timeouts(
+    poll: impl Fn(i32) -> (wsbroker::ffi::wsb_result, u32, Duration) + Sync,
+    send: impl FnOnce(),
+    message: u32,
+) {
+    use wsbroker::ffi::wsb_result;
+    std::thread::scope(|scope| {
+        let long = scope.spawn(|| poll(8_000));
+        std::thread::sleep(Duration::from_millis(200));
+        let (r, _, took) = poll(300);
+        assert_eq!(r, wsb_result::Timeout);
+        assert!(
+            took >= Duration::from_millis(290) && took < Duration::from_millis(2000),
+            "{took:?}"
+        );
+        let (r, _, took) = poll(0);
+        assert_eq!(r, wsb_result::Timeout);
+        assert!(took < Duration::from_millis(200), "0 just checks: {took:?}");
+        send();
+        let (r, kind, took) = long.join().unwrap();
+        assert_eq!((r, kind), (wsb_result::Ok, message));
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    });
 }

@@ -18,8 +18,10 @@ from websockets.sync.client import connect
 from harness import (
     OPEN_RE,
     FrameReader,
+    ServerProcess,
     binary_payload,
     encode_frame,
+    example_binary,
     raw_handshake,
     text_payload,
 )
@@ -182,6 +184,27 @@ def test_node_server_close(start_server, node_client):
     assert len(opened) == 1
     line = srv.wait_close_line(int(opened[0].group(1)))
     assert (line.status, line.initiator, line.reason) == (4000, "host", "bye")
+
+
+def test_poll_example_writes_from_two_threads_at_once():
+    """echo_poll echoes from its polling thread while its second thread sends
+    a burst on the same connection: every message arrives whole, each thread's
+    in its own order."""
+    srv = ServerProcess(example_binary("echo_poll"), [])
+    srv.start()
+    try:
+        with py_connect(srv) as ws:
+            ws.send("/burst 2000")
+            echoes = [f"echo {i}" for i in range(300)]
+            for e in echoes:
+                ws.send(e)
+            got = [ws.recv(timeout=30) for _ in range(2000 + len(echoes))]
+        bursts = [m for m in got if m.startswith("burst ")]
+        assert bursts == [f"burst {i}/2000" for i in range(1, 2001)]
+        assert [m for m in got if not m.startswith("burst ")] == echoes
+        srv.check_clean_exit()
+    finally:
+        srv.kill()
 
 
 def test_ping_answered_with_pong(start_server):

@@ -1,8 +1,9 @@
-"""A short session with the plain (non-ASan) echo_server under valgrind memcheck.
+"""A short session with each plain (non-ASan) echo example under valgrind memcheck.
 
 valgrind slows the server down by an order of magnitude, so this keeps to a
 handful of messages: each size once as text and as binary, client and
-server initiated closes, then SIGTERM.
+server initiated closes, then SIGTERM. echo_poll also sends a short burst
+from its second thread while its polling thread echoes.
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ MEMCHECK_MARKERS = (
 
 
 @pytest.mark.timeout(600)
-def test_echo_server_under_valgrind():
+@pytest.mark.parametrize("example", ["echo_server", "echo_poll"])
+def test_example_under_valgrind(example):
     if shutil.which("valgrind") is None:
         pytest.fail("valgrind is not installed (scripts/setup-test-env.sh installs it)")
-    srv = ServerProcess(example_binary("echo_server", prefer_asan=False), [], wrapper=VALGRIND, startup_timeout=120)
+    srv = ServerProcess(example_binary(example, prefer_asan=False), [], wrapper=VALGRIND, startup_timeout=120)
     srv.start()
     try:
         with connect(srv.url("/valgrind"), max_size=None, compression=None, open_timeout=60, close_timeout=60) as ws:
@@ -56,6 +58,12 @@ def test_echo_server_under_valgrind():
                 data = binary_payload(size)
                 ws.send(data)
                 assert ws.recv(timeout=120) == data
+            if example == "echo_poll":
+                ws.send("/burst 20")
+                ws.send("both threads")
+                got = [ws.recv(timeout=120) for _ in range(21)]
+                assert [m for m in got if m.startswith("burst ")] == [f"burst {i}/20" for i in range(1, 21)]
+                assert "both threads" in got
             ws.close(4001, "valgrind bye")
         assert ws.protocol.close_rcvd is not None
         with connect(srv.url(), compression=None, open_timeout=60, close_timeout=60) as ws:

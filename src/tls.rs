@@ -79,6 +79,13 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
 impl ClientTls {
     /// Builds the rustls configuration; errors say which file and why.
     pub fn build(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        self.build_described().map(|(cfg, _)| cfg)
+    }
+
+    /// [`ClientTls::build`], with a description of the client certificate
+    /// (see [`describe_certificate`]) when there is one, for the message
+    /// when a server refuses it.
+    pub fn build_described(&self) -> Result<(Arc<rustls::ClientConfig>, Option<String>), String> {
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS setup: {e}"))?;
@@ -116,13 +123,18 @@ impl ClientTls {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(Explaining { inner, trusted }))
         };
-        let cfg = match &self.client_cert {
-            Some((chain, key)) => builder
-                .with_client_auth_cert(load_certs(chain)?, load_key(key)?)
-                .map_err(|e| format!("unusable client certificate {}: {e}", chain.display()))?,
-            None => builder.with_no_client_auth(),
+        let (cfg, described) = match &self.client_cert {
+            Some((chain, key)) => {
+                let certs = load_certs(chain)?;
+                let described = certs.first().map(|c| describe_certificate(c));
+                let cfg = builder
+                    .with_client_auth_cert(certs, load_key(key)?)
+                    .map_err(|e| format!("unusable client certificate {}: {e}", chain.display()))?;
+                (cfg, described)
+            }
+            None => (builder.with_no_client_auth(), None),
         };
-        Ok(Arc::new(cfg))
+        Ok((Arc::new(cfg), described))
     }
 }
 

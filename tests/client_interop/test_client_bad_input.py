@@ -227,3 +227,23 @@ def test_client_certificate_when_the_server_requires_one(probe_exe, processes, p
     err = without.error()
     assert err.code == "TLS_FAILED", err
     assert "certificate" in err.message.lower(), err
+
+
+def test_a_refused_client_certificate_is_named(probe_exe, processes, peer, pki):
+    """The server does not trust the client certificate's issuer: the
+    failure stays TLS_FAILED and names the certificate. (This peer closes
+    without an alert, so the client can only say the server may have refused
+    it; an alert's reason is checked against our own server in tests/client.rs.)"""
+    p = peer(cert=pki.good[0], key=pki.good[1], client_ca=pki.ca)
+    url = p.url("/echo", scheme="wss", host="localhost")
+    probe = Probe(
+        probe_exe,
+        ["--ca", str(pki.ca), "--no-system-roots", "--client-cert", str(pki.untrusted[0]), str(pki.untrusted[1]), url],
+    )
+    processes.append(probe)
+    err = probe.error()
+    assert err.code == "TLS_FAILED", err
+    assert (
+        "refused the client certificate (subject CN=untrusted, issued by CN=wsbroker test other-ca, valid "
+        in err.message
+    ), err

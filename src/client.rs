@@ -867,7 +867,13 @@ impl Client {
 
     fn start(cfg: ClientConfig, user: Option<Box<dyn ClientHandler>>) -> Result<Client, String> {
         let url = Url::parse(&cfg.url)?;
-        let tls = if url.secure { Some(cfg.tls.build()?) } else { None };
+        let (tls, client_cert) = match url.secure {
+            true => {
+                let (tls, client_cert) = cfg.tls.build_described()?;
+                (Some(tls), client_cert)
+            }
+            false => (None, None),
+        };
         if cfg.queue_capacity < 2 {
             return Err("queue capacity must be at least 2".into());
         }
@@ -878,6 +884,7 @@ impl Client {
             port: url.port,
             path: url.path.clone(),
             tls,
+            client_cert,
             proxy: None,
             headers: cfg.headers.clone(),
             protocols: cfg.protocols.clone(),

@@ -21,6 +21,10 @@ pub struct DialTarget {
     pub path: String,
     /// TLS settings for `wss://`; `None` for `ws://`.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The client certificate `tls` presents, described in one line (see
+    /// [`crate::tls::describe_certificate`]), for the message when the
+    /// server refuses it.
+    pub client_cert: Option<String>,
     /// Tunnel through an HTTP proxy with CONNECT (`addrs` are the proxy's).
     pub proxy: Option<ProxyTunnel>,
     /// Extra request headers.

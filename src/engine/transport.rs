@@ -1,5 +1,6 @@
 //! Reading and writing a connection's socket, in the clear or through TLS.
 
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -21,14 +22,44 @@ pub(crate) fn recv(fd: RawFd, buf: *mut u8, len: usize) -> io::Result<usize> {
     }
 }
 
-/// Wraps a TLS failure so its rustls error survives for reporting.
-fn tls_error(e: rustls::Error) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e)
+/// A TLS failure: rustls's error (which decides the result code) and, for
+/// a certificate this end rejected, the verifier's sentence naming it.
+#[derive(Debug)]
+struct TlsFailure {
+    error: rustls::Error,
+    detail: Option<String>,
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.detail {
+            Some(d) => f.write_str(d),
+            None => self.error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for TlsFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// Wraps a TLS failure so its rustls error survives for reporting, with the
+/// description of the certificate the verifier rejected, if it did.
+fn tls_error(error: rustls::Error) -> io::Error {
+    let detail = match error {
+        rustls::Error::InvalidCertificate(_) => crate::tls::take_rejection(),
+        _ => None,
+    };
+    io::Error::new(io::ErrorKind::InvalidData, TlsFailure { error, detail })
 }
 
 /// The rustls error inside an I/O error made by this module, if any.
 pub(crate) fn as_tls_error(e: &io::Error) -> Option<&rustls::Error> {
-    e.get_ref().and_then(|x| x.downcast_ref::<rustls::Error>())
+    e.get_ref()
+        .and_then(|x| x.downcast_ref::<TlsFailure>())
+        .map(|f| &f.error)
 }
 
 fn write_tls_pending(tls: &mut rustls::Connection, sock: &mut TcpStream) -> io::Result<usize> {
@@ -57,6 +88,10 @@ pub(crate) fn tls_recv(tls: &mut rustls::Connection, sock: &mut TcpStream, out: 
         match tls.read_tls(sock) {
             Ok(0) => return Ok(0),
             Ok(_) => {
+                if tls.is_handshaking() {
+                    // Nothing stale may be taken for this connection's failure.
+                    let _ = crate::tls::take_rejection();
+                }
                 if let Err(e) = tls.process_new_packets() {
                     // Send the alert that tells the peer why, then fail.
                     let _ = write_tls_pending(tls, sock);

@@ -387,6 +387,25 @@ fn classify_connect_error(e: &io::Error) -> ConnectError {
     }
 }
 
+/// A server's alert about the client certificate, in words; `None` for an
+/// alert about something else. (A server judges no other certificate.)
+fn refused_client_cert(e: &rustls::Error) -> Option<&'static str> {
+    use rustls::AlertDescription as A;
+    let rustls::Error::AlertReceived(a) = e else {
+        return None;
+    };
+    Some(match a {
+        A::UnknownCA => "the server does not trust its issuer",
+        A::CertificateExpired => "the server finds it expired or not yet valid",
+        A::BadCertificate => "the server finds it bad",
+        A::UnsupportedCertificate => "the server does not accept its kind or key usage",
+        A::CertificateRevoked => "the server finds it revoked",
+        A::CertificateUnknown => "the server does not accept it",
+        A::AccessDenied => "the server denies it access",
+        _ => return None,
+    })
+}
+
 impl Worker {
     fn link(&self) -> &WorkerLink {
         &self.shared.workers[self.idx]
@@ -935,13 +954,17 @@ impl Worker {
             .is_some_and(|c| matches!(c.phase, Phase::Connecting | Phase::Proxy | Phase::Upgrading));
         if dialling {
             let host = self.dial_host(slot);
+            let client_cert = self.dial_client_cert(slot);
             let (kind, msg) = match &err {
                 Some(e) => (
                     classify_connect_error(e),
-                    if transport::as_tls_error(e).is_some() {
-                        format!("TLS handshake with {host} failed: {e}")
-                    } else {
-                        format!("connection to {host} failed: {e}")
+                    match (transport::as_tls_error(e).and_then(refused_client_cert), client_cert) {
+                        (Some(why), Some(cert)) => format!(
+                            "TLS handshake with {host} failed: the server refused the client certificate \
+                             ({cert}): {why} ({e})"
+                        ),
+                        _ if transport::as_tls_error(e).is_some() => format!("TLS handshake with {host} failed: {e}"),
+                        _ => format!("connection to {host} failed: {e}"),
                     },
                 ),
                 // Over TLS 1.3 a server checks the client's certificate after
@@ -949,10 +972,16 @@ impl Worker {
                 // refuses it may just close: say so rather than blame HTTP.
                 None if self.silent_tls_close(slot) => (
                     ConnectError::Tls,
-                    format!(
-                        "{host} closed the TLS connection without answering the upgrade: \
-                         it may require a client certificate, or have refused the one sent"
-                    ),
+                    match client_cert {
+                        Some(cert) => format!(
+                            "{host} closed the TLS connection without answering the upgrade: \
+                             it may have refused the client certificate ({cert})"
+                        ),
+                        None => format!(
+                            "{host} closed the TLS connection without answering the upgrade: \
+                             it may require a client certificate"
+                        ),
+                    },
                 ),
                 None => (
                     ConnectError::Handshake,
@@ -976,6 +1005,15 @@ impl Worker {
         self.io.borrow_mut().conn(slot).is_some_and(|c| {
             c.tls.is_some() && c.phase == Phase::Upgrading && c.dial.as_ref().is_some_and(|d| d.buf.is_empty())
         })
+    }
+
+    /// The description of the client certificate a dial presents, if any.
+    fn dial_client_cert(&self, slot: usize) -> Option<String> {
+        self.io
+            .borrow_mut()
+            .conn(slot)
+            .and_then(|c| c.dial.as_ref())
+            .and_then(|d| d.target.client_cert.clone())
     }
 
     fn dial_host(&self, slot: usize) -> String {

@@ -301,6 +301,8 @@ class Pki:
     expired: tuple[Path, Path]  # right names, expired in 2020
     untrusted: tuple[Path, Path]  # right names, from a CA the client does not know
     client: tuple[Path, Path]  # a client certificate (clientAuth) from the main CA
+    not_yet_valid: tuple[Path, Path]  # right names, valid from `later` on
+    later: str  # when not_yet_valid begins, as the client's messages write it
 
 
 def make_pki(d: Path) -> Pki:
@@ -352,6 +354,7 @@ def make_pki(d: Path) -> Pki:
 
     start = time.strftime("%Y%m%d%H%M%SZ", time.gmtime(time.time() - 3600))
     end = time.strftime("%Y%m%d%H%M%SZ", time.gmtime(time.time() + 86400))
+    later = time.gmtime(time.time() + 12 * 3600)
     main = ca("ca")
     other = ca("other-ca")
     right = "DNS:localhost,IP:127.0.0.1"
@@ -363,6 +366,8 @@ def make_pki(d: Path) -> Pki:
         expired=leaf(main, "expired", right, "20200101000000Z", "20200201000000Z"),
         untrusted=leaf(other, "untrusted", right, start, end),
         client=leaf(main, "client", "DNS:client.example", start, end, usage="clientAuth"),
+        not_yet_valid=leaf(main, "not-yet-valid", right, time.strftime("%Y%m%d%H%M%SZ", later), end),
+        later=time.strftime("%Y-%m-%dT%H:%M:%SZ", later),
     )
 
 

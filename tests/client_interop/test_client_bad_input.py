@@ -63,33 +63,53 @@ def test_refused_port(probe_exe, processes):
     quick(err, "CONNECTION_REFUSED", str(port))
 
 
-@pytest.mark.parametrize(
-    "which,words",
-    [
-        ("wrong_name", ["localhost"]),
-        ("untrusted", ["issuer"]),
-        ("expired", ["expired"]),
-    ],
-)
-def test_bad_certificates(probe_exe, processes, peer, pki, which, words):
+def certificate_words(pki, which: str) -> list[str]:
+    """What the message must say: the certificate's subject and issuer (and
+    validity where it is the point), then the reason in words."""
+    ca = "issued by CN=wsbroker test ca, valid "
+    return {
+        "wrong_name": [
+            'the server certificate for "localhost" (subject CN=wrong-name, ' + ca,
+            ') is not valid for the name "localhost": it is for wrong.example',
+        ],
+        "untrusted": [
+            'the server certificate for "localhost" (subject CN=untrusted, issued by CN=wsbroker test other-ca, valid ',
+            f") is signed by an unknown issuer (not in the CA file {pki.ca})",
+        ],
+        "expired": [
+            'the server certificate for "localhost" (subject CN=expired, ' + ca,
+            "valid 2020-01-01T00:00:00Z to 2020-02-01T00:00:00Z) expired on 2020-02-01T00:00:00Z (the time here is ",
+        ],
+        "not_yet_valid": [
+            'the server certificate for "localhost" (subject CN=not-yet-valid, ' + ca + pki.later,
+            f") is not valid before {pki.later} (the time here is ",
+        ],
+    }[which]
+
+
+BAD_CERTIFICATES = ["wrong_name", "untrusted", "expired", "not_yet_valid"]
+
+
+@pytest.mark.parametrize("which", BAD_CERTIFICATES)
+def test_bad_certificates(probe_exe, processes, peer, pki, which):
     cert, key = getattr(pki, which)
     p = peer(cert=cert, key=key)
     err = fail_once(
         probe_exe, processes, p.url("/", scheme="wss", host="localhost"), "--ca", str(pki.ca), "--no-system-roots"
     )
-    quick(err, "CERTIFICATE_INVALID", *words)
+    quick(err, "CERTIFICATE_INVALID", *certificate_words(pki, which))
 
 
 def test_certificate_messages_differ(probe_exe, processes, peer, pki):
     messages = set()
-    for which in ("wrong_name", "untrusted", "expired"):
+    for which in BAD_CERTIFICATES:
         cert, key = getattr(pki, which)
         p = peer(cert=cert, key=key)
         err = fail_once(
             probe_exe, processes, p.url("/", scheme="wss", host="localhost"), "--ca", str(pki.ca), "--no-system-roots"
         )
         messages.add(err.message)
-    assert len(messages) == 3, messages
+    assert len(messages) == len(BAD_CERTIFICATES), messages
 
 
 def test_insecure_accepts_a_bad_certificate(probe_exe, processes, peer, pki):
@@ -207,3 +227,23 @@ def test_client_certificate_when_the_server_requires_one(probe_exe, processes, p
     err = without.error()
     assert err.code == "TLS_FAILED", err
     assert "certificate" in err.message.lower(), err
+
+
+def test_a_refused_client_certificate_is_named(probe_exe, processes, peer, pki):
+    """The server does not trust the client certificate's issuer: the
+    failure stays TLS_FAILED and names the certificate. (This peer closes
+    without an alert, so the client can only say the server may have refused
+    it; an alert's reason is checked against our own server in tests/client.rs.)"""
+    p = peer(cert=pki.good[0], key=pki.good[1], client_ca=pki.ca)
+    url = p.url("/echo", scheme="wss", host="localhost")
+    probe = Probe(
+        probe_exe,
+        ["--ca", str(pki.ca), "--no-system-roots", "--client-cert", str(pki.untrusted[0]), str(pki.untrusted[1]), url],
+    )
+    processes.append(probe)
+    err = probe.error()
+    assert err.code == "TLS_FAILED", err
+    assert (
+        "refused the client certificate (subject CN=untrusted, issued by CN=wsbroker test other-ca, valid "
+        in err.message
+    ), err

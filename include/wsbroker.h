@@ -885,7 +885,8 @@ typedef struct wsb_stats {
    */
   uint64_t slow_consumers_closed;
   /**
-   * TCP connections whose upgrade failed or timed out.
+   * TCP connections whose upgrade failed, timed out, or ended before it
+   * completed (a refused TLS handshake included).
    */
   uint64_t handshakes_failed;
 } wsb_stats;

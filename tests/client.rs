@@ -296,6 +296,14 @@ fn tls_both_ends_and_certificate_failures() {
         "{m}"
     );
 
+    // The server counts both refused handshakes (the client's alert ends
+    // them before any HTTP was read).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while s.handle().stats().handshakes_failed < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(s.handle().stats().handshakes_failed, 2);
+
     // The insecure switch accepts it anyway.
     let mut cc = ClientConfig::new(format!("wss://127.0.0.1:{port}/"));
     cc.tls.insecure = true;

@@ -500,10 +500,12 @@ impl Worker {
                     let sh = &self.shared;
                     if sh.live_count.load(Ordering::Relaxed) >= sh.cfg.max_connections {
                         use std::io::Write;
+                        // Counted before the answer, so a peer that has read
+                        // the 503 finds it in the stats.
+                        bump(&self.stats().hs_failed, 1);
                         let _ = (&sock).write(
                             b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
                         );
-                        bump(&self.stats().hs_failed, 1);
                         continue;
                     }
                     sh.live_count.fetch_add(1, Ordering::Relaxed);
@@ -990,6 +992,16 @@ impl Worker {
             };
             self.connect_failed(slot, kind, msg);
             return;
+        }
+        // A peer that ends or fails the upgrade (a TLS alert, a reset, a
+        // close half-way through the request) is a failed handshake too.
+        if self
+            .io
+            .borrow_mut()
+            .conn(slot)
+            .is_some_and(|c| c.phase == Phase::Handshake)
+        {
+            bump(&self.stats().hs_failed, 1);
         }
         if let Some(e) = err {
             if let Some(c) = self.io.borrow_mut().conn(slot) {

@@ -111,7 +111,8 @@ pub struct wsb_stats {
     pub bytes_out: u64,
     /// Connections closed with 1008 because they did not read fast enough.
     pub slow_consumers_closed: u64,
-    /// TCP connections whose upgrade failed or timed out.
+    /// TCP connections whose upgrade failed, timed out, or ended before it
+    /// completed (a refused TLS handshake included).
     pub handshakes_failed: u64,
 }
 

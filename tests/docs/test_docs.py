@@ -288,3 +288,46 @@ def test_example(block: Block, compiled) -> None:
             pytest.fail("openssl is needed for the TLS examples")
         tls = make_ca(cwd) if block.mode == "client-tls" else None
         asyncio.run(as_client(block, cmd, cwd, port, tls))
+
+
+# -- the README's lists against the header's doc comments -----------------------------------------
+
+
+def header_docs() -> Dict[str, str]:
+    """Each exported function's doc comment, on one line, from include/wsbroker.h (parsed as
+    scripts/gen_api_reference.py parses it)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import gen_api_reference as ref
+    finally:
+        sys.path.pop(0)
+    text = (REPO / "include" / "wsbroker.h").read_text()
+    docs = {}
+    for m in ref.DECL.finditer(text):
+        doc = ref.doc_before(text, m.start()) or ""
+        docs[m.group(2)] = " ".join(line.strip().lstrip("*").strip() for line in doc.splitlines())
+    return docs
+
+
+def readme_section(start: str, end: str) -> str:
+    text = (REPO / "README.md").read_text()
+    return text[text.index(start) : text.index(end, text.index(start))]
+
+
+def test_readme_thread_safe_list_is_the_headers() -> None:
+    """The README names exactly the functions whose doc says "Safe to call from any thread" (the
+    polls aside: they wait by design, and queue mode covers them)."""
+    docs = header_docs()
+    safe = {name for name, doc in docs.items() if "Safe to call from any thread" in doc and not name.endswith("_poll")}
+    listed = set(re.findall(r"`(wsb_\w+)`", readme_section("**Safe from any thread, never blocking**", "**Backpressure")))
+    assert len(safe) > 50
+    assert sorted(safe - listed) == [], "safe per the header, missing from the README's list"
+    assert sorted(listed - safe) == [], "in the README's list, but the doc comment does not say so"
+
+
+def test_readme_ownership_list_names_every_object() -> None:
+    """Every type with a `wsb_X_free` is in the README's ownership list."""
+    owned = {name[: -len("_free")] for name in header_docs() if name.endswith("_free")}
+    listed = set(re.findall(r"`(wsb_\w+)`", readme_section("* **Ownership.**", "* **Connections are ids**")))
+    assert len(owned) >= 10
+    assert sorted(owned - listed) == []

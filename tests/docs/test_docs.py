@@ -5,6 +5,8 @@ it is (an unmarked block fails, so a new example cannot go untested):
 
     <!-- doc-test: self [expect="TEXT"] -->   a program that runs to completion: exit status 0
                                               (and TEXT in its output)
+    <!-- doc-test: self-tls [expect="TEXT"] -->  the same, with ca.pem, and server.pem/server.key
+                                              (for localhost, signed by that CA) in the working dir
     <!-- doc-test: server PORT -->            a server on 127.0.0.1:PORT: a websockets client
                                               gets a text and a binary message echoed, then the
                                               program is stopped with SIGINT
@@ -43,7 +45,7 @@ import websockets
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 LANGS = {"c": ".c", "cpp": ".cpp", "python": ".py", "csharp": ".cs"}
-MARKER = re.compile(r'<!--\s*doc-test:\s*(self|server|client|client-tls|fragment)(?:\s+(\d+))?(?:\s+expect="([^"]*)")?\s*-->')
+MARKER = re.compile(r'<!--\s*doc-test:\s*(self-tls|self|server|client|client-tls|fragment)(?:\s+(\d+))?(?:\s+expect="([^"]*)")?\s*-->')
 TIMEOUT = 30  # seconds for one program to finish, or to start listening
 
 LIBDIR = (REPO / os.environ.get("WSB_LIBDIR", "target/release")).resolve()
@@ -270,22 +272,24 @@ def test_examples_were_found() -> None:
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_example(block: Block, compiled) -> None:
     assert block.mode is not None, (
-        "this example has no marker: put <!-- doc-test: self|server PORT|client PORT|client-tls PORT|fragment --> "
+        "this example has no marker: put <!-- doc-test: self|self-tls|server PORT|client PORT|client-tls PORT|fragment --> "
         "on the line before its fence"
     )
     if block.mode == "fragment":
         pytest.skip("a fragment, not a whole program")
-    if block.port is None and block.mode != "self":
+    if block.port is None and block.mode not in ("self", "self-tls"):
         pytest.fail(f"doc-test: {block.mode} needs a PORT")
+    if block.mode.endswith("-tls") and shutil.which("openssl") is None:
+        pytest.fail("openssl is needed for the TLS examples")
     result, cwd, port = compiled[block.id]
     cmd = result()  # raises the compiler's error here, in this block's test
-    if block.mode == "self":
+    if block.mode in ("self", "self-tls"):
+        if block.mode == "self-tls":
+            make_ca(cwd)
         asyncio.run(as_self(block, cmd, cwd))
     elif block.mode == "server":
         asyncio.run(as_server(block, cmd, cwd, port))
     else:
-        if block.mode == "client-tls" and shutil.which("openssl") is None:
-            pytest.fail("openssl is needed for the TLS examples")
         tls = make_ca(cwd) if block.mode == "client-tls" else None
         asyncio.run(as_client(block, cmd, cwd, port, tls))
 

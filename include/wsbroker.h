@@ -1504,8 +1504,9 @@ wsb_result wsb_appws_service_last_error(const struct wsb_appws_service *service,
  * Creates a broker configuration: the Achex listener on `127.0.0.1:0`, the
  * others off; open login (the first session to claim a name sets its
  * password), errors on, no service credentials, AppWebsocket app `demo`
- * with password `demo` when that listener is on. The caller owns the result and must call
- * `wsb_broker_config_free` once.
+ * with password `demo` when that listener is on. Returns NULL only if out of
+ * memory. The caller owns the result and must call `wsb_broker_config_free`
+ * once.
  */
 struct wsb_broker_config *wsb_broker_config_new(void);
 
@@ -1673,12 +1674,12 @@ wsb_result wsb_broker_register_service(struct wsb_broker *broker, const char *na
 wsb_result wsb_broker_unregister_service(struct wsb_broker *broker, uint64_t service);
 
 /**
- * Sends a JSON object (`json`/`len`, borrowed for the call) from an
- * in-process service to a name, a group or a hub (`wsb_target`), stamped
- * like a client's message (`"FROM":service,"sID":sid` appended). Not an
- * object gives `WSB_RESULT_INVALID_ARGUMENT`; an unknown name
- * `WSB_RESULT_NOT_FOUND`. Safe to call from any thread, inside the event
- * callback included; never blocks.
+ * Sends a JSON object (`json`/`len`) from an in-process service to a name,
+ * a group or a hub (`wsb_target`), stamped like a client's message
+ * (`"FROM":service,"sID":sid` appended). `json` is borrowed only for the
+ * call. Not an object gives `WSB_RESULT_INVALID_ARGUMENT`; an unknown name
+ * `WSB_RESULT_NOT_FOUND`. Safe to call from any thread; never blocks. The
+ * event callback may call it too.
  *
  * # Safety
  * `broker` must be NULL or a pointer from `wsb_broker_new`; `target` a
@@ -1688,8 +1689,8 @@ wsb_result wsb_broker_send(struct wsb_broker *broker, uint64_t service, uint32_t
 
 /**
  * Sends a JSON object from an in-process service to the session with Achex
- * SID `sid` (like `toS`). Same results as `wsb_broker_send`. Safe to call
- * from any thread; never blocks.
+ * SID `sid` (like `toS`). `json` is borrowed only for the call. Same results
+ * as `wsb_broker_send`. Safe to call from any thread; never blocks.
  *
  * # Safety
  * As for `wsb_broker_send`.
@@ -1735,7 +1736,8 @@ wsb_result wsb_broker_stats(const struct wsb_broker *broker, struct wsb_broker_c
 
 /**
  * Copies the detail of the last failed call on this broker into `buf`
- * (NUL-terminated; `*needed` gets the size needed). Safe to call from any thread.
+ * (NUL-terminated; `*needed` gets the size needed, NUL included; too small
+ * gives `WSB_RESULT_BUFFER_TOO_SMALL`). Safe to call from any thread.
  *
  * # Safety
  * `broker` must be NULL or a pointer from `wsb_broker_new`; `buf` NULL or
@@ -1766,10 +1768,11 @@ wsb_result wsb_broker_webtalk_create_user(struct wsb_broker *broker, uint64_t *o
 wsb_result wsb_broker_webtalk_kill_user(struct wsb_broker *broker, uint64_t user);
 
 /**
- * webtalk `[whisper]`: sends `message` (borrowed for the call) to one user's
- * browser as one frame (text, or binary if not UTF-8), or queues it while
- * the user is offline. A full queue gives `WSB_RESULT_WOULD_OVERFLOW` (the
- * message is dropped for that user). Safe to call from any thread; never blocks.
+ * webtalk `[whisper]`: sends `message` to one user's browser as one frame
+ * (text, or binary if not UTF-8), or queues a copy while the user is
+ * offline. `message` is borrowed only for the call. A full queue gives
+ * `WSB_RESULT_WOULD_OVERFLOW` (the message is dropped for that user). Safe
+ * to call from any thread; never blocks.
  *
  * # Safety
  * `broker` must be NULL or a pointer from `wsb_broker_new`; `message` `len` readable bytes.
@@ -1795,9 +1798,10 @@ wsb_result wsb_broker_webtalk_create_channel(struct wsb_broker *broker, uint64_t
 wsb_result wsb_broker_webtalk_kill_channel(struct wsb_broker *broker, uint64_t channel);
 
 /**
- * webtalk `[shout]`: sends `message` to every member of the channel. If a
- * member's offline queue is full, the others still get it and the call
- * returns `WSB_RESULT_WOULD_OVERFLOW` naming the first full member in
+ * webtalk `[shout]`: sends `message` to every member of the channel;
+ * `message` is borrowed only for the call. If a member's offline queue is
+ * full, the others still get it and the call returns
+ * `WSB_RESULT_WOULD_OVERFLOW` naming the first full member in
  * `wsb_last_error`. Safe to call from any thread; never blocks.
  *
  * # Safety
@@ -1822,8 +1826,8 @@ wsb_result wsb_broker_webtalk_join(struct wsb_broker *broker, uint64_t channel, 
 wsb_result wsb_broker_webtalk_leave(struct wsb_broker *broker, uint64_t channel, uint64_t user);
 
 /**
- * webtalk `[store]`: keeps `value` (borrowed for the call, copied) under
- * `key`, replacing any earlier value. The key is the bytes of `key` before
+ * webtalk `[store]`: keeps a copy of `value` under `key`, replacing any
+ * earlier value; `value` is borrowed only for the call. The key is the bytes of `key` before
  * its NUL, which must be UTF-8 (else `WSB_RESULT_INVALID_ARGUMENT`): the
  * same key as the admin socket's `[store] KEY!VALUE` with those bytes.
  * Keys are shared with the admin socket but not every key is reachable from

@@ -306,6 +306,56 @@ template <class Derived, class C, class Deleter> class ConfigBase {
     Derived &self() noexcept { return static_cast<Derived &>(*this); }
 };
 
+// The C setters of the two client configurations (wsb_client_config, wsb_appws_client_config),
+// for ConnectionConfig.
+struct ClientConnectionApi {
+    static constexpr auto add_header = wsb_client_config_add_header;
+    static constexpr auto set_connect_timeout_ms = wsb_client_config_set_connect_timeout_ms;
+    static constexpr auto set_ca_file = wsb_client_config_set_ca_file;
+    static constexpr auto set_system_roots = wsb_client_config_set_system_roots;
+    static constexpr auto set_client_cert = wsb_client_config_set_client_cert;
+    static constexpr auto set_insecure = wsb_client_config_set_insecure;
+    static constexpr auto set_proxy = wsb_client_config_set_proxy;
+};
+struct AppwsClientConnectionApi {
+    static constexpr auto add_header = wsb_appws_client_config_add_header;
+    static constexpr auto set_connect_timeout_ms = wsb_appws_client_config_set_connect_timeout_ms;
+    static constexpr auto set_ca_file = wsb_appws_client_config_set_ca_file;
+    static constexpr auto set_system_roots = wsb_appws_client_config_set_system_roots;
+    static constexpr auto set_client_cert = wsb_appws_client_config_set_client_cert;
+    static constexpr auto set_insecure = wsb_appws_client_config_set_insecure;
+    static constexpr auto set_proxy = wsb_appws_client_config_set_proxy;
+};
+
+// The connection settings ClientConfig and AppWebsocketClientConfig share: upgrade headers,
+// connect timeout, TLS trust, client certificate and proxy, applied through Api's setters.
+template <class Derived, class C, class Deleter, class Api> class ConnectionConfig : public ConfigBase<Derived, C, Deleter> {
+  public:
+    // A request header of the WebSocket upgrade (name: token characters; value without CR/LF).
+    Derived &header(const std::string &name, const std::string &value) {
+        return this->str2(Api::add_header, name, value, "header");
+    }
+    // TCP connect, proxy, TLS and upgrade together. Default 10 s.
+    Derived &connect_timeout(std::chrono::milliseconds t) { return this->ms(Api::set_connect_timeout_ms, t, "connect_timeout"); }
+    // Also trust the CA certificates in this PEM file (read at creation).
+    Derived &ca_file(const std::string &path) { return this->str(Api::set_ca_file, path, "ca_file"); }
+    // Trust the operating system's root certificates (default true). Off and no ca_file: a wss://
+    // URL is refused at creation.
+    Derived &system_roots(bool enable) {
+        return this->apply(Api::set_system_roots(this->cfg_.get(), enable), "system_roots");
+    }
+    // Present this PEM certificate chain and key (read at creation) when the server asks for one.
+    Derived &client_cert(const std::string &chain_pem, const std::string &key_pem) {
+        return this->str2(Api::set_client_cert, chain_pem, key_pem, "client_cert");
+    }
+    // Accept any server certificate. For development only.
+    Derived &insecure(bool enable) { return this->apply(Api::set_insecure(this->cfg_.get(), enable), "insecure"); }
+    // http://[user:password@]host:port, tunnelled with CONNECT; "" disables proxies altogether.
+    Derived &proxy(const std::string &url) { return this->str(Api::set_proxy, url, "proxy"); }
+    // Back to the default: the environment decides (never for loopback hosts).
+    Derived &proxy_from_environment() { return this->apply(Api::set_proxy(this->cfg_.get(), nullptr), "proxy"); }
+};
+
 // The callback-mode handler table every *Handlers class builds on: Derived holds one Handler per
 // event type and provides `pick` (the slot for a type, nullptr for a type newer than this header)
 // and `unhandled` (what an escaped exception does when no on_exception is set). `trampoline` and
@@ -793,11 +843,14 @@ template <class Derived> class ClientOps {
 
 } // namespace detail
 
-// Client settings (wsb_client_config) for a ws:// or wss:// URL. Setters chain; the first failure
-// sticks and is what `status()` and `Client::try_create` return, with `error_detail()`. Defaults:
-// 10 s connect timeout, system roots, proxy from the environment (never for loopback), no
-// reconnection, automatic flow control, no Sent events, 16 MiB messages, 30 s pings.
-class ClientConfig : public detail::ConfigBase<ClientConfig, wsb_client_config, detail::ClientConfigDeleter> {
+// Client settings (wsb_client_config) for a ws:// or wss:// URL; the connection settings (header,
+// connect_timeout, ca_file, system_roots, client_cert, insecure, proxy) are detail::ConnectionConfig's.
+// Setters chain; the first failure sticks and is what `status()` and `Client::try_create` return,
+// with `error_detail()`. Defaults: 10 s connect timeout, system roots, proxy from the environment
+// (never for loopback), no reconnection, automatic flow control, no Sent events, 16 MiB messages,
+// 30 s pings.
+class ClientConfig : public detail::ConnectionConfig<ClientConfig, wsb_client_config, detail::ClientConfigDeleter,
+                                                     detail::ClientConnectionApi> {
   public:
     explicit ClientConfig(const std::string &url) {
         if (detail::has_nul(url)) {
@@ -810,28 +863,8 @@ class ClientConfig : public detail::ConfigBase<ClientConfig, wsb_client_config, 
         }
     }
 
-    ClientConfig &header(const std::string &name, const std::string &value) {
-        return str2(wsb_client_config_add_header, name, value, "header");
-    }
     // Offered in the order added.
     ClientConfig &subprotocol(const std::string &p) { return str(wsb_client_config_add_subprotocol, p, "subprotocol"); }
-    ClientConfig &connect_timeout(std::chrono::milliseconds t) {
-        return ms(wsb_client_config_set_connect_timeout_ms, t, "connect_timeout");
-    }
-    // Also trust the CA certificates in this PEM file (read by Client::try_create).
-    ClientConfig &ca_file(const std::string &path) { return str(wsb_client_config_set_ca_file, path, "ca_file"); }
-    ClientConfig &system_roots(bool enable) {
-        return apply(wsb_client_config_set_system_roots(cfg_.get(), enable), "system_roots");
-    }
-    ClientConfig &client_cert(const std::string &chain_pem, const std::string &key_pem) {
-        return str2(wsb_client_config_set_client_cert, chain_pem, key_pem, "client_cert");
-    }
-    // Accept any server certificate. For development only.
-    ClientConfig &insecure(bool enable) { return apply(wsb_client_config_set_insecure(cfg_.get(), enable), "insecure"); }
-    // http://[user:password@]host:port, tunnelled with CONNECT; "" disables proxies altogether.
-    ClientConfig &proxy(const std::string &url) { return str(wsb_client_config_set_proxy, url, "proxy"); }
-    // Back to the default: the environment decides.
-    ClientConfig &proxy_from_environment() { return apply(wsb_client_config_set_proxy(cfg_.get(), nullptr), "proxy"); }
     // Delays start at `initial`, double up to `max` (±20 % jitter); `max_attempts` in a row (0: no limit).
     ClientConfig &reconnect(std::chrono::milliseconds initial, std::chrono::milliseconds max, uint32_t max_attempts = 0) {
         if (!status_.ok()) {
@@ -1178,9 +1211,13 @@ template <class Derived> class AppwsClientOps {
 
 // AppWebsocket client settings for `url` and `app`. With a password the client logs in by itself
 // (the JS library's identity unless identity() is set); without one (std::nullopt) it runs in
-// authenticator mode. Setters chain; the first failure sticks (status(), error_detail()).
+// authenticator mode. The connection settings (header, connect_timeout, ca_file, system_roots,
+// client_cert, insecure, proxy) are the same as ClientConfig's. Setters chain; the first failure
+// sticks (status(), error_detail()). Defaults: automatic flow control, no Sent events, no
+// keep-alive, 10 s connect and login timeouts, system roots, proxy from the environment.
 class AppWebsocketClientConfig
-    : public detail::ConfigBase<AppWebsocketClientConfig, wsb_appws_client_config, detail::AppwsClientConfigDeleter> {
+    : public detail::ConnectionConfig<AppWebsocketClientConfig, wsb_appws_client_config,
+                                      detail::AppwsClientConfigDeleter, detail::AppwsClientConnectionApi> {
   public:
     AppWebsocketClientConfig(const std::string &url, const std::string &app, std::optional<std::string> password) {
         if (detail::has_nul(url) || detail::has_nul(app) || (password && detail::has_nul(*password))) {
@@ -1215,29 +1252,10 @@ class AppWebsocketClientConfig
     AppWebsocketClientConfig &keep_alive(std::chrono::milliseconds t) {
         return ms(wsb_appws_client_config_set_keep_alive_ms, t, "keep_alive");
     }
-    AppWebsocketClientConfig &connect_timeout(std::chrono::milliseconds t) {
-        return ms(wsb_appws_client_config_set_connect_timeout_ms, t, "connect_timeout");
-    }
-    AppWebsocketClientConfig &ca_file(const std::string &path) {
-        return str(wsb_appws_client_config_set_ca_file, path, "ca_file");
-    }
-    // Accept any server certificate. For development only.
-    AppWebsocketClientConfig &insecure(bool enable) {
-        return apply(wsb_appws_client_config_set_insecure(cfg_.get(), enable), "insecure");
-    }
-
-  private:
-    // Unlike the other configs, a negative duration's detail here does not name the setter.
-    AppWebsocketClientConfig &ms(wsb_result (*set)(wsb_appws_client_config *, uint32_t), std::chrono::milliseconds t,
-                                 const char *what) {
-        if (!status_.ok()) {
-            return *this;
-        }
-        uint32_t v = 0;
-        if (!detail::ms_u32(t, v)) {
-            return fail("negative duration");
-        }
-        return apply(set(cfg_.get(), v), what);
+    // From the WebSocket's opening to AppLoginResult (> 0; default 10 s). When it passes,
+    // LoginFailed says what was still awaited and Closed follows.
+    AppWebsocketClientConfig &login_timeout(std::chrono::milliseconds t) {
+        return ms(wsb_appws_client_config_set_login_timeout_ms, t, "login_timeout");
     }
 };
 
@@ -1429,6 +1447,11 @@ class AppServiceConfig
     AppServiceConfig &echo(bool on) { return apply(wsb_appws_service_config_set_echo(cfg_.get(), on), "echo"); }
     AppServiceConfig &max_message_size(size_t bytes) {
         return apply(wsb_appws_service_config_set_max_message_size(cfg_.get(), bytes), "max_message_size");
+    }
+    // Serve wss:// with this PEM certificate chain (leaf first) and its PEM private key, read now:
+    // a bad file makes status() InvalidArgument with error_detail() naming it.
+    AppServiceConfig &tls(const std::string &cert_chain_pem_path, const std::string &key_pem_path) {
+        return str2(wsb_appws_service_config_set_tls, cert_chain_pem_path, key_pem_path, "tls");
     }
 };
 
@@ -1714,6 +1737,24 @@ class BrokerConfig : public detail::ConfigBase<BrokerConfig, wsb_broker_config, 
             return fail("listener: embedded NUL");
         }
         return apply(wsb_broker_config_set_listener(cfg_.get(), static_cast<uint32_t>(l), addr.c_str()), "listener");
+    }
+    // The largest message a WebSocket listener accepts (1 byte to 1 GiB; default 65536); a larger
+    // one gets close 1009. Listener::WebtalkAdmin (plain TCP) is refused with InvalidArgument.
+    BrokerConfig &max_message_size(Listener l, size_t bytes) {
+        return apply(wsb_broker_config_set_max_message(cfg_.get(), static_cast<uint32_t>(l), bytes), "max_message_size");
+    }
+    // Serve wss:// on a WebSocket listener with this PEM certificate chain (leaf first) and its PEM
+    // private key, read now: a bad file makes status() InvalidArgument with error_detail() naming it.
+    BrokerConfig &tls(Listener l, const std::string &cert_chain_pem_path, const std::string &key_pem_path) {
+        if (!status_.ok()) {
+            return *this;
+        }
+        if (detail::has_nul(cert_chain_pem_path) || detail::has_nul(key_pem_path)) {
+            return fail("tls: embedded NUL");
+        }
+        return apply(wsb_broker_config_set_listener_tls(cfg_.get(), static_cast<uint32_t>(l), cert_chain_pem_path.c_str(),
+                                                        key_pem_path.c_str()),
+                     "tls");
     }
     BrokerConfig &achex_quiet(bool quiet) { return apply(wsb_broker_config_set_achex_quiet(cfg_.get(), quiet), "achex_quiet"); }
     BrokerConfig &service_credentials(const std::string &name, const std::string &password) {

@@ -3,12 +3,16 @@
 usage: client_peer.py BINARY
 
 Starts an echo server on 127.0.0.1 (offering the subprotocols "chat.v2" and "chat"; "/close CODE
-REASON" closes with that code, "/burst N" sends N numbered messages), finds a closed port, runs
-`BINARY ws://127.0.0.1:PORT ws://127.0.0.1:CLOSED_PORT`, and requires exit status 0 and a stderr
-free of sanitizer reports. Prints "PASS" or "FAIL: why" (with the program's output) and exits 0 or 1.
+REASON" closes with that code, "/burst N" sends N numbered messages) and a silent one (it never
+answers: an AppWebsocket service that ignores AppChallenge), finds a closed port, runs
+`BINARY ws://127.0.0.1:PORT ws://127.0.0.1:CLOSED_PORT ws://127.0.0.1:SILENT_PORT`, and requires
+exit status 0, a stderr free of sanitizer reports, and at least one connection to the silent server,
+each with the upgrade header "X-App-Test: yes" and {"mt":"AppChallenge"} as its first message.
+Prints "PASS" or "FAIL: why" (with the program's output) and exits 0 or 1.
 """
 
 import asyncio
+import json
 import re
 import socket
 import sys
@@ -34,6 +38,23 @@ async def handler(ws):
         pass
 
 
+silent_seen = []  # per connection to the silent server: (X-App-Test header, first message)
+
+
+async def silent(ws):
+    header = ws.request.headers.get("X-App-Test", "") if ws.request else ""
+    first = None
+    try:
+        async for msg in ws:
+            if first is None:
+                first = msg
+                silent_seen.append((header, first))
+    except ConnectionClosed:
+        pass
+    if first is None:
+        silent_seen.append((header, None))
+
+
 def select(_conn, offered):
     return next((p for p in ("chat.v2", "chat") if p in offered), None)
 
@@ -46,10 +67,12 @@ def closed_port():
 
 async def main(binary):
     async with serve(handler, "127.0.0.1", 0, max_size=None, ping_interval=None,
-                     subprotocols=["chat.v2", "chat"], select_subprotocol=select) as server:
+                     subprotocols=["chat.v2", "chat"], select_subprotocol=select) as server, \
+            serve(silent, "127.0.0.1", 0, ping_interval=None) as quiet:
         port = server.sockets[0].getsockname()[1]
+        quiet_port = quiet.sockets[0].getsockname()[1]
         proc = await asyncio.create_subprocess_exec(
-            binary, f"ws://127.0.0.1:{port}", f"ws://127.0.0.1:{closed_port()}",
+            binary, f"ws://127.0.0.1:{port}", f"ws://127.0.0.1:{closed_port()}", f"ws://127.0.0.1:{quiet_port}",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         error = None
@@ -64,6 +87,10 @@ async def main(binary):
         error = f"exit status {proc.returncode}"
     if error is None and re.search(r"AddressSanitizer|LeakSanitizer|runtime error:", err):
         error = "sanitizer report"
+    expected = ("yes", {"mt": "AppChallenge"})
+    seen = [(h, json.loads(m) if m else m) for h, m in silent_seen]
+    if error is None and (not seen or any(s != expected for s in seen)):
+        error = f"the silent server saw {seen!r}, expected only {expected!r}"
     if error is not None:
         print(f"FAIL: {error}")
         sys.stdout.write("--- stdout ---\n" + out + "--- stderr ---\n" + err[-6000:] + "\n")

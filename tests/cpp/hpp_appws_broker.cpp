@@ -1,7 +1,9 @@
 // hpp_appws_broker: exercises wsb::AppWebsocketClient, wsb::AppService, wsb::Broker and the
 // wsb::appws crypto from wsbroker.hpp against real peers: the AppWebsocket client logs in to the
-// app service (and to the broker's AppWebsocket listener); a wsb::Client speaks Achex to the
-// broker's in-process service and plays the webtalk browser. Run under ASan + UBSan.
+// app service (and to the broker's AppWebsocket listener), over wss:// too; a wsb::Client speaks
+// Achex to the broker's in-process service, to a wss:// listener and plays the webtalk browser.
+// Run under ASan + UBSan.
+//   usage: hpp_appws_broker PKI_DIR    (made by tests/pki.sh)
 // Exit status 0 only when every CHECK held.
 #include "test_util.hpp"
 #include "wsbroker.hpp"
@@ -282,14 +284,120 @@ void broker_webtalk_and_appws() {
     CHECK(threw);
 }
 
+// A loopback port nobody listens on: a server's, once it has stopped.
+uint16_t closed_port() {
+    wsb::Server s = wsb::Server::create(wsb::ServerConfig());
+    uint16_t port = s.port();
+    CHECK(s.shutdown().ok());
+    return port;
+}
+
+// The app service over wss://, and the AppWebsocket client's trust settings and certificate.
+void appws_tls(const std::string &pki) {
+    auto f = [&pki](const char *name) { return pki + "/" + name; };
+    wsb::AppService svc;
+    CHECK(wsb::AppService::try_create(
+              wsb::AppServiceConfig().app("myapp", "pw").echo(true).tls(f("server.pem"), f("server.key")), svc)
+              .ok());
+    const std::string url = "wss://localhost:" + std::to_string(svc.port()) + "/";
+    {
+        // Only the CA file is trusted; a client certificate is presented (not asked for here).
+        wsb::AppWebsocketClientConfig cfg(url, "myapp", "pw");
+        cfg.ca_file(f("ca.pem")).system_roots(false).client_cert(f("client.pem"), f("client.key"));
+        wsb::AppWebsocketClient c;
+        CHECK(wsb::AppWebsocketClient::try_create(cfg, c).ok());
+        auto ev = c.poll(kWait);
+        CHECK(ev && ev->type == wsb::AppWebsocketClientEventType::Connected);
+        CHECK(c.send("{\"mt\":\"Ping\",\"src\":\"tls\"}").queued());
+        ev = c.poll(kWait);
+        CHECK(ev && ev->mt == "PingResult" && ev->src == "tls");
+    }
+    {
+        // The system roots alone do not know the test CA.
+        wsb::AppWebsocketClient c = wsb::AppWebsocketClient::create(wsb::AppWebsocketClientConfig(url, "myapp", "pw"));
+        auto ev = c.poll(kWait);
+        CHECK(ev && ev->type == wsb::AppWebsocketClientEventType::Closed && ev->error == wsb::Code::CertificateInvalid);
+    }
+    wsb::AppWebsocketClient none;
+    CHECK(wsb::AppWebsocketClient::try_create(wsb::AppWebsocketClientConfig("wss://localhost:1/", "a", "p").system_roots(false),
+                                              none)
+              .code() == wsb::Code::InvalidArgument);
+    wsb::AppWebsocketClientConfig missing("wss://localhost:1/", "a", "p");
+    missing.client_cert(f("none.pem"), f("client.key"));
+    CHECK(wsb::AppWebsocketClient::try_create(missing, none).code() == wsb::Code::InvalidArgument);
+    wsb::AppServiceConfig bad;
+    bad.tls(f("none.pem"), f("server.key"));
+    CHECK(bad.status() == wsb::Code::InvalidArgument && bad.error_detail().find("none.pem") != std::string::npos);
+}
+
+// The proxy setting decides the route: "" goes straight to the service, a proxy nobody listens
+// on keeps the same service out of reach.
+void appws_proxy() {
+    wsb::AppService svc;
+    CHECK(wsb::AppService::try_create(wsb::AppServiceConfig().app("myapp", "pw").echo(true), svc).ok());
+    const std::string url = "ws://127.0.0.1:" + std::to_string(svc.port()) + "/";
+    wsb::AppWebsocketClient direct =
+        wsb::AppWebsocketClient::create(wsb::AppWebsocketClientConfig(url, "myapp", "pw").proxy(""));
+    auto ev = direct.poll(kWait);
+    CHECK(ev && ev->type == wsb::AppWebsocketClientEventType::Connected);
+    wsb::AppWebsocketClient via = wsb::AppWebsocketClient::create(
+        wsb::AppWebsocketClientConfig(url, "myapp", "pw").proxy("http://127.0.0.1:" + std::to_string(closed_port())));
+    ev = via.poll(kWait);
+    CHECK(ev && ev->type == wsb::AppWebsocketClientEventType::Closed &&
+          (ev->error == wsb::Code::ProxyFailed || ev->error == wsb::Code::ConnectionRefused));
+    wsb::AppWebsocketClientConfig socks(url, "a", "p");
+    socks.proxy("socks5://127.0.0.1:1");
+    CHECK(socks.status() == wsb::Code::InvalidArgument && socks.error_detail().rfind("proxy: ", 0) == 0);
+}
+
+// A wss:// Achex listener with a 1000-byte message limit.
+void broker_tls_and_limit(const std::string &pki) {
+    auto f = [&pki](const char *name) { return pki + "/" + name; };
+    wsb::Broker broker;
+    CHECK(wsb::Broker::try_create(wsb::BrokerConfig()
+                                      .tls(wsb::Listener::Achex, f("server.pem"), f("server.key"))
+                                      .max_message_size(wsb::Listener::Achex, 1000),
+                                  broker)
+              .ok());
+    wsb::Client ws = wsb::Client::create(
+        wsb::ClientConfig("wss://localhost:" + std::to_string(broker.port()) + "/").ca_file(f("ca.pem")));
+    CHECK(connected(ws));
+    CHECK(next_text(ws).rfind("{\"SID\":", 0) == 0);
+    // Exactly at the limit is served as usual...
+    std::string login = "{\"setID\":\"alice\",\"passwd\":\"a\",\"pad\":\"\"}";
+    login.insert(login.size() - 2, 1000 - login.size(), 'x');
+    CHECK(login.size() == 1000);
+    CHECK(ws.send_text(login).ok());
+    CHECK(next_text(ws) == "{\"auth\":\"ok\"}");
+    // ...one byte more (far below the 64 KiB default) ends the connection with 1009.
+    login.insert(login.size() - 2, 1, 'x');
+    CHECK(ws.send_text(login).ok());
+    CHECK(next_text(ws) == "<closed 1009>");
+    wsb::BrokerConfig admin;
+    admin.tls(wsb::Listener::WebtalkAdmin, f("server.pem"), f("server.key"));
+    CHECK(admin.status() == wsb::Code::InvalidArgument);
+    CHECK(wsb::BrokerConfig().max_message_size(wsb::Listener::Achex, 0).status() == wsb::Code::InvalidArgument);
+    wsb::BrokerConfig missing;
+    missing.tls(wsb::Listener::Achex, f("none.pem"), f("server.key"));
+    CHECK(missing.status() == wsb::Code::InvalidArgument && missing.error_detail().find("none.pem") != std::string::npos);
+}
+
 } // namespace
 
-int main() {
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        std::fprintf(stderr, "usage: %s PKI_DIR\n", argv[0]);
+        return 2;
+    }
+    const std::string pki = argv[1];
     crypto_vectors();
     client_and_service();
     authenticator_against_echo();
     broker_achex();
     broker_webtalk_and_appws();
+    appws_tls(pki);
+    appws_proxy();
+    broker_tls_and_limit(pki);
     std::printf("%d failures\n", test_util::failures.load());
     return test_util::failures.load() == 0 ? 0 : 1;
 }

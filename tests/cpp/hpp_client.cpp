@@ -1,7 +1,9 @@
 // hpp_client: exercises wsb::Client from wsbroker.hpp against a real peer, the `websockets`
 // server that client_peer.py runs (echo; "/close CODE REASON" closes; "/burst N" sends N
-// numbered messages; it offers the subprotocols "chat.v2" and "chat").
-//   usage: hpp_client ws://127.0.0.1:PORT ws://127.0.0.1:CLOSED_PORT
+// numbered messages; it offers the subprotocols "chat.v2" and "chat"), and
+// wsb::AppWebsocketClient against client_peer.py's silent server (it never answers; it checks
+// the upgrade's X-App-Test header and the AppChallenge request).
+//   usage: hpp_client ws://127.0.0.1:PORT ws://127.0.0.1:CLOSED_PORT ws://127.0.0.1:SILENT_PORT
 // Exit status 0 only when every CHECK held.
 #include "test_util.hpp"
 #include "wsbroker.hpp"
@@ -296,20 +298,47 @@ void refused(const std::string &closed_url) {
     }
 }
 
+// The login timeout against a service that never answers AppChallenge; the upgrade carries the
+// header the silent peer requires.
+void appws_login_timeout(const std::string &silent_url) {
+    wsb::AppWebsocketClientConfig cfg(silent_url, "myapp", "pw");
+    cfg.login_timeout(300ms).header("X-App-Test", "yes");
+    auto start = std::chrono::steady_clock::now();
+    wsb::AppWebsocketClient c = wsb::AppWebsocketClient::create(cfg);
+    auto ev = c.poll(kWait);
+    auto waited = std::chrono::steady_clock::now() - start;
+    CHECK(ev && ev->type == wsb::AppWebsocketClientEventType::LoginFailed);
+    CHECK(ev && ev->text == "login timed out: no AppChallengeResult within 300 ms");
+    CHECK(waited >= 250ms && waited < 5s); // well within the 10 s default: the setting took effect
+    ev = c.poll(kWait);
+    CHECK(ev && ev->type == wsb::AppWebsocketClientEventType::Closed);
+    wsb::AppWebsocketClientConfig negative(silent_url, "a", "p");
+    negative.login_timeout(-1ms);
+    CHECK(negative.status() == wsb::Code::InvalidArgument && negative.error_detail() == "login_timeout: negative duration");
+    wsb::AppWebsocketClientConfig zero(silent_url, "a", "p");
+    zero.login_timeout(0ms);
+    CHECK(zero.status() == wsb::Code::InvalidArgument);
+    wsb::AppWebsocketClientConfig header(silent_url, "a", "p");
+    header.header("Bad Name", "x");
+    CHECK(header.status() == wsb::Code::InvalidArgument && header.error_detail().rfind("header: ", 0) == 0);
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
-    if (argc < 3) {
-        std::fprintf(stderr, "usage: %s ws://127.0.0.1:PORT ws://127.0.0.1:CLOSED_PORT\n", argv[0]);
+    if (argc < 4) {
+        std::fprintf(stderr, "usage: %s ws://127.0.0.1:PORT ws://127.0.0.1:CLOSED_PORT ws://127.0.0.1:SILENT_PORT\n",
+                     argv[0]);
         return 2;
     }
-    const std::string url = argv[1], closed_url = argv[2];
+    const std::string url = argv[1], closed_url = argv[2], silent_url = argv[3];
     config_errors(url);
     queue_mode(url);
     manual_flow_control(url);
     callback_mode(url);
     exception_handler(url);
     refused(closed_url);
+    appws_login_timeout(silent_url);
     int failed = test_util::failures.load();
     std::printf("checks failed: %d\n", failed);
     return failed == 0 ? 0 : 1;

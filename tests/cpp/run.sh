@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# C++ binding tests: every header compiles alone, wsbroker.hpp links from two translation
-# units, and the test programs run under AddressSanitizer + UBSan against real WebSocket
-# clients (drive.py) or, for wsb::Client, a real WebSocket server (client_peer.py); the
-# AppWebsocket client, app service and broker test each other and wsb::Client (hpp_appws_broker). Ends with "N passed, M failed"; exits 1 if anything failed.
+# C++ binding tests: every header function is used by wsbroker.hpp (api_coverage.py), every
+# header compiles alone, wsbroker.hpp links from two translation units, and the test programs
+# run under AddressSanitizer + UBSan against real WebSocket clients (drive.py) or, for wsb::Client
+# and wsb::AppWebsocketClient, real WebSocket servers (client_peer.py); the AppWebsocket client,
+# app service and broker test each other and wsb::Client (hpp_appws_broker, with certificates
+# from tests/pki.sh). Ends with "N passed, M failed"; exits 1 if anything failed.
 #
 # Environment: WSB_LIBDIR (default target/release, holding libwsbroker.a), WSB_BUILD_DIR
 # (default build/cpp), PY (default .venv/bin/python), CC, CXX. Run from the repository root.
@@ -48,6 +50,7 @@ compile_alone() {
 }
 
 mkdir -p "$OUT"
+run "every header function is wrapped by wsbroker.hpp" "$PY" tests/cpp/api_coverage.py
 if [[ ! -f $LIBDIR/libwsbroker.a ]]; then
     fail "library: $LIBDIR/libwsbroker.a is missing (cargo build --release --lib)"
     echo "$passed passed, $failed failed"
@@ -99,7 +102,11 @@ if [[ -x $OUT/hpp_test ]]; then
     run "drive hpp-queue" "$PY" tests/cpp/drive.py hpp-queue "$OUT/hpp_test" queue
 fi
 [[ -x $OUT/hpp_client ]] && run "hpp_client against websockets" "$PY" tests/cpp/client_peer.py "$OUT/hpp_client"
-[[ -x $OUT/hpp_appws_broker ]] && selfcheck "AppWebsocketClient + AppService + Broker" "$OUT/hpp_appws_broker"
+if [[ -x $OUT/hpp_appws_broker ]]; then
+    rm -rf "$OUT/pki"
+    run "test certificates (tests/pki.sh)" bash tests/pki.sh "$OUT/pki"
+    selfcheck "AppWebsocketClient + AppService + Broker" "$OUT/hpp_appws_broker" "$OUT/pki"
+fi
 [[ -x $OUT/barracuda_chat ]] && run "drive barracuda-chat" "$PY" tests/cpp/drive.py barracuda-chat "$OUT/barracuda_chat"
 [[ -x $OUT/compat_clients ]] && selfcheck "achex + appwebsocket shims" "$OUT/compat_clients"
 [[ -x $OUT/barracuda_close ]] && run "drive barracuda-close" "$PY" tests/cpp/drive.py barracuda-close "$OUT/barracuda_close"

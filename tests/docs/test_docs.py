@@ -5,6 +5,8 @@ it is (an unmarked block fails, so a new example cannot go untested):
 
     <!-- doc-test: self [expect="TEXT"] -->   a program that runs to completion: exit status 0
                                               (and TEXT in its output)
+    <!-- doc-test: self-tls [expect="TEXT"] -->  the same, with ca.pem, and server.pem/server.key
+                                              (for localhost, signed by that CA) in the working dir
     <!-- doc-test: server PORT -->            a server on 127.0.0.1:PORT: a websockets client
                                               gets a text and a binary message echoed, then the
                                               program is stopped with SIGINT
@@ -43,7 +45,7 @@ import websockets
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 LANGS = {"c": ".c", "cpp": ".cpp", "python": ".py", "csharp": ".cs"}
-MARKER = re.compile(r'<!--\s*doc-test:\s*(self|server|client|client-tls|fragment)(?:\s+(\d+))?(?:\s+expect="([^"]*)")?\s*-->')
+MARKER = re.compile(r'<!--\s*doc-test:\s*(self-tls|self|server|client|client-tls|fragment)(?:\s+(\d+))?(?:\s+expect="([^"]*)")?\s*-->')
 TIMEOUT = 30  # seconds for one program to finish, or to start listening
 
 LIBDIR = (REPO / os.environ.get("WSB_LIBDIR", "target/release")).resolve()
@@ -270,21 +272,66 @@ def test_examples_were_found() -> None:
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_example(block: Block, compiled) -> None:
     assert block.mode is not None, (
-        "this example has no marker: put <!-- doc-test: self|server PORT|client PORT|client-tls PORT|fragment --> "
+        "this example has no marker: put <!-- doc-test: self|self-tls|server PORT|client PORT|client-tls PORT|fragment --> "
         "on the line before its fence"
     )
     if block.mode == "fragment":
         pytest.skip("a fragment, not a whole program")
-    if block.port is None and block.mode != "self":
+    if block.port is None and block.mode not in ("self", "self-tls"):
         pytest.fail(f"doc-test: {block.mode} needs a PORT")
+    if block.mode.endswith("-tls") and shutil.which("openssl") is None:
+        pytest.fail("openssl is needed for the TLS examples")
     result, cwd, port = compiled[block.id]
     cmd = result()  # raises the compiler's error here, in this block's test
-    if block.mode == "self":
+    if block.mode in ("self", "self-tls"):
+        if block.mode == "self-tls":
+            make_ca(cwd)
         asyncio.run(as_self(block, cmd, cwd))
     elif block.mode == "server":
         asyncio.run(as_server(block, cmd, cwd, port))
     else:
-        if block.mode == "client-tls" and shutil.which("openssl") is None:
-            pytest.fail("openssl is needed for the TLS examples")
         tls = make_ca(cwd) if block.mode == "client-tls" else None
         asyncio.run(as_client(block, cmd, cwd, port, tls))
+
+
+# -- the README's lists against the header's doc comments -----------------------------------------
+
+
+def header_docs() -> Dict[str, str]:
+    """Each exported function's doc comment, on one line, from include/wsbroker.h (parsed as
+    scripts/gen_api_reference.py parses it)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import gen_api_reference as ref
+    finally:
+        sys.path.pop(0)
+    text = (REPO / "include" / "wsbroker.h").read_text()
+    docs = {}
+    for m in ref.DECL.finditer(text):
+        doc = ref.doc_before(text, m.start()) or ""
+        docs[m.group(2)] = " ".join(line.strip().lstrip("*").strip() for line in doc.splitlines())
+    return docs
+
+
+def readme_section(start: str, end: str) -> str:
+    text = (REPO / "README.md").read_text()
+    return text[text.index(start) : text.index(end, text.index(start))]
+
+
+def test_readme_thread_safe_list_is_the_headers() -> None:
+    """The README names exactly the functions whose doc says "Safe to call from any thread" (the
+    polls aside: they wait by design, and queue mode covers them)."""
+    docs = header_docs()
+    safe = {name for name, doc in docs.items() if "Safe to call from any thread" in doc and not name.endswith("_poll")}
+    listed = set(re.findall(r"`(wsb_\w+)`", readme_section("**Safe from any thread, never blocking**", "**Backpressure")))
+    assert len(safe) > 50
+    assert sorted(safe - listed) == [], "safe per the header, missing from the README's list"
+    assert sorted(listed - safe) == [], "in the README's list, but the doc comment does not say so"
+
+
+def test_readme_ownership_list_names_every_object() -> None:
+    """Every type with a `wsb_X_free` is in the README's ownership list."""
+    owned = {name[: -len("_free")] for name in header_docs() if name.endswith("_free")}
+    listed = set(re.findall(r"`(wsb_\w+)`", readme_section("* **Ownership.**", "* **Connections are ids**")))
+    assert len(owned) >= 10
+    assert sorted(owned - listed) == []

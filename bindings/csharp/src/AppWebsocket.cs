@@ -88,19 +88,30 @@ namespace Wsbroker
         public LoginFailedException(string reason) : base(Result.InvalidState, reason, "login") { }
     }
 
-    /// <summary>AppWebsocket client settings; null keeps the library default (automatic flow
-    /// control, no Sent events, no keep-alive, 10 s connect timeout, system roots).</summary>
-    public sealed class AppWebsocketClientOptions
+    /// <summary>AppWebsocket client settings; null keeps the library default (see
+    /// <see cref="ConnectionOptions"/>; automatic flow control, no Sent events, no keep-alive, 10 s
+    /// login timeout).</summary>
+    public sealed class AppWebsocketClientOptions : ConnectionOptions
     {
+        static readonly ConnectionSetters<AppwsClientConfigHandle> s_connection = new ConnectionSetters<AppwsClientConfigHandle>
+        {
+            AddHeader = NativeMethods.wsb_appws_client_config_add_header,
+            SetConnectTimeoutMs = NativeMethods.wsb_appws_client_config_set_connect_timeout_ms,
+            SetCaFile = NativeMethods.wsb_appws_client_config_set_ca_file,
+            SetSystemRoots = NativeMethods.wsb_appws_client_config_set_system_roots,
+            SetClientCert = NativeMethods.wsb_appws_client_config_set_client_cert,
+            SetInsecure = NativeMethods.wsb_appws_client_config_set_insecure,
+            SetProxy = NativeMethods.wsb_appws_client_config_set_proxy,
+        };
+
         /// <summary>Password mode only; default: sip = the app, dn Admin, no info.</summary>
         public AppWebsocketIdentity Identity;
         public bool? ManualComplete;
         public bool? SendResults;
         public uint? KeepAliveMs;
-        public uint? ConnectTimeoutMs;
-        public string CaFile;
-        /// <summary>Accept any server certificate. For development only.</summary>
-        public bool? Insecure;
+        /// <summary>Time allowed from the WebSocket's opening to AppLoginResult (ms, &gt; 0); when
+        /// it passes, LoginFailed says what was still awaited and Closed follows.</summary>
+        public uint? LoginTimeoutMs;
 
         internal AppwsClientConfigHandle Build(string url, string app, string password)
         {
@@ -122,12 +133,9 @@ namespace Wsbroker
                     Library.Check(NativeMethods.wsb_appws_client_config_set_send_results(cfg, SendResults.Value), "wsb_appws_client_config_set_send_results");
                 if (KeepAliveMs.HasValue)
                     Library.Check(NativeMethods.wsb_appws_client_config_set_keep_alive_ms(cfg, KeepAliveMs.Value), "wsb_appws_client_config_set_keep_alive_ms");
-                if (ConnectTimeoutMs.HasValue)
-                    Library.Check(NativeMethods.wsb_appws_client_config_set_connect_timeout_ms(cfg, ConnectTimeoutMs.Value), "wsb_appws_client_config_set_connect_timeout_ms");
-                if (CaFile != null)
-                    Library.Check(NativeMethods.wsb_appws_client_config_set_ca_file(cfg, AppWebsocketCrypto.N(CaFile)), "wsb_appws_client_config_set_ca_file");
-                if (Insecure.HasValue)
-                    Library.Check(NativeMethods.wsb_appws_client_config_set_insecure(cfg, Insecure.Value), "wsb_appws_client_config_set_insecure");
+                if (LoginTimeoutMs.HasValue)
+                    Library.Check(NativeMethods.wsb_appws_client_config_set_login_timeout_ms(cfg, LoginTimeoutMs.Value), "wsb_appws_client_config_set_login_timeout_ms");
+                ApplyConnection(cfg, s_connection);
             }
             catch
             {
@@ -414,6 +422,14 @@ namespace Wsbroker
             return Encoding.ASCII.GetString(buf, 0, 64);
         }
 
+        /// <summary>The detail of the last failed call on this client, from whichever thread made it
+        /// ("" if none); <see cref="Library.LastError"/> is the calling thread's instead.</summary>
+        public string LastError()
+        {
+            AppwsClientHandle h = Live();
+            return Library.ReadSized((byte[] b, UIntPtr n, out UIntPtr need) => NativeMethods.wsb_appws_client_last_error(h, b, n, out need));
+        }
+
         /// <summary>Closes the connection (1000); Closed follows. Throws NotConnected once Closed was reported.</summary>
         public void Disconnect()
         {
@@ -492,6 +508,12 @@ namespace Wsbroker
         public bool? ManualComplete;
         public bool? Echo;
         public ulong? MaxMessageSize;
+        /// <summary>With <see cref="TlsKeyPath"/>: serve wss:// with this PEM certificate chain (leaf
+        /// first). The files are read when the service is created; a bad file throws
+        /// <see cref="WsbException"/> InvalidArgument naming it.</summary>
+        public string TlsCertChainPath;
+        /// <summary>The PEM private key of <see cref="TlsCertChainPath"/>.</summary>
+        public string TlsKeyPath;
 
         internal AppwsServiceConfigHandle Build()
         {
@@ -514,6 +536,8 @@ namespace Wsbroker
                     Library.Check(NativeMethods.wsb_appws_service_config_set_echo(cfg, Echo.Value), "wsb_appws_service_config_set_echo");
                 if (MaxMessageSize.HasValue)
                     Library.Check(NativeMethods.wsb_appws_service_config_set_max_message_size(cfg, new UIntPtr(MaxMessageSize.Value)), "wsb_appws_service_config_set_max_message_size");
+                if (TlsCertChainPath != null || TlsKeyPath != null)
+                    Library.Check(NativeMethods.wsb_appws_service_config_set_tls(cfg, Utf8.ToNative(TlsCertChainPath), Utf8.ToNative(TlsKeyPath)), "wsb_appws_service_config_set_tls");
             }
             catch
             {
@@ -700,6 +724,14 @@ namespace Wsbroker
         public void MessageComplete(ulong conn)
         {
             Library.Check(NativeMethods.wsb_appws_service_message_complete(Live(), conn), "wsb_appws_service_message_complete");
+        }
+
+        /// <summary>The detail of the last failed call on this service, from whichever thread made it
+        /// ("" if none); <see cref="Library.LastError"/> is the calling thread's instead.</summary>
+        public string LastError()
+        {
+            AppwsServiceHandle h = Live();
+            return Library.ReadSized((byte[] b, UIntPtr n, out UIntPtr need) => NativeMethods.wsb_appws_service_last_error(h, b, n, out need));
         }
 
         /// <summary>Queue mode: the next event within <paramref name="timeoutMs"/>, or null.</summary>

@@ -21,12 +21,31 @@ namespace Wsbroker
     public sealed class BrokerOptions
     {
         public Dictionary<Listener, string> Listeners = new Dictionary<Listener, string>();
+        /// <summary>Per WebSocket listener (not WebtalkAdmin, plain TCP): the largest message
+        /// accepted, in bytes (default 65536; larger gets close 1009).</summary>
+        public Dictionary<Listener, ulong> MaxMessageSize = new Dictionary<Listener, ulong>();
+        /// <summary>Per WebSocket listener: serve wss:// with this certificate chain and key (PEM
+        /// files, read when the broker is created; a bad file throws InvalidArgument naming it).</summary>
+        public Dictionary<Listener, ListenerTls> Tls = new Dictionary<Listener, ListenerTls>();
         public bool? AchexQuiet;
         public Dictionary<string, string> ServiceCredentials = new Dictionary<string, string>();
         public Dictionary<string, string> Credentials = new Dictionary<string, string>();
         public AuthHandler Auth;
         public string WebtalkAdminSecret;
         public Dictionary<string, string> AppwsApps = new Dictionary<string, string>();
+    }
+
+    /// <summary>A listener's TLS certificate chain (PEM, leaf first) and its private key (PEM).</summary>
+    public sealed class ListenerTls
+    {
+        public string CertChainPath;
+        public string KeyPath;
+
+        public ListenerTls(string certChainPath, string keyPath)
+        {
+            CertChainPath = certChainPath;
+            KeyPath = keyPath;
+        }
     }
 
     /// <summary>One broker event, copied out. ServiceMessage: <see cref="Service"/> (the receiving
@@ -112,6 +131,14 @@ namespace Wsbroker
                 }
                 foreach (var l in options.Listeners)
                     Library.Check(NativeMethods.wsb_broker_config_set_listener(cfg, (uint)l.Key, AppWebsocketCrypto.N(l.Value)), "wsb_broker_config_set_listener");
+                foreach (var m in options.MaxMessageSize)
+                    Library.Check(NativeMethods.wsb_broker_config_set_max_message(cfg, (uint)m.Key, new UIntPtr(m.Value)), "wsb_broker_config_set_max_message");
+                foreach (var t in options.Tls)
+                {
+                    // null: no TLS on that listener (both paths NULL).
+                    ListenerTls tls = t.Value ?? new ListenerTls(null, null);
+                    Library.Check(NativeMethods.wsb_broker_config_set_listener_tls(cfg, (uint)t.Key, Utf8.ToNative(tls.CertChainPath), Utf8.ToNative(tls.KeyPath)), "wsb_broker_config_set_listener_tls");
+                }
                 if (options.AchexQuiet.HasValue)
                     Library.Check(NativeMethods.wsb_broker_config_set_achex_quiet(cfg, options.AchexQuiet.Value), "wsb_broker_config_set_achex_quiet");
                 foreach (var c in options.ServiceCredentials)
@@ -286,6 +313,14 @@ namespace Wsbroker
         public void SetEvents(bool on)
         {
             Library.Check(NativeMethods.wsb_broker_set_events(Live(), on), "wsb_broker_set_events");
+        }
+
+        /// <summary>The detail of the last failed call on this broker, from whichever thread made it
+        /// ("" if none); <see cref="Library.LastError"/> is the calling thread's instead.</summary>
+        public string LastError()
+        {
+            BrokerHandle h = Live();
+            return Library.ReadSized((byte[] b, UIntPtr n, out UIntPtr need) => NativeMethods.wsb_broker_last_error(h, b, n, out need));
         }
 
         public BrokerCounts Stats()

@@ -25,24 +25,85 @@ namespace Wsbroker
         public uint MaxAttempts;
     }
 
-    /// <summary>Client settings; null keeps the library default (10 s connect timeout, system roots,
-    /// proxy from the environment, no reconnection, automatic flow control, no Sent events, 16 MiB
-    /// messages, 30 s pings). <see cref="Proxy"/> "" disables proxies, the environment's included.</summary>
-    public sealed class ClientOptions
+    /// <summary>The C setters of one client configuration type, for
+    /// <see cref="ConnectionOptions.ApplyConnection"/>.</summary>
+    internal sealed class ConnectionSetters<T>
     {
+        public Func<T, byte[], byte[], Result> AddHeader;
+        public Func<T, uint, Result> SetConnectTimeoutMs;
+        public Func<T, byte[], Result> SetCaFile;
+        public Func<T, bool, Result> SetSystemRoots;
+        public Func<T, byte[], byte[], Result> SetClientCert;
+        public Func<T, bool, Result> SetInsecure;
+        public Func<T, byte[], Result> SetProxy;
+    }
+
+    /// <summary>The connection settings of <see cref="ClientOptions"/> and
+    /// <see cref="AppWebsocketClientOptions"/>; null keeps the library default (10 s connect
+    /// timeout, system roots, proxy from the environment, never for loopback hosts).</summary>
+    public abstract class ConnectionOptions
+    {
+        /// <summary>Extra headers of the WebSocket upgrade request (name: token characters).</summary>
         public List<KeyValuePair<string, string>> Headers = new List<KeyValuePair<string, string>>();
-        public List<string> Subprotocols = new List<string>();
         public uint? ConnectTimeoutMs;
         /// <summary>Also trust the CA certificates in this PEM file.</summary>
         public string CaFile;
+        /// <summary>Trust the operating system's root certificates (default true). Off and no
+        /// <see cref="CaFile"/>: a wss:// URL is refused at creation.</summary>
         public bool? SystemRoots;
         /// <summary>Client certificate chain and key (PEM files), both or neither.</summary>
         public string ClientCertChain;
         public string ClientCertKey;
         /// <summary>Accept any server certificate. For development only.</summary>
         public bool? Insecure;
-        /// <summary><c>http://[user:password@]host:port</c>, tunnelled with CONNECT.</summary>
+        /// <summary><c>http://[user:password@]host:port</c>, tunnelled with CONNECT; "" disables
+        /// proxies, the environment's included.</summary>
         public string Proxy;
+
+        internal ConnectionOptions() { }
+
+        /// <summary>Applies these settings to <paramref name="cfg"/> through its own setters.</summary>
+        internal void ApplyConnection<T>(T cfg, ConnectionSetters<T> s)
+        {
+            foreach (var h in Headers)
+                Check(s.AddHeader, s.AddHeader(cfg, AppWebsocketCrypto.N(h.Key ?? ""), AppWebsocketCrypto.N(h.Value ?? "")));
+            if (ConnectTimeoutMs.HasValue)
+                Check(s.SetConnectTimeoutMs, s.SetConnectTimeoutMs(cfg, ConnectTimeoutMs.Value));
+            if (CaFile != null)
+                Check(s.SetCaFile, s.SetCaFile(cfg, AppWebsocketCrypto.N(CaFile)));
+            if (SystemRoots.HasValue)
+                Check(s.SetSystemRoots, s.SetSystemRoots(cfg, SystemRoots.Value));
+            if (ClientCertChain != null || ClientCertKey != null)
+                Check(s.SetClientCert, s.SetClientCert(cfg, AppWebsocketCrypto.N(ClientCertChain ?? ""), AppWebsocketCrypto.N(ClientCertKey ?? "")));
+            if (Insecure.HasValue)
+                Check(s.SetInsecure, s.SetInsecure(cfg, Insecure.Value));
+            if (Proxy != null)
+                Check(s.SetProxy, s.SetProxy(cfg, AppWebsocketCrypto.N(Proxy)));
+        }
+
+        /// <summary>Throws for a failed setter, named after the C function it calls.</summary>
+        static void Check(Delegate setter, Result r)
+        {
+            Library.Check(r, setter.Method.Name);
+        }
+    }
+
+    /// <summary>Client settings; null keeps the library default (see <see cref="ConnectionOptions"/>;
+    /// no reconnection, automatic flow control, no Sent events, 16 MiB messages, 30 s pings).</summary>
+    public sealed class ClientOptions : ConnectionOptions
+    {
+        static readonly ConnectionSetters<ClientConfigHandle> s_connection = new ConnectionSetters<ClientConfigHandle>
+        {
+            AddHeader = NativeMethods.wsb_client_config_add_header,
+            SetConnectTimeoutMs = NativeMethods.wsb_client_config_set_connect_timeout_ms,
+            SetCaFile = NativeMethods.wsb_client_config_set_ca_file,
+            SetSystemRoots = NativeMethods.wsb_client_config_set_system_roots,
+            SetClientCert = NativeMethods.wsb_client_config_set_client_cert,
+            SetInsecure = NativeMethods.wsb_client_config_set_insecure,
+            SetProxy = NativeMethods.wsb_client_config_set_proxy,
+        };
+
+        public List<string> Subprotocols = new List<string>();
         public ReconnectOptions Reconnect;
         /// <summary>Hold each further message until <see cref="Client.MessageComplete"/>.</summary>
         public bool? ManualComplete;
@@ -64,22 +125,9 @@ namespace Wsbroker
             }
             try
             {
-                foreach (var h in Headers)
-                    Library.Check(NativeMethods.wsb_client_config_add_header(cfg, Utf8.ToNative(h.Key ?? ""), Utf8.ToNative(h.Value ?? "")), "wsb_client_config_add_header");
+                ApplyConnection(cfg, s_connection);
                 foreach (string p in Subprotocols)
                     Library.Check(NativeMethods.wsb_client_config_add_subprotocol(cfg, Utf8.ToNative(p ?? "")), "wsb_client_config_add_subprotocol");
-                if (ConnectTimeoutMs.HasValue)
-                    Library.Check(NativeMethods.wsb_client_config_set_connect_timeout_ms(cfg, ConnectTimeoutMs.Value), "wsb_client_config_set_connect_timeout_ms");
-                if (CaFile != null)
-                    Library.Check(NativeMethods.wsb_client_config_set_ca_file(cfg, Utf8.ToNative(CaFile)), "wsb_client_config_set_ca_file");
-                if (SystemRoots.HasValue)
-                    Library.Check(NativeMethods.wsb_client_config_set_system_roots(cfg, SystemRoots.Value), "wsb_client_config_set_system_roots");
-                if (ClientCertChain != null || ClientCertKey != null)
-                    Library.Check(NativeMethods.wsb_client_config_set_client_cert(cfg, Utf8.ToNative(ClientCertChain ?? ""), Utf8.ToNative(ClientCertKey ?? "")), "wsb_client_config_set_client_cert");
-                if (Insecure.HasValue)
-                    Library.Check(NativeMethods.wsb_client_config_set_insecure(cfg, Insecure.Value), "wsb_client_config_set_insecure");
-                if (Proxy != null)
-                    Library.Check(NativeMethods.wsb_client_config_set_proxy(cfg, Utf8.ToNative(Proxy)), "wsb_client_config_set_proxy");
                 if (Reconnect != null)
                     Library.Check(NativeMethods.wsb_client_config_set_reconnect(cfg, true, Reconnect.InitialMs, Reconnect.MaxMs, Reconnect.MaxAttempts), "wsb_client_config_set_reconnect");
                 if (ManualComplete.HasValue)
@@ -323,6 +371,11 @@ namespace Wsbroker
                 {
                     return _outcome.Protocol;
                 }
+                // Polled already: no event can follow the final one, so polling would wait in vain.
+                if (_polled && IsFinal(_outcome))
+                {
+                    throw Ended(_outcome);
+                }
             }
             if (_polled)
             {
@@ -358,8 +411,13 @@ namespace Wsbroker
             }
         }
 
+        /// <summary>What waiting for a connection throws once <paramref name="ev"/>, a final event, has come.</summary>
         static WsbException Ended(ClientEvent ev)
         {
+            if (ev.Type == ClientEventType.Error)
+            {
+                return ev.ToException();
+            }
             if (ev.Type == ClientEventType.GaveUp)
             {
                 return new WsbException(Result.NotConnected, "reconnection gave up after " + ev.Attempt + " attempts", "connect");
@@ -420,6 +478,14 @@ namespace Wsbroker
             Library.Check(NativeMethods.wsb_client_message_complete(Live()), "wsb_client_message_complete");
         }
 
+        /// <summary>The detail of the last failed call on this client, from whichever thread made it
+        /// ("" if none); <see cref="Library.LastError"/> is the calling thread's instead.</summary>
+        public string LastError()
+        {
+            ClientHandle h = Live();
+            return Library.ReadSized((byte[] b, UIntPtr n, out UIntPtr need) => NativeMethods.wsb_client_last_error(h, b, n, out need));
+        }
+
         /// <summary>Queue mode: the next event, waiting up to <paramref name="timeoutMs"/> (negative:
         /// forever); null when the time ran out. Throws <see cref="WsbException"/> with
         /// <c>Result.Interrupted</c> after <see cref="Interrupt"/>. Poll from one thread at a time. In
@@ -438,7 +504,7 @@ namespace Wsbroker
 
         /// <summary>Queue mode: events until none comes for <paramref name="idleTimeoutMs"/> (negative:
         /// no limit), until <see cref="Interrupt"/> or Dispose from another thread, or after the final
-        /// event (Closed or Error while reconnection is off: nothing can follow it).</summary>
+        /// event (GaveUp, or Closed or Error while reconnection is off: nothing can follow it).</summary>
         public IEnumerable<ClientEvent> Events(int idleTimeoutMs = -1)
         {
             Func<bool> disposed = () => Volatile.Read(ref _disposed) != 0;

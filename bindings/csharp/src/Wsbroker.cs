@@ -103,12 +103,23 @@ namespace Wsbroker
         /// <summary>The detail of the most recent failed <c>wsb_</c> call on this thread ("" if none).</summary>
         public static string LastError()
         {
+            return ReadSized(NativeMethods.wsb_last_error);
+        }
+
+        /// <summary>A call that copies a string into <c>buf</c> and reports the size it needs, NUL
+        /// included (<c>wsb_last_error</c>, <c>wsb_server_last_error</c>, ...).</summary>
+        internal delegate Result SizedCall(byte[] buf, UIntPtr len, out UIntPtr needed);
+
+        /// <summary>The string <paramref name="call"/> copies out, growing the buffer while it
+        /// reports BufferTooSmall; "" on any other failure.</summary>
+        internal static string ReadSized(SizedCall call)
+        {
             int size = 256;
             for (int i = 0; i < 3; i++)
             {
                 var buf = new byte[size];
                 UIntPtr needed;
-                Result r = NativeMethods.wsb_last_error(buf, (UIntPtr)buf.Length, out needed);
+                Result r = call(buf, (UIntPtr)buf.Length, out needed);
                 if (r == Result.Ok)
                 {
                     int len = Array.IndexOf(buf, (byte)0);
@@ -751,6 +762,14 @@ namespace Wsbroker
         public bool IsValid(ulong conn)
         {
             return NativeMethods.wsb_server_is_valid(Live(), conn);
+        }
+
+        /// <summary>The detail of the last failed call on this server, from whichever thread made it
+        /// ("" if none); <see cref="Library.LastError"/> is the calling thread's instead.</summary>
+        public string LastError()
+        {
+            ServerHandle h = Live();
+            return Library.ReadSized((byte[] b, UIntPtr n, out UIntPtr need) => NativeMethods.wsb_server_last_error(h, b, n, out need));
         }
 
         public Stats GetStats()

@@ -25,7 +25,7 @@ static partial class ServerTests
             T("client: close codes both ways", ClientCloseCodes),
             T("client: manual flow control holds messages", ClientManualFlowControl),
             T("client: refused port gives ConnectionRefused", ClientRefused),
-            T("client: reconnection attempts are reported", ClientReconnect),
+            T("client: reconnection attempts are reported; GaveUp is final", ClientReconnect),
             T("client: handler exception rethrown at the next call and by Dispose", ClientHandlerException),
             T("client: errors, modes and userdata release", ClientErrors),
         };
@@ -315,6 +315,14 @@ static partial class ServerTests
             // GaveUp ends Events at once (nothing can follow), well before its 2 s idle timeout.
             Equal("Error,Reconnecting:1,Error,Reconnecting:2,Error,GaveUp:2", string.Join(",", seen), "attempts");
             Check(sw.ElapsedMilliseconds < 1500, "Events ended at GaveUp: " + sw.ElapsedMilliseconds + " ms");
+            // Nothing can follow GaveUp: waiting for a connection fails at once instead of polling in vain.
+            GaveUpEndsWaiting(c);
+        }
+        var rec = new ClientRecorder();
+        using (var c = new Client("ws://127.0.0.1:" + port + "/", o, rec.Attach))
+        {
+            Equal(2u, rec.Must(ClientEventType.GaveUp).Attempt, "GaveUp in callback mode");
+            GaveUpEndsWaiting(c);
         }
         o = new ClientOptions { Reconnect = new ReconnectOptions { InitialMs = 100, MaxMs = 200 } };
         using (var c = Client.CreatePolled("ws://127.0.0.1:" + port + "/", o))
@@ -329,6 +337,15 @@ static partial class ServerTests
             Equal(1001, NextPolled(c, ClientEventType.Closed).CloseStatus, "server going away");
             Equal(1u, NextPolled(c, ClientEventType.Reconnecting).Attempt, "attempts start again");
         }
+    }
+
+    static void GaveUpEndsWaiting(Client c)
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        WsbException e = Throws(() => c.WaitConnected(TimeoutMs));
+        Equal(Result.NotConnected, e.Code, "WaitConnected after GaveUp");
+        Check(e.Detail.Contains("gave up after 2 attempts"), "detail: " + e.Detail);
+        Check(sw.ElapsedMilliseconds < 1000, "at once, not after the timeout: " + sw.ElapsedMilliseconds + " ms");
     }
 
     static void ClientHandlerException()

@@ -7,6 +7,7 @@ using System.Diagnostics;
 using System.IO;
 using System.Linq;
 using System.Reflection;
+using System.Reflection.Emit;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
@@ -21,6 +22,7 @@ static partial class ServerTests
         {
             T("native: every bool crosses the boundary as one byte (I1)", BoolsAreOneByte),
             T("native: every DllImport entry point resolves; one per header function", EntryPointsResolve),
+            T("native: every header function is called by the binding, not only declared", EveryFunctionWrapped),
             T("native: struct sizes and offsets match the C compiler", StructLayoutsMatchC),
         };
     }
@@ -93,12 +95,80 @@ static partial class ServerTests
             catch (EntryPointNotFoundException) { missing.Add(m.Name); }
         }
         Equal("", string.Join(", ", missing), "entry points the loaded library lacks");
-        // A parse of the header independent of the generator's: each `wsb_name(` starting a declaration.
-        string header = Regex.Replace(File.ReadAllText(HeaderPath()), @"/\*.*?\*/", "", RegexOptions.Singleline);
-        var declared = new SortedSet<string>(Regex.Matches(header, @"^[A-Za-z_][\w\s\*]*?\b(wsb_\w+)\(", RegexOptions.Multiline)
-            .Cast<Match>().Select(x => x.Groups[1].Value));
+        SortedSet<string> declared = HeaderFunctions();
         var imported = new SortedSet<string>(imports.Select(m => m.Name));
         Equal(string.Join(" ", declared), string.Join(" ", imported), "DllImports vs header functions");
+    }
+
+    /// <summary>Each header function, parsed independently of the generator: each `wsb_name(`
+    /// starting a declaration.</summary>
+    static SortedSet<string> HeaderFunctions()
+    {
+        string header = Regex.Replace(File.ReadAllText(HeaderPath()), @"/\*.*?\*/", "", RegexOptions.Singleline);
+        return new SortedSet<string>(Regex.Matches(header, @"^[A-Za-z_][\w\s\*]*?\b(wsb_\w+)\(", RegexOptions.Multiline)
+            .Cast<Match>().Select(x => x.Groups[1].Value));
+    }
+
+    /// <summary>A C function added to the header (and so to the generated Native.g.cs) without a
+    /// wrapper fails here: it lists the NativeMethods functions that no code outside NativeMethods
+    /// calls or takes as a delegate, read from the compiled IL.</summary>
+    static void EveryFunctionWrapped()
+    {
+        var used = CalledNativeMethods();
+        Check(used.Contains("wsb_server_new") && used.Contains("wsb_client_config_add_header"), "calls and delegates found: " + used.Count);
+        var missing = new SortedSet<string>(HeaderFunctions().Where(f => !used.Contains(f)));
+        Equal("", string.Join(", ", missing), "header functions the C# binding never calls");
+    }
+
+    static readonly Dictionary<short, OpCode> s_opcodes = typeof(OpCodes).GetFields(BindingFlags.Public | BindingFlags.Static)
+        .Select(f => (OpCode)f.GetValue(null)).ToDictionary(o => o.Value);
+
+    static int OperandSize(OpCode op, byte[] il, int at)
+    {
+        switch (op.OperandType)
+        {
+            case OperandType.InlineNone: return 0;
+            case OperandType.ShortInlineBrTarget:
+            case OperandType.ShortInlineI:
+            case OperandType.ShortInlineVar: return 1;
+            case OperandType.InlineVar: return 2;
+            case OperandType.InlineI8:
+            case OperandType.InlineR: return 8;
+            case OperandType.InlineSwitch: return 4 + 4 * BitConverter.ToInt32(il, at);
+            default: return 4;
+        }
+    }
+
+    /// <summary>The names of the NativeMethods functions that methods of other types of the binding
+    /// call (call) or make delegates of (ldftn).</summary>
+    static SortedSet<string> CalledNativeMethods()
+    {
+        const BindingFlags all = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
+        var used = new SortedSet<string>();
+        foreach (Type t in s_binding.GetTypes().Where(t => t != s_native))
+        {
+            Type[] typeArgs = t.IsGenericType ? t.GetGenericArguments() : null;
+            foreach (MethodBase m in t.GetMethods(all).Cast<MethodBase>().Concat(t.GetConstructors(all)))
+            {
+                MethodBody body = m.GetMethodBody();
+                if (body == null) continue;
+                Type[] methodArgs = m.IsGenericMethod ? m.GetGenericArguments() : null;
+                byte[] il = body.GetILAsByteArray();
+                for (int i = 0; i < il.Length;)
+                {
+                    short code = il[i] == 0xFE ? unchecked((short)(0xFE00 | il[i + 1])) : il[i];
+                    OpCode op = s_opcodes[code];
+                    i += op.Size;
+                    if (op.OperandType == OperandType.InlineMethod)
+                    {
+                        MethodBase target = m.Module.ResolveMethod(BitConverter.ToInt32(il, i), typeArgs, methodArgs);
+                        if (target.DeclaringType == s_native) used.Add(target.Name);
+                    }
+                    i += OperandSize(op, il, i);
+                }
+            }
+        }
+        return used;
     }
 
     /// <summary>The blittable structs of Native.g.cs and their C names.</summary>

@@ -41,6 +41,7 @@ static partial class ServerTests
         };
         tests.AddRange(ClientTestList());
         tests.AddRange(AppwsBrokerTestList());
+        tests.AddRange(ConnectionTestList());
         tests.AddRange(NativeTestList());
         tests.AddRange(LifetimeTestList());
         int passed = 0, failed = 0;
@@ -445,30 +446,16 @@ static partial class ServerTests
         catch (ObjectDisposedException) { }
     }
 
-    /// <summary>A certificate for localhost and its key, made by openssl in a fresh directory.</summary>
-    static string[] SelfSigned()
+    /// <summary>A certificate for localhost and its key (tests/pki.sh, in a fresh directory).</summary>
+    static string[] ServerCertificate()
     {
-        string dir = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "wsb-cs-tls-" + Guid.NewGuid().ToString("N"));
-        System.IO.Directory.CreateDirectory(dir);
-        string cert = System.IO.Path.Combine(dir, "cert.pem"), key = System.IO.Path.Combine(dir, "key.pem");
-        var psi = new System.Diagnostics.ProcessStartInfo("openssl",
-            "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=localhost " +
-            "-addext subjectAltName=DNS:localhost -keyout \"" + key + "\" -out \"" + cert + "\"")
-        {
-            UseShellExecute = false,
-            RedirectStandardError = true,
-        };
-        using (var p = System.Diagnostics.Process.Start(psi))
-        {
-            string err = p.StandardError.ReadToEnd();
-            Check(p.WaitForExit(60000) && p.ExitCode == 0, "openssl: " + err);
-        }
-        return new[] { cert, key };
+        string dir = MakePki();
+        return new[] { System.IO.Path.Combine(dir, "server.pem"), System.IO.Path.Combine(dir, "server.key") };
     }
 
     static void TlsServer()
     {
-        string[] files = SelfSigned();
+        string[] files = ServerCertificate();
         string thumbprint = new System.Security.Cryptography.X509Certificates.X509Certificate2(files[0]).Thumbprint;
         using (var e = new Echo(new ServerOptions { TlsCertChainPath = files[0], TlsKeyPath = files[1] }))
         using (var tcp = new System.Net.Sockets.TcpClient("127.0.0.1", e.Server.Port))

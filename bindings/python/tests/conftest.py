@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import queue
-from typing import Iterator, List
+from pathlib import Path
+from typing import Dict, Iterator, List
 
 import pytest
 
 import wsbroker
+from peers import make_pki
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -52,3 +54,9 @@ def recorder() -> Recorder:
 def echo_server(recorder: Recorder) -> Iterator[wsbroker.Server]:
     with wsbroker.Server(on_event=recorder) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
+    """A CA with a server certificate (127.0.0.1, localhost) and a client certificate, by openssl."""
+    return make_pki(tmp_path_factory.mktemp("pki"))

@@ -1,19 +1,25 @@
-"""wsbroker.AppWebsocketClient and AppService against real peers: each other, and a `websockets`
-server playing an app service with a fixed challenge; the §5.2 crypto vectors."""
+"""wsbroker.AppWebsocketClient and AppService against real peers: each other, a `websockets`
+server playing an app service with a fixed challenge, a silent one, a CONNECT proxy, TLS with a CA
+made by openssl; the §5.2 crypto vectors."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import queue
 import threading
+import time
+from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
 from websockets.asyncio.server import serve
+from websockets.sync.client import connect
 
 import wsbroker
+from peers import ConnectProxy, SilentPeer, client_tls, fail_on_another_thread, server_tls
 from wsbroker import (
     AppService,
     AppServiceConfig,
@@ -230,3 +236,108 @@ def test_authenticator_mode_against_websockets_service() -> None:
                 wsbroker.appws_session_key(CHALLENGE, "hostpw"), "seed1", "hello"
             )
         assert fake.received[1]["sip"] == "bob"
+
+
+# -- login timeout, upgrade headers, TLS, client certificates, proxy ------------------------------
+
+
+def test_login_timeout_against_a_service_that_never_answers() -> None:
+    with SilentPeer() as peer:
+        cfg = AppWebsocketClientConfig(login_timeout_ms=300, headers={"X-App-Test": "yes", "Cookie": "a=b"})
+        start = time.monotonic()
+        with AppWebsocketClient(peer.url(), "myapp", "pw", cfg) as c:
+            with pytest.raises(wsbroker.LoginFailed) as e:
+                c.wait_connected(T)
+            waited = time.monotonic() - start
+            # Well within the 10 s default: the setting took effect.
+            assert 0.25 <= waited < 5.0, waited
+            assert e.value.detail == "login timed out: no AppChallengeResult within 300 ms"
+            kinds = [ev.type for ev in c.events(timeout=T)]
+            assert kinds[-1] == CE.CLOSED
+        assert json.loads(peer.messages.get(timeout=T)) == {"mt": "AppChallenge"}
+        headers = peer.headers.get(timeout=T)
+        assert (headers["x-app-test"], headers["cookie"]) == ("yes", "a=b")
+    with pytest.raises(wsbroker.WsbError) as bad:
+        AppWebsocketClient("ws://127.0.0.1:1/", "a", "p", AppWebsocketClientConfig(login_timeout_ms=0))
+    assert bad.value.code == Result.INVALID_ARGUMENT
+    with pytest.raises(wsbroker.WsbError) as bad:
+        AppWebsocketClient("ws://127.0.0.1:1/", "a", "p", AppWebsocketClientConfig(headers=[("Bad Name", "x")]))
+    assert bad.value.code == Result.INVALID_ARGUMENT
+
+
+def test_app_service_over_tls_and_the_clients_trust_settings(pki: Dict[str, Path], tmp_path: Path) -> None:
+    cfg = AppServiceConfig(apps={"myapp": "pw"}, echo=True, tls=(pki["cert"], pki["key"]))
+    with AppService(cfg) as svc:
+        url = f"wss://localhost:{svc.port}/"
+        # Only the CA file is trusted, not the system roots.
+        trusted = AppWebsocketClientConfig(ca_file=pki["ca"], system_roots=False)
+        with AppWebsocketClient(url, "myapp", "pw", trusted) as c:
+            c.wait_connected(T)
+            c.send({"mt": "Ping", "src": "tls"})
+            ev = c.poll(T)
+            assert ev is not None and (ev.mt, ev.src) == ("PingResult", "tls")
+        # The system roots alone do not know the test CA.
+        with AppWebsocketClient(url, "myapp", "pw") as c:
+            with pytest.raises(wsbroker.ConnectError) as e:
+                c.wait_connected(T)
+            assert e.value.code == Result.CERTIFICATE_INVALID
+        # A plain `websockets` client over wss with the same CA reaches the service too.
+        with connect(url, ssl=client_tls(pki), open_timeout=T) as ws:
+            ws.send('{"mt":"AppChallenge"}')
+            assert json.loads(ws.recv(timeout=T))["mt"] == "AppChallengeResult"
+    # No root at all for a wss:// URL is refused at creation.
+    with pytest.raises(wsbroker.WsbError) as e:
+        AppWebsocketClient("wss://localhost:1/", "a", "p", AppWebsocketClientConfig(system_roots=False))
+    assert e.value.code == Result.INVALID_ARGUMENT
+    with pytest.raises(wsbroker.WsbError) as e:
+        AppService(AppServiceConfig(tls=(tmp_path / "missing.pem", pki["key"])))
+    assert e.value.code == Result.INVALID_ARGUMENT and "missing.pem" in e.value.detail
+
+
+def test_client_certificate_for_a_service_that_requires_one(pki: Dict[str, Path]) -> None:
+    with SilentPeer(tls=server_tls(pki, require_client_cert=True)) as peer:
+        base = dict(ca_file=pki["ca"], login_timeout_ms=300)
+        # Without a certificate the TLS handshake fails: the connection never opens.
+        with AppWebsocketClient(peer.url(host="localhost"), "a", "p", AppWebsocketClientConfig(**base)) as c:
+            with pytest.raises(wsbroker.ConnectError):
+                c.wait_connected(T)
+        # With one, the peer sees it; the login then times out, the peer being silent.
+        cert = AppWebsocketClientConfig(client_cert=(pki["client_cert"], pki["client_key"]), **base)
+        with AppWebsocketClient(peer.url(host="localhost"), "a", "p", cert) as c:
+            with pytest.raises(wsbroker.LoginFailed):
+                c.wait_connected(T)
+        assert peer.client_cns.get(timeout=T) == "wsbroker test client"
+        assert peer.client_cns.empty()
+
+
+def test_appws_client_through_an_http_connect_proxy() -> None:
+    proxy = ConnectProxy()
+    try:
+        with AppService(AppServiceConfig(apps={"myapp": "pw"}, echo=True)) as svc:
+            cfg = AppWebsocketClientConfig(proxy=f"http://user:secret@127.0.0.1:{proxy.port}")
+            with AppWebsocketClient(f"ws://127.0.0.1:{svc.port}/", "myapp", "pw", cfg) as c:
+                c.wait_connected(T)
+                c.send({"mt": "Via"})
+                ev = c.poll(T)
+                assert ev is not None and ev.mt == "ViaResult"
+            line, auth = proxy.requests.get(timeout=T)
+            assert line == f"CONNECT 127.0.0.1:{svc.port} HTTP/1.1"
+            assert auth == "Basic " + base64.b64encode(b"user:secret").decode()
+    finally:
+        proxy.close()
+    with pytest.raises(wsbroker.WsbError) as e:
+        AppWebsocketClient("ws://127.0.0.1:1/", "a", "p", AppWebsocketClientConfig(proxy="socks5://127.0.0.1:1"))
+    assert e.value.code == Result.INVALID_ARGUMENT
+
+
+def test_last_error_of_client_and_service_whichever_thread_failed() -> None:
+    with AppService(AppServiceConfig(apps={"myapp": "pw"}, echo=True)) as svc:
+        with AppWebsocketClient(f"ws://127.0.0.1:{svc.port}/", "myapp", "pw") as c:
+            c.wait_connected(T)
+            assert (c.last_error(), svc.last_error()) == ("", "")
+            on_client = fail_on_another_thread(lambda: c.decrypt("seed", "not hex"))
+            on_service = fail_on_another_thread(lambda: svc.close_connection(424242002))
+            assert (on_client.code, on_service.code) == (Result.INVALID_ARGUMENT, Result.NOT_FOUND)
+            assert c.last_error() == on_client.detail != ""
+            assert svc.last_error() == on_service.detail and "424242002" in on_service.detail
+            assert wsbroker.last_error() not in (on_client.detail, on_service.detail)

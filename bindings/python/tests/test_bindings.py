@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import ctypes
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Set
 
 import pytest
 
@@ -24,10 +26,15 @@ def test_generated_module_is_fresh() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_every_header_function_is_declared() -> None:
-    # A parse independent of the generator's: each `name(` at the start of a declaration.
+def header_functions() -> Set[str]:
+    """Every function the header declares; a parse independent of the generator's: each `name(`
+    at the start of a declaration."""
     text = re.sub(r"/\*.*?\*/", "", HEADER.read_text(), flags=re.S)
-    declared = set(re.findall(r"^[A-Za-z_][\w\s\*]*?\b(wsb_\w+)\(", text, re.M))
+    return set(re.findall(r"^[A-Za-z_][\w\s\*]*?\b(wsb_\w+)\(", text, re.M))
+
+
+def test_every_header_function_is_declared() -> None:
+    declared = header_functions()
     assert declared == set(_ffi.FUNCTIONS)
     lib = _native.lib()
     for name, (restype, argtypes, params) in _ffi.FUNCTIONS.items():
@@ -35,6 +42,35 @@ def test_every_header_function_is_declared() -> None:
         assert fn.restype is restype, name
         assert list(fn.argtypes) == argtypes, name
         assert len(argtypes) == len(params), name
+
+
+def wrapped_functions() -> Set[str]:
+    """The wsb_ functions the hand-written modules use: attribute accesses (``lib().wsb_x``) and
+    names held as strings (``_free_name = "wsb_x_free"``, setter tables), docstrings excluded."""
+    used: Set[str] = set()
+    for path in Path(wsbroker.__file__).parent.glob("*.py"):
+        if path.name == "_ffi.py":  # generated: it declares every function, wrapped or not
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+        }  # fmt: skip
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("wsb_"):
+                used.add(node.attr)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                if re.fullmatch(r"wsb_\w+", node.value):
+                    used.add(node.value)
+    return used
+
+
+def test_every_header_function_has_a_wrapper() -> None:
+    """A C function added to the header without a Python wrapper fails here."""
+    missing = sorted(header_functions() - wrapped_functions())
+    assert missing == [], "C functions no hand-written module of the binding calls: " + ", ".join(missing)
 
 
 def test_enums_match_header() -> None:

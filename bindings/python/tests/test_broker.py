@@ -1,18 +1,20 @@
-"""wsbroker.Broker with real `websockets` clients: an in-process Achex service, events, auth, and the
-webtalk operations reaching a browser."""
+"""wsbroker.Broker with real `websockets` clients: an in-process Achex service, events, auth, the
+webtalk operations reaching a browser, message limits and wss:// listeners."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import queue
-from typing import Any, Iterator, List
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 import wsbroker
+from peers import client_tls, fail_on_another_thread
 from wsbroker import Broker, BrokerConfig, BrokerEventType as BE, Listener, Result, Target, _callbacks
 
 T = 10.0
@@ -174,3 +176,49 @@ def test_appws_listener_serves_the_appwebsocket_client() -> None:
             c.send({"mt": "Echo", "src": "1"})
             ev = c.poll(T)
             assert ev is not None and (ev.mt, ev.src) == ("EchoResult", "1")
+
+
+def test_max_message_size_per_listener_closes_with_1009() -> None:
+    with Broker(BrokerConfig(max_message_size={Listener.ACHEX: 1000})) as broker:
+        with achex(broker.port(Listener.ACHEX)) as ws:
+            # Just under the limit is served as usual...
+            login = {"setID": "alice", "passwd": "a", "pad": ""}
+            login["pad"] = "x" * (1000 - len(json.dumps(login)))
+            assert len(json.dumps(login)) == 1000
+            assert call(ws, login) == {"auth": "ok"}
+            # ...one byte over it (far below the 64 KiB default) ends the connection with 1009.
+            ws.send(json.dumps({"to": "alice", "pad": "y" * 1000}))
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=T)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    for listener, size in ((Listener.ACHEX, 0), (Listener.WEBTALK_ADMIN, 1000)):
+        with pytest.raises(wsbroker.WsbError) as e:
+            Broker(BrokerConfig(max_message_size={listener: size}))
+        assert e.value.code == Result.INVALID_ARGUMENT, listener
+
+
+def test_listener_tls_serves_wss(pki: Dict[str, Path], tmp_path: Path) -> None:
+    with Broker(BrokerConfig(tls={Listener.ACHEX: (pki["cert"], pki["key"])})) as broker:
+        port = broker.port(Listener.ACHEX)
+        with connect(f"wss://localhost:{port}/", ssl=client_tls(pki), open_timeout=T) as ws:
+            assert "SID" in json.loads(ws.recv(timeout=T))
+            assert call(ws, {"setID": "alice", "passwd": "a"}) == {"auth": "ok"}
+        # The listener speaks TLS only: a plain ws:// client does not get through.
+        with pytest.raises(Exception):
+            with connect(f"ws://127.0.0.1:{port}/", open_timeout=T):
+                pass
+    with pytest.raises(wsbroker.WsbError) as e:
+        Broker(BrokerConfig(tls={Listener.ACHEX: (tmp_path / "missing.pem", pki["key"])}))
+    assert e.value.code == Result.INVALID_ARGUMENT and "missing.pem" in e.value.detail
+    with pytest.raises(wsbroker.WsbError) as e:
+        Broker(BrokerConfig(tls={Listener.WEBTALK_ADMIN: (pki["cert"], pki["key"])}))
+    assert e.value.code == Result.INVALID_ARGUMENT
+
+
+def test_last_error_is_the_brokers_whichever_thread_failed() -> None:
+    with Broker() as broker:
+        assert broker.last_error() == ""
+        e = fail_on_another_thread(lambda: broker.webtalk_kill_user(7))
+        assert e.code == Result.INVALID_STATE and "webtalk" in e.detail
+        assert broker.last_error() == e.detail
+        assert wsbroker.last_error() != e.detail

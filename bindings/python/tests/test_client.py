@@ -1,32 +1,30 @@
 """wsbroker.Client against real peers: a `websockets` server (ws:// and wss:// with a CA made by
-openssl here), a CONNECT proxy, and a closed port."""
+openssl, see peers.py), a CONNECT proxy, and a closed port."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import gc
 import queue
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 import wsbroker
+from peers import ConnectProxy, LoopServer, fail_on_another_thread, server_tls
 from wsbroker import ClientConfig, ClientEventType, Reconnect, Result, _callbacks
 
 T = 10.0  # seconds: every wait in these tests is bounded by it
 
 
-class Peer:
+class Peer(LoopServer):
     """A `websockets` server on its own event-loop thread.
 
     Each text message is a command or echoed: "/close CODE REASON" closes, "/burst N" sends N
@@ -34,28 +32,12 @@ class Peer:
     """
 
     def __init__(self, tls: Optional[ssl.SSLContext] = None, port: int = 0) -> None:
-        self.loop = asyncio.new_event_loop()
         self.closes: "queue.Queue[Tuple[Optional[int], str]]" = queue.Queue()
         self.paths: "queue.Queue[str]" = queue.Queue()
-        self.tls = tls
-        self.port = port
-        ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
-        self.thread.start()
-        assert ready.wait(T), "peer did not start"
+        super().__init__(tls, port)
 
-    def _run(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._start())
-        ready.set()
-        self.loop.run_forever()
-
-    async def _start(self) -> None:
-        self.server = await serve(
-            self._handler, "127.0.0.1", self.port, ssl=self.tls, max_size=None, ping_interval=None,
-            subprotocols=["chat.v2", "chat"], select_subprotocol=self._select,
-        )
-        self.port = self.server.sockets[0].getsockname()[1]
+    def _options(self) -> Dict[str, Any]:
+        return {"max_size": None, "subprotocols": ["chat.v2", "chat"], "select_subprotocol": self._select}
 
     @staticmethod
     def _select(conn: ServerConnection, offered: List[str]) -> Optional[str]:
@@ -79,18 +61,6 @@ class Peer:
             pass
         rcvd = ws.protocol.close_rcvd
         self.closes.put((rcvd.code if rcvd else None, rcvd.reason if rcvd else ""))
-
-    def url(self, path: str = "/") -> str:
-        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}{path}"
-
-    def stop(self) -> None:
-        async def down() -> None:
-            self.server.close()
-            await self.server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(down(), self.loop).result(T)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(T)
 
 
 @pytest.fixture
@@ -293,6 +263,42 @@ def test_refused_port_gives_connection_refused() -> None:
         assert rec.next(ClientEventType.ERROR).error == Result.CONNECTION_REFUSED
 
 
+def test_gave_up_is_final_for_wait_connected() -> None:
+    url = f"ws://127.0.0.1:{closed_port()}/"
+    cfg = ClientConfig(reconnect=Reconnect(initial_ms=50, max_ms=100, max_attempts=1))
+    # Queue mode: once events() has consumed GAVE_UP, nothing can come, so waiting must not block.
+    with wsbroker.Client(url, cfg) as c:
+        assert [e.type for e in c.events(timeout=T)][-1] == ClientEventType.GAVE_UP
+        start = time.monotonic()
+        with pytest.raises(wsbroker.WsbError) as e:
+            c.wait_connected(T)
+        assert time.monotonic() - start < 1.0
+        assert e.value.code == Result.NOT_CONNECTED and "gave up after 1 attempts" in e.value.detail
+    # Callback mode: the same, after the handler has seen GAVE_UP.
+    rec = Events()
+    with wsbroker.Client(url, cfg, on_event=rec) as c:
+        assert rec.next(ClientEventType.GAVE_UP).attempt == 1
+        start = time.monotonic()
+        with pytest.raises(wsbroker.WsbError) as e:
+            c.wait_connected(T)
+        assert time.monotonic() - start < 1.0
+        assert e.value.code == Result.NOT_CONNECTED and "gave up" in e.value.detail
+
+
+def test_last_error_is_the_clients_whichever_thread_failed(peer: Peer) -> None:
+    with wsbroker.Client(peer.url()) as c:
+        assert c.last_error() == ""
+        c.wait_connected(T)
+        e = fail_on_another_thread(lambda: c.ping(b"x" * 200))
+        assert e.code == Result.TOO_BIG and e.detail
+        # The failure was another thread's: this thread's last error is not it, the client's is.
+        assert wsbroker.last_error() != e.detail
+        assert c.last_error() == e.detail
+    with pytest.raises(wsbroker.WsbError) as closed:
+        c.last_error()
+    assert closed.value.code == Result.SHUT_DOWN
+
+
 def test_reconnect_reports_attempts_then_connects() -> None:
     port = closed_port()
     cfg = ClientConfig(reconnect=Reconnect(initial_ms=50, max_ms=100, max_attempts=2))
@@ -432,59 +438,6 @@ def test_unclosed_client_warns_and_is_freed(peer: Peer) -> None:
 # -- proxy ----------------------------------------------------------------------------------------
 
 
-class ConnectProxy:
-    """An HTTP CONNECT proxy on a thread, recording each request's first line and auth header."""
-
-    def __init__(self) -> None:
-        self.requests: "queue.Queue[Tuple[str, str]]" = queue.Queue()
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.sock.settimeout(T)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        try:
-            conn, _ = self.sock.accept()
-        except OSError:
-            return
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = conn.recv(4096)
-            if not chunk:
-                return
-            head += chunk
-        lines = head.split(b"\r\n\r\n")[0].decode().split("\r\n")
-        auth = next((ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("proxy-authorization:")), "")
-        self.requests.put((lines[0], auth))
-        host, port = lines[0].split()[1].rsplit(":", 1)
-        upstream = socket.create_connection((host, int(port)), timeout=T)
-        conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        for a, b in ((conn, upstream), (upstream, conn)):
-            threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def test_http_connect_proxy_with_credentials(peer: Peer) -> None:
     proxy = ConnectProxy()
     try:
@@ -512,35 +465,9 @@ def test_proxy_refusing_gives_proxy_failed(peer: Peer) -> None:
 # -- wss:// with a CA generated here --------------------------------------------------------------
 
 
-def _openssl(*args: Any, cwd: Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], cwd=cwd, check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is required for the wss tests")
-    d = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-             "-days", "2", "-subj", "/CN=wsbroker test CA",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-             cwd=d)
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-             "-subj", "/CN=127.0.0.1", cwd=d)
-    (d / "ext.cnf").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-        "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
-    )
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf", cwd=d)
-    return {"ca": d / "ca.pem", "cert": d / "server.pem", "key": d / "server.key"}
-
-
 @pytest.fixture
 def tls_peer(pki: Dict[str, Path]) -> Iterator[Peer]:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(pki["cert"], pki["key"])
-    p = Peer(tls=ctx)
+    p = Peer(tls=server_tls(pki))
     yield p
     p.stop()
 

@@ -19,6 +19,7 @@ from wsbroker import EventType, Result, Server, ServerConfig, WsbError
 from wsbroker import _callbacks
 
 from conftest import Recorder
+from peers import fail_on_another_thread
 
 
 def url(server: Server, path: str = "/") -> str:
@@ -280,6 +281,15 @@ def test_errors_map_to_results(echo_server: Server, recorder: Recorder) -> None:
             echo_server.send(conn, "late")
         # CLOSED while the handshake runs; NOT_FOUND once the client has already answered it.
         assert info.value.code in (Result.CLOSED, Result.NOT_FOUND)
+
+
+def test_last_error_is_the_servers_whichever_thread_failed(echo_server: Server) -> None:
+    assert echo_server.last_error() == ""
+    e = fail_on_another_thread(lambda: echo_server.send(424242001, b"x"))
+    assert e.code == Result.NOT_FOUND and "424242001" in e.detail
+    # The failure was another thread's: the server's last error is it, this thread's is not.
+    assert echo_server.last_error() == e.detail
+    assert wsbroker.last_error() != e.detail
 
 
 def test_close_from_own_callback_is_refused() -> None:

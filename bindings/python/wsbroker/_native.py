@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 from . import _ffi
 from ._ffi import Result
@@ -116,19 +116,25 @@ def lib() -> ctypes.CDLL:
     return _lib
 
 
-def last_error() -> str:
-    """The detail of the most recent failed ``wsb_`` call on this thread (``""`` if none)."""
+def read_sized(call: Callable[[Any, int, Any], int]) -> str:
+    """The string a ``call(buf, len, &needed)`` copies out, growing ``buf`` while it reports
+    BUFFER_TOO_SMALL; ``""`` on any other failure."""
     needed = ctypes.c_size_t(0)
     size = 256
     for _ in range(3):
         buf = ctypes.create_string_buffer(size)
-        r = lib().wsb_last_error(buf, size, ctypes.byref(needed))
+        r = call(buf, size, ctypes.byref(needed))
         if r == Result.OK:
             return buf.value.decode("utf-8", "replace")
         if r != Result.BUFFER_TOO_SMALL:
             return ""
         size = max(needed.value, size * 2)
     return ""
+
+
+def last_error() -> str:
+    """The detail of the most recent failed ``wsb_`` call on this thread (``""`` if none)."""
+    return read_sized(lib().wsb_last_error)
 
 
 def check(code: int, function: str) -> Result:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 from . import _callbacks
 from ._ffi import Result
-from ._native import Interrupted, WsbError, check, lib
+from ._native import Interrupted, WsbError, check, lib, read_sized
 
 # As in server.py: a blocking poll is cut into slices so Ctrl-C stops a waiting program promptly.
 POLL_SLICE_S = 0.25
@@ -25,6 +25,7 @@ POLL_SLICE_S = 0.25
 class Owned:
     _free_name = ""  # the wsb_*_free function
     _interrupt_name: Optional[str] = None  # the wsb_*_interrupt function, for queue mode
+    _last_error_name = ""  # the wsb_*_last_error function
     _what = "object"
 
     def __init__(self) -> None:
@@ -85,6 +86,13 @@ class Owned:
         if ptr is None:
             raise WsbError(Result.SHUT_DOWN, f"the {self._what} is closed")
         return ptr
+
+    def last_error(self) -> str:
+        """The detail of the last failed call on this object, from whichever thread made it
+        (``""`` if none); :func:`wsbroker.last_error` is the calling thread's instead."""
+        ptr = self._live()
+        fn = getattr(lib(), self._last_error_name)
+        return read_sized(lambda buf, n, needed: fn(ptr, buf, n, needed))
 
     def _poll_native(self, poll_fn: Callable[..., int], name: str, out: Any, timeout: Optional[float]) -> bool:
         """Polls in slices until an event (True) or ``timeout`` seconds (False)."""

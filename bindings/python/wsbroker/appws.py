@@ -15,15 +15,15 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Optional, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Tuple, Union
 
-from . import _callbacks, _ffi
+from . import _callbacks, _connection, _ffi
 from ._ffi import AppwsClientEventType, AppwsServiceEventType, Result
 from ._native import Bytes, Interrupted, WsbError, as_buffer, check, lib
 from ._owned import Owned, cstr, no_nul, opt_str, send_result
 from .client import ConnectError
 
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = _connection.PathLike
 Json = Any  # a JSON text (str) or a value json.dumps accepts
 
 # -- connection-free crypto ----------------------------------------------------------------------
@@ -102,10 +102,29 @@ class Identity:
     info: Optional[Json] = None
 
 
+_CONNECTION_SETTERS = _connection.Setters(
+    add_header="wsb_appws_client_config_add_header",
+    set_connect_timeout_ms="wsb_appws_client_config_set_connect_timeout_ms",
+    set_ca_file="wsb_appws_client_config_set_ca_file",
+    set_system_roots="wsb_appws_client_config_set_system_roots",
+    set_client_cert="wsb_appws_client_config_set_client_cert",
+    set_insecure="wsb_appws_client_config_set_insecure",
+    set_proxy="wsb_appws_client_config_set_proxy",
+)
+
+
 @dataclass
 class AppWebsocketClientConfig:
-    """AppWebsocket client settings; ``None`` keeps the library default (automatic flow control,
-    no SENT events, no keep-alive, 10 s connect timeout, system roots)."""
+    """AppWebsocket client settings; ``None`` keeps the library default: automatic flow control,
+    no SENT events, no keep-alive, 10 s connect timeout, 10 s login timeout, the system's root
+    certificates, the proxy from the environment (never for loopback hosts).
+
+    ``login_timeout_ms`` bounds the time from the WebSocket's opening to ``AppLoginResult``: when
+    it passes, LOGIN_FAILED says what was still awaited and CLOSED follows. The connection
+    settings (``headers`` for the upgrade request, ``ca_file``, ``system_roots``,
+    ``client_cert=(chain, key)``, ``insecure``, ``proxy``) mean what they mean in
+    :class:`ClientConfig`; ``proxy=""`` disables proxies, the environment's included.
+    """
 
     identity: Optional[Identity] = None
     manual_complete: Optional[bool] = None
@@ -114,6 +133,11 @@ class AppWebsocketClientConfig:
     connect_timeout_ms: Optional[int] = None
     ca_file: Optional[PathLike] = None
     insecure: Optional[bool] = None
+    login_timeout_ms: Optional[int] = None
+    system_roots: Optional[bool] = None
+    client_cert: Optional[Tuple[PathLike, PathLike]] = None
+    proxy: Optional[str] = None
+    headers: _connection.Headers = ()
 
     def _build(self, url: str, app: str, password: Optional[str]) -> Any:
         L = lib()
@@ -134,16 +158,13 @@ class AppWebsocketClientConfig:
                 "manual_complete": L.wsb_appws_client_config_set_manual_complete,
                 "send_results": L.wsb_appws_client_config_set_send_results,
                 "keep_alive_ms": L.wsb_appws_client_config_set_keep_alive_ms,
-                "connect_timeout_ms": L.wsb_appws_client_config_set_connect_timeout_ms,
-                "insecure": L.wsb_appws_client_config_set_insecure,
+                "login_timeout_ms": L.wsb_appws_client_config_set_login_timeout_ms,
             }
             for name, setter in simple.items():
                 value = getattr(self, name)
                 if value is not None:
                     check(setter(cfg, value), setter.__name__)
-            if self.ca_file is not None:
-                check(L.wsb_appws_client_config_set_ca_file(cfg, os.fsencode(self.ca_file)),
-                      "wsb_appws_client_config_set_ca_file")
+            _connection.apply(cfg, self, _CONNECTION_SETTERS)
         except BaseException:
             L.wsb_appws_client_config_free(cfg)
             raise
@@ -230,6 +251,7 @@ class AppWebsocketClient(Owned):
 
     _free_name = "wsb_appws_client_free"
     _interrupt_name = "wsb_appws_client_interrupt"
+    _last_error_name = "wsb_appws_client_last_error"
     _what = "AppWebsocket client"
 
     def __init__(
@@ -417,7 +439,9 @@ class AppWebsocketClient(Owned):
 class AppServiceConfig:
     """App-service settings. ``apps`` maps app names to passwords (no app: every login fails);
     ``domain_passwords`` maps a login's ``domain`` to a password accepted for any app. ``echo=True``
-    answers each message itself (``mt`` + ``Result``) instead of reporting it."""
+    answers each message itself (``mt`` + ``Result``) instead of reporting it. ``tls`` is
+    ``(cert_chain_pem_path, key_pem_path)``: the service then serves ``wss://`` (the files are read
+    when it is created; a bad file raises ``WsbError`` ``INVALID_ARGUMENT`` naming it)."""
 
     bind: Optional[str] = None
     apps: Mapping[str, str] = field(default_factory=dict)
@@ -425,6 +449,7 @@ class AppServiceConfig:
     manual_complete: Optional[bool] = None
     echo: Optional[bool] = None
     max_message_size: Optional[int] = None
+    tls: Optional[Tuple[PathLike, PathLike]] = None
 
     def _build(self) -> Any:
         L = lib()
@@ -451,6 +476,10 @@ class AppServiceConfig:
                 value = getattr(self, name)
                 if value is not None:
                     check(setter(cfg, value), setter.__name__)
+            if self.tls is not None:
+                cert, key = self.tls
+                check(L.wsb_appws_service_config_set_tls(cfg, os.fsencode(cert), os.fsencode(key)),
+                      "wsb_appws_service_config_set_tls")
         except BaseException:
             L.wsb_appws_service_config_free(cfg)
             raise
@@ -513,11 +542,13 @@ def _on_appws_service_event(userdata: Optional[int], _s: object, event: Any) -> 
 class AppService(Owned):
     """An AppWebsocket app service (``wsb_appws_service``): it listens at once (see :attr:`port`),
     runs the challenge/login itself and reports LOGIN, MESSAGE, BINARY and CLOSED per session. Same
-    callback and queue modes as :class:`Server`. ``reply``, ``send``, ``close_connection``,
-    ``message_complete`` and ``interrupt`` are safe from any thread."""
+    callback and queue modes as :class:`Server`. ``port``, ``reply``, ``send``,
+    ``close_connection``, ``message_complete``, ``last_error`` and ``interrupt`` are safe from any
+    thread."""
 
     _free_name = "wsb_appws_service_free"
     _interrupt_name = "wsb_appws_service_interrupt"
+    _last_error_name = "wsb_appws_service_last_error"
     _what = "app service"
 
     def __init__(self, config: Optional[AppServiceConfig] = None, *, on_event: Optional[AppServiceHandler] = None):

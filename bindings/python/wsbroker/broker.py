@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import json as _json
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Mapping, Optional, Tuple, Union
 
@@ -20,6 +21,7 @@ from ._ffi import BrokerEventType, Listener, Result, Target
 from ._native import Bytes, WsbError, as_buffer, check, lib
 from ._owned import Owned, cstr, no_nul, opt_str
 
+PathLike = Union[str, "os.PathLike[str]"]
 # An auth check: return True to accept, False (or a reason string) to refuse.
 AuthHandler = Callable[[str, str], Union[bool, str]]
 Json = Any
@@ -41,7 +43,13 @@ class BrokerConfig:
     """Broker settings. ``listeners`` maps a :class:`Listener` to ``"IP:PORT"`` (port 0: ephemeral)
     or ``"off"``; by default only Achex runs, on ``127.0.0.1:0``. ``credentials`` makes logins check
     that table only; ``auth`` (``auth(name, password)``, on an I/O thread, must not block) decides
-    every login instead. ``appws_apps`` replaces the default ``demo``/``demo`` app."""
+    every login instead. ``appws_apps`` replaces the default ``demo``/``demo`` app.
+
+    Per WebSocket listener (not ``WEBTALK_ADMIN``, which is plain TCP): ``max_message_size`` is the
+    largest message accepted, in bytes (default 65536; larger gets close 1009), and ``tls`` a
+    ``(cert_chain_pem_path, key_pem_path)`` pair that makes the listener serve ``wss://`` (the files
+    are read when the broker is created; a bad file raises ``WsbError`` ``INVALID_ARGUMENT``
+    naming it)."""
 
     listeners: Mapping[Listener, str] = field(default_factory=dict)
     achex_quiet: Optional[bool] = None
@@ -50,6 +58,8 @@ class BrokerConfig:
     auth: Optional[AuthHandler] = None
     webtalk_admin_secret: Optional[str] = None
     appws_apps: Mapping[str, str] = field(default_factory=dict)
+    max_message_size: Mapping[Listener, int] = field(default_factory=dict)
+    tls: Mapping[Listener, Tuple[PathLike, PathLike]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,7 @@ class Broker(Owned):
     """
 
     _free_name = "wsb_broker_free"
+    _last_error_name = "wsb_broker_last_error"
     _what = "broker"
 
     def __init__(self, config: Optional[BrokerConfig] = None, *, on_event: Optional[BrokerHandler] = None) -> None:
@@ -167,6 +178,11 @@ class Broker(Owned):
             for listener, addr in c.listeners.items():
                 f = "wsb_broker_config_set_listener"
                 check(L.wsb_broker_config_set_listener(cfg, int(listener), no_nul(addr, "the address", f)), f)
+            for listener, size in c.max_message_size.items():
+                check(L.wsb_broker_config_set_max_message(cfg, int(listener), size), "wsb_broker_config_set_max_message")
+            for listener, (cert, key) in c.tls.items():
+                check(L.wsb_broker_config_set_listener_tls(cfg, int(listener), os.fsencode(cert), os.fsencode(key)),
+                      "wsb_broker_config_set_listener_tls")
             if c.achex_quiet is not None:
                 check(L.wsb_broker_config_set_achex_quiet(cfg, c.achex_quiet), "wsb_broker_config_set_achex_quiet")
             pairs = (

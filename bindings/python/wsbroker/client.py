@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import ctypes
 import enum
-import os
 import threading
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
 
-from . import _callbacks, _ffi
+from . import _callbacks, _connection, _ffi
 from ._ffi import Result
-from ._native import Bytes, Interrupted, WsbError, as_buffer, check, lib
+from ._native import Bytes, Interrupted, WsbError, as_buffer, check, lib, read_sized
 
 try:  # generated once include/wsbroker.h exports the enum
     from ._ffi import ClientEventType  # type: ignore[attr-defined]
@@ -36,7 +35,7 @@ except ImportError:
 # As in server.py: a blocking poll is cut into slices so Ctrl-C stops a waiting program promptly.
 _POLL_SLICE_S = 0.25
 
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = _connection.PathLike
 
 
 class ConnectError(WsbError):
@@ -123,6 +122,17 @@ class Reconnect:
     max_attempts: int = 0
 
 
+_CONNECTION_SETTERS = _connection.Setters(
+    add_header="wsb_client_config_add_header",
+    set_connect_timeout_ms="wsb_client_config_set_connect_timeout_ms",
+    set_ca_file="wsb_client_config_set_ca_file",
+    set_system_roots="wsb_client_config_set_system_roots",
+    set_client_cert="wsb_client_config_set_client_cert",
+    set_insecure="wsb_client_config_set_insecure",
+    set_proxy="wsb_client_config_set_proxy",
+)
+
+
 @dataclass
 class ClientConfig:
     """Client settings; ``None`` keeps the library default.
@@ -134,7 +144,7 @@ class ClientConfig:
     ``insecure=True`` accepts any server certificate (development only).
     """
 
-    headers: Union[Mapping[str, str], Sequence[Tuple[str, str]]] = ()
+    headers: _connection.Headers = ()
     subprotocols: Sequence[str] = ()
     connect_timeout_ms: Optional[int] = None
     ca_file: Optional[PathLike] = None
@@ -156,20 +166,11 @@ class ClientConfig:
         cfg = L.wsb_client_config_new(url.encode("utf-8"))
         if not cfg:
             raise MemoryError("wsb_client_config_new")
-
-        def path(p: PathLike) -> bytes:
-            return os.fsencode(p)
-
         try:
-            items = self.headers.items() if isinstance(self.headers, Mapping) else self.headers
-            for name, value in items:
-                check(L.wsb_client_config_add_header(cfg, name.encode(), value.encode()), "wsb_client_config_add_header")
+            _connection.apply(cfg, self, _CONNECTION_SETTERS)
             for proto in self.subprotocols:
                 check(L.wsb_client_config_add_subprotocol(cfg, proto.encode()), "wsb_client_config_add_subprotocol")
             simple = {
-                "connect_timeout_ms": L.wsb_client_config_set_connect_timeout_ms,
-                "system_roots": L.wsb_client_config_set_system_roots,
-                "insecure": L.wsb_client_config_set_insecure,
                 "manual_complete": L.wsb_client_config_set_manual_complete,
                 "send_results": L.wsb_client_config_set_send_results,
                 "max_message_size": L.wsb_client_config_set_max_message_size,
@@ -179,13 +180,6 @@ class ClientConfig:
                 value = getattr(self, name)
                 if value is not None:
                     check(setter(cfg, value), setter.__name__)
-            if self.ca_file is not None:
-                check(L.wsb_client_config_set_ca_file(cfg, path(self.ca_file)), "wsb_client_config_set_ca_file")
-            if self.client_cert is not None:
-                chain, key = self.client_cert
-                check(L.wsb_client_config_set_client_cert(cfg, path(chain), path(key)), "wsb_client_config_set_client_cert")
-            if self.proxy is not None:
-                check(L.wsb_client_config_set_proxy(cfg, self.proxy.encode()), "wsb_client_config_set_proxy")
             if self.reconnect is not None:
                 rc = self.reconnect
                 check(
@@ -210,6 +204,11 @@ def _on_client_event(userdata: Optional[int], _client: object, event: "ctypes._P
 
 
 def _ended(ev: ClientEvent) -> WsbError:
+    """What waiting for a connection raises once ``ev``, a final event, has come."""
+    if ev.type == ClientEventType.ERROR:
+        return ev.exception  # type: ignore[return-value]
+    if ev.type == ClientEventType.GAVE_UP:
+        return WsbError(Result.NOT_CONNECTED, f"reconnection gave up after {ev.attempt} attempts", "connect")
     return WsbError(
         Result.NOT_CONNECTED, f"the connection ended (status {ev.close_status}) and reconnection is off", "connect"
     )
@@ -238,7 +237,7 @@ class Client:
     A failed connection attempt is an ERROR event (``event.error``, ``event.exception``);
     :meth:`wait_connected` turns it into a raised :class:`ConnectError`. Use the client as a context
     manager, or call :meth:`close`. ``send``, ``ping``, ``disconnect``, ``message_complete``,
-    ``connected`` and ``interrupt`` are safe from any thread.
+    ``connected``, ``last_error`` and ``interrupt`` are safe from any thread.
     """
 
     def __init__(
@@ -252,8 +251,9 @@ class Client:
         # The outcome of the latest attempt (CONNECTED, ERROR or CLOSED), for wait_connected().
         self._state = threading.Condition()
         self._outcome: Optional[ClientEvent] = None
-        # A CLOSED or ERROR after which nothing more can come has been seen.
-        self._finished = False
+        # The event after which nothing more can come (GAVE_UP, or CLOSED or ERROR without
+        # reconnection), once seen.
+        self._final: Optional[ClientEvent] = None
         L = lib()
         cfg = self._config._build(url)
         out = ctypes.POINTER(_ffi.wsb_client)()
@@ -341,12 +341,14 @@ class Client:
         return ptr
 
     def _note(self, ev: ClientEvent) -> None:
-        """Remembers the outcome of the latest attempt for wait_connected()."""
-        if self._is_final(ev):
-            self._finished = True
-        if ev.type in (ClientEventType.CONNECTED, ClientEventType.ERROR, ClientEventType.CLOSED):
+        """Remembers the outcome of the latest attempt, and the final event, for wait_connected()."""
+        final = self._is_final(ev)
+        if final or ev.type in (ClientEventType.CONNECTED, ClientEventType.ERROR, ClientEventType.CLOSED):
             with self._state:
-                self._outcome = ev
+                if final:
+                    self._final = ev
+                if ev.type != ClientEventType.GAVE_UP:
+                    self._outcome = ev
                 self._state.notify_all()
 
     def _is_final(self, ev: ClientEvent) -> bool:
@@ -377,6 +379,8 @@ class Client:
             done = self._outcome
             if done is not None and done.type == ClientEventType.CONNECTED and self.connected:
                 return done.protocol
+            if self._final is not None:  # polled already: no event would ever come
+                raise _ended(self._final)
             while True:
                 left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
                 ev = self.poll(left)
@@ -386,17 +390,17 @@ class Client:
                     return ev.protocol
                 if ev.type == ClientEventType.ERROR:
                     raise ev.exception  # type: ignore[misc]
-                if self._is_final(ev):
-                    raise _ended(ev)
+                if self._final is not None:
+                    raise _ended(self._final)
         with self._state:
             while True:
                 self._live()
                 if self.connected and self._outcome is not None and self._outcome.type == ClientEventType.CONNECTED:
                     return self._outcome.protocol
+                if self._final is not None:
+                    raise _ended(self._final)
                 if self._outcome is not None and self._outcome.type == ClientEventType.ERROR:
                     raise self._outcome.exception  # type: ignore[misc]
-                if self._outcome is not None and self._is_final(self._outcome):
-                    raise _ended(self._outcome)
                 left = _POLL_SLICE_S if deadline is None else min(_POLL_SLICE_S, deadline - time.monotonic())
                 if left <= 0:
                     raise TimeoutError(f"not connected to {self.url} within {timeout} s")
@@ -439,6 +443,12 @@ class Client:
         """Manual flow control: done with the last MESSAGE, the next may be delivered (harmless otherwise)."""
         check(lib().wsb_client_message_complete(self._live()), "wsb_client_message_complete")
 
+    def last_error(self) -> str:
+        """The detail of the last failed call on this client, from whichever thread made it
+        (``""`` if none); :func:`wsbroker.last_error` is the calling thread's instead."""
+        ptr = self._live()
+        return read_sized(lambda buf, n, needed: lib().wsb_client_last_error(ptr, buf, n, needed))
+
     # -- queue mode ---------------------------------------------------------------------------
 
     def poll(self, timeout: Optional[float] = None) -> Optional[ClientEvent]:
@@ -469,7 +479,7 @@ class Client:
         """Queue mode: yields events until none comes for ``timeout`` seconds (None: no limit), until
         :meth:`interrupt` or :meth:`close` from another thread, or after the final event (GAVE_UP, or
         CLOSED or ERROR when reconnection is off: nothing can follow it)."""
-        if self._finished:
+        if self._final is not None:
             return
         while True:
             try:
@@ -483,7 +493,7 @@ class Client:
             if ev is None:
                 return
             yield ev
-            if self._finished:
+            if self._final is not None:
                 return
 
     def interrupt(self) -> None:

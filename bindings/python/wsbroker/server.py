@@ -12,7 +12,7 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 
 from . import _callbacks, _ffi
 from ._ffi import EventType, Result
-from ._native import Bytes, Interrupted, WsbError, as_buffer, check, lib
+from ._native import Bytes, Interrupted, WsbError, as_buffer, check, lib, read_sized
 
 # A blocking poll is cut into slices this long so that Ctrl-C (KeyboardInterrupt, which Python
 # delivers only between bytecodes of the main thread) stops a waiting program promptly.
@@ -176,7 +176,7 @@ class Server:
     :meth:`events` (queue mode).
 
     Use it as a context manager, or call :meth:`close`. ``send``, ``ping``, ``close_connection``,
-    ``is_valid``, ``port``, ``stats`` and ``interrupt`` are safe from any thread.
+    ``is_valid``, ``port``, ``stats``, ``last_error`` and ``interrupt`` are safe from any thread.
     """
 
     def __init__(self, config: Optional[ServerConfig] = None, *, on_event: Optional[EventHandler] = None) -> None:
@@ -307,6 +307,12 @@ class Server:
         out = _ffi.wsb_stats()
         check(lib().wsb_server_stats(self._live(), ctypes.byref(out)), "wsb_server_stats")
         return Stats(**{f.name: int(getattr(out, f.name)) for f in fields(Stats)})
+
+    def last_error(self) -> str:
+        """The detail of the last failed call on this server, from whichever thread made it
+        (``""`` if none); :func:`wsbroker.last_error` is the calling thread's instead."""
+        ptr = self._live()
+        return read_sized(lambda buf, n, needed: lib().wsb_server_last_error(ptr, buf, n, needed))
 
     # -- queue mode ---------------------------------------------------------------------------
 

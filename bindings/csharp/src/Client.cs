@@ -312,11 +312,12 @@ namespace Wsbroker
             }
         }
 
-        /// <summary>True when nothing can follow: reconnection gave up, or the connection ended and
-        /// reconnection is off.</summary>
+        /// <summary>True when nothing can follow: reconnection gave up, the host closed the connection
+        /// (which stops reconnection), or the connection ended and reconnection is off.</summary>
         bool IsFinal(ClientEvent ev)
         {
             if (ev != null && ev.Type == ClientEventType.GaveUp) return true;
+            if (ev != null && ev.Type == ClientEventType.Closed && ev.ClosedByHost) return true;
             return !_reconnects && ev != null && (ev.Type == ClientEventType.Closed || ev.Type == ClientEventType.Error);
         }
 

@@ -23,6 +23,7 @@ static partial class ServerTests
             T("client: callback echo text, binary and 4 MiB", ClientCallbackEcho),
             T("client: queue mode echo; Events() ends after the final Closed", ClientPolledEcho),
             T("client: close codes both ways", ClientCloseCodes),
+            T("client: Events() ends at the Closed after Disconnect, reconnection on", ClientDisconnectIsFinal),
             T("client: manual flow control holds messages", ClientManualFlowControl),
             T("client: refused port gives ConnectionRefused", ClientRefused),
             T("client: reconnection attempts are reported; GaveUp is final", ClientReconnect),
@@ -239,6 +240,24 @@ static partial class ServerTests
                 Equal(Result.NotConnected, Throws(() => c.Disconnect()).Code, "disconnect twice");
                 Equal(Result.NotConnected, Throws(() => c.WaitConnected(TimeoutMs)).Code, "ended for good");
             }
+        }
+    }
+
+    static void ClientDisconnectIsFinal()
+    {
+        // Disconnect stops reconnection, so its Closed is the last event and Events() ends there.
+        var o = new ClientOptions { Reconnect = new ReconnectOptions { InitialMs = 50, MaxMs = 100 } };
+        using (var peer = new Peer())
+        using (var c = Client.CreatePolled(peer.Url(), o))
+        {
+            c.WaitConnected(TimeoutMs);
+            c.Disconnect(4003, "done");
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var seen = c.Events(TimeoutMs).ToList();
+            Check(sw.ElapsedMilliseconds < TimeoutMs / 2, "Events ended at Closed: " + sw.ElapsedMilliseconds + " ms");
+            Equal(ClientEventType.Closed, seen.Last().Type, "Closed last");
+            Check(seen.Last().ClosedByHost, "by host");
+            Check(!seen.Any(e => e.Type == ClientEventType.Reconnecting), "no reconnection");
         }
     }
 

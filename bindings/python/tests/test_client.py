@@ -187,6 +187,21 @@ def test_client_close_code_reaches_the_server(peer: Peer) -> None:
     assert peer.closes.get(timeout=T) == (4002, "client says bye")
 
 
+def test_events_end_after_disconnect_even_with_reconnection_on(peer: Peer) -> None:
+    # disconnect() stops reconnection, so its CLOSED is the last event: events() must end there
+    # rather than wait for a timeout.
+    cfg = ClientConfig(reconnect=Reconnect(initial_ms=50, max_ms=100))
+    with wsbroker.Client(peer.url(), cfg) as c:
+        c.wait_connected(T)
+        c.disconnect(4003, "done")
+        start = time.monotonic()
+        evs = list(c.events(timeout=T))
+        assert time.monotonic() - start < T / 2
+        assert evs[-1].type == ClientEventType.CLOSED and evs[-1].closed_by_host
+        assert ClientEventType.RECONNECTING not in [e.type for e in evs]
+    assert peer.closes.get(timeout=T) == (4003, "done")
+
+
 def test_free_closes_with_1000(peer: Peer) -> None:
     c = wsbroker.Client(peer.url())
     c.wait_connected(T)

@@ -352,9 +352,11 @@ class Client:
                 self._state.notify_all()
 
     def _is_final(self, ev: ClientEvent) -> bool:
-        """True when nothing can follow ``ev``: reconnection gave up, or the connection ended and no
-        reconnection is set."""
+        """True when nothing can follow ``ev``: reconnection gave up, the host closed the connection
+        (which stops reconnection), or the connection ended and no reconnection is set."""
         if ev.type == ClientEventType.GAVE_UP:
+            return True
+        if ev.type == ClientEventType.CLOSED and ev.closed_by_host:
             return True
         return self._config.reconnect is None and ev.type in (ClientEventType.CLOSED, ClientEventType.ERROR)
 
@@ -477,8 +479,9 @@ class Client:
 
     def events(self, timeout: Optional[float] = None) -> Iterator[ClientEvent]:
         """Queue mode: yields events until none comes for ``timeout`` seconds (None: no limit), until
-        :meth:`interrupt` or :meth:`close` from another thread, or after the final event (GAVE_UP, or
-        CLOSED or ERROR when reconnection is off: nothing can follow it)."""
+        :meth:`interrupt` or :meth:`close` from another thread, or after the final event (GAVE_UP, the
+        CLOSED that follows :meth:`disconnect`, or CLOSED or ERROR when reconnection is off: nothing
+        can follow it)."""
         if self._final is not None:
             return
         while True:

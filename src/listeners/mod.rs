@@ -199,6 +199,9 @@ fn apply_each(out: &impl Outlet, actions: impl IntoIterator<Item = Action>) {
 }
 
 #[cfg(test)]
+mod route_cost;
+
+#[cfg(test)]
 mod tests {
     use std::cell::RefCell;
 

@@ -3,9 +3,16 @@
 //! serde_json cannot be used for relayed messages: even with `arbitrary_precision`
 //! it rewrites exponents (`1E5` becomes `1e+5`), and its recursion limit rejects
 //! documents nested exactly 128 levels deep, which the spec accepts. This module
-//! parses strict RFC 8259 JSON into a tree that keeps each number's source text
-//! and member order, and writes it back compact with `/` and non-ASCII unescaped.
+//! parses strict RFC 8259 JSON keeping each number's source text and member
+//! order, and writes it back compact with `/` and non-ASCII unescaped.
+//!
+//! One parser, two trees. [`parse_borrowed`] gives a [`Value`] whose numbers,
+//! and strings without escapes, borrow from the input: relaying a message then
+//! allocates little more than its list of members, which matters because the
+//! broker parses every message it routes. [`parse`] gives an owned [`Json`]
+//! for code that keeps or edits values.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -74,30 +81,6 @@ impl Object {
         self.members.iter().map(|(k, v)| (k.as_str(), v))
     }
 
-    fn from_members(members: Vec<(String, Json)>) -> Object {
-        let mut out: Vec<(String, Json)> = Vec::with_capacity(members.len());
-        if members.len() <= DEDUP_INDEX_AT {
-            for (k, v) in members {
-                match out.iter_mut().find(|(ok, _)| *ok == k) {
-                    Some(slot) => slot.1 = v,
-                    None => out.push((k, v)),
-                }
-            }
-        } else {
-            let mut index: HashMap<String, usize> = HashMap::with_capacity(members.len());
-            for (k, v) in members {
-                match index.get(&k) {
-                    Some(&i) => out[i].1 = v,
-                    None => {
-                        index.insert(k.clone(), out.len());
-                        out.push((k, v));
-                    }
-                }
-            }
-        }
-        Object { members: out }
-    }
-
     /// Compact encoding of the object.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -115,16 +98,7 @@ impl Json {
             Json::Bool(false) => out.extend_from_slice(b"false"),
             Json::Number(n) => out.extend_from_slice(n.as_bytes()),
             Json::String(s) => write_str(s, out),
-            Json::Array(items) => {
-                out.push(b'[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    item.write(out);
-                }
-                out.push(b']');
-            }
+            Json::Array(items) => write_list(out, b'[', items, b']', Json::write),
             Json::Object(o) => write_object(o, out),
         }
     }
@@ -147,26 +121,179 @@ impl fmt::Display for Json {
 }
 
 fn write_object(o: &Object, out: &mut Vec<u8>) {
-    out.push(b'{');
-    for (i, (k, v)) in o.members.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    write_list(out, b'{', &o.members, b'}', |(k, v), out| {
         write_str(k, out);
         out.push(b':');
         v.write(out);
+    });
+}
+
+/// `open`, the items separated by commas, `close`: every JSON container.
+fn write_list<T>(
+    out: &mut Vec<u8>,
+    open: u8,
+    items: impl IntoIterator<Item = T>,
+    close: u8,
+    mut write: impl FnMut(T, &mut Vec<u8>),
+) {
+    out.push(open);
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(item, out);
     }
-    out.push(b'}');
+    out.push(close);
+}
+
+/// A parsed JSON value borrowing from the input: numbers are their source
+/// text, strings are borrowed unless they had escapes. Written back, it gives
+/// the same bytes as the [`Json`] that [`Value::into_owned`] makes of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value<'a> {
+    Null,
+    Bool(bool),
+    Number(&'a str),
+    String(Cow<'a, str>),
+    Array(Vec<Value<'a>>),
+    Object(Members<'a>),
+}
+
+/// A JSON object borrowing from the input, with the same member order and
+/// duplicate rule as [`Object`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Members<'a> {
+    members: Vec<(Cow<'a, str>, Value<'a>)>,
+}
+
+impl<'a> Members<'a> {
+    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
+        self.members.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value<'a>)> {
+        self.members.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+
+    /// The same object, owning its text.
+    pub fn into_owned(self) -> Object {
+        let members = self
+            .members
+            .into_iter()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        Object { members }
+    }
+
+    /// Compact encoding, as [`Object::to_bytes`].
+    pub fn write(&self, out: &mut Vec<u8>) {
+        write_list(out, b'{', self.iter(), b'}', |(k, v), out| write_member(k, v, out));
+    }
+}
+
+/// `"key":value`, compact: one member of an object being written.
+pub fn write_member(key: &str, value: &Value<'_>, out: &mut Vec<u8>) {
+    write_str(key, out);
+    out.push(b':');
+    value.write(out);
+}
+
+impl Value<'_> {
+    /// Compact encoding, as [`Json::write`].
+    pub fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(true) => out.extend_from_slice(b"true"),
+            Value::Bool(false) => out.extend_from_slice(b"false"),
+            Value::Number(n) => out.extend_from_slice(n.as_bytes()),
+            Value::String(s) => write_str(s, out),
+            Value::Array(items) => write_list(out, b'[', items, b']', Value::write),
+            Value::Object(m) => m.write(out),
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The same value, owning its text.
+    pub fn into_owned(self) -> Json {
+        match self {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(b),
+            Value::Number(n) => Json::Number(n.to_owned()),
+            Value::String(s) => Json::String(s.into_owned()),
+            Value::Array(items) => Json::Array(items.into_iter().map(Value::into_owned).collect()),
+            Value::Object(m) => Json::Object(m.into_owned()),
+        }
+    }
+}
+
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = Vec::new();
+        self.write(&mut out);
+        // Only valid UTF-8 is ever written: the parser accepts only UTF-8 input.
+        f.write_str(&String::from_utf8_lossy(&out))
+    }
+}
+
+/// The bytes a JSON string cannot hold as they are: `"`, `\` and control
+/// characters. The parser stops on them, and the writer escapes them.
+fn special(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// The index of the first [`special`] byte. The parser and the writer run
+/// this over every string of every message, so it tests eight bytes at a
+/// time: the classic "has a zero byte" / "has a byte below n" word tricks,
+/// which can flag a lane above a real hit but never miss one, so a flagged
+/// word is then searched byte by byte.
+fn find_special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let mut start = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        let quote = has_zero(w ^ (ONES * u64::from(b'"')));
+        let backslash = has_zero(w ^ (ONES * u64::from(b'\\')));
+        if control | quote | backslash != 0 {
+            break;
+        }
+        start += 8;
+    }
+    bytes[start..].iter().position(|&b| special(b)).map(|i| start + i)
 }
 
 /// Writes a JSON string literal, escaping only what JSON requires (the same
 /// escapes serde_json chooses, so output looks alike across dialects).
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
+    let mut rest = s.as_bytes();
+    while let Some(i) = find_special(rest) {
+        out.extend_from_slice(&rest[..i]);
+        let b = rest[i];
+        let short: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
             b'\n' => b"\\n",
@@ -174,22 +301,37 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
+            _ => b"",
         };
-        out.extend_from_slice(&bytes[start..i]);
-        if esc.is_empty() {
+        if short.is_empty() {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(b"\\u00");
             out.push(HEX[usize::from(b >> 4)]);
             out.push(HEX[usize::from(b & 0xf)]);
         } else {
-            out.extend_from_slice(esc);
+            out.extend_from_slice(short);
         }
-        start = i + 1;
+        rest = &rest[i + 1..];
     }
-    out.extend_from_slice(&bytes[start..]);
+    out.extend_from_slice(rest);
     out.push(b'"');
+}
+
+/// Writes an unsigned integer as a JSON number (without the formatting
+/// machinery: this runs for every stamped message).
+pub fn write_u64(n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// A JSON string literal as a `String`.
@@ -221,32 +363,76 @@ impl std::error::Error for ParseError {}
 
 /// Parses one JSON document (surrounding whitespace allowed).
 pub fn parse(input: &[u8]) -> Result<Json, ParseError> {
+    parse_borrowed(input).map(Value::into_owned)
+}
+
+/// Parses one JSON document (surrounding whitespace allowed), borrowing from
+/// `input` wherever it can.
+pub fn parse_borrowed(input: &[u8]) -> Result<Value<'_>, ParseError> {
     let text = std::str::from_utf8(input).map_err(|_| ParseError::NotUtf8)?;
-    let mut p = Parser {
-        s: text.as_bytes(),
-        pos: 0,
-    };
+    let mut p = Parser { text, pos: 0 };
     p.skip_ws();
     let v = p.value(1)?;
     p.skip_ws();
-    if p.pos != p.s.len() {
+    if p.pos != text.len() {
         return Err(p.syntax());
     }
     Ok(v)
 }
 
+/// An object's members as they are parsed: a key seen before keeps its first
+/// position and takes the new value. Past [`DEDUP_INDEX_AT`] members, keys are
+/// found through a hash index (the default, DoS-resistant hasher: clients
+/// choose the keys).
+struct MemberList<'a> {
+    members: Vec<(Cow<'a, str>, Value<'a>)>,
+    index: Option<HashMap<Cow<'a, str>, usize>>,
+}
+
+impl<'a> MemberList<'a> {
+    fn push(&mut self, key: Cow<'a, str>, value: Value<'a>) {
+        if let Some(index) = &mut self.index {
+            match index.get(&key) {
+                Some(&i) => self.members[i].1 = value,
+                None => {
+                    index.insert(key.clone(), self.members.len());
+                    self.members.push((key, value));
+                }
+            }
+            return;
+        }
+        match self.members.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => {
+                self.members.push((key, value));
+                if self.members.len() > DEDUP_INDEX_AT {
+                    let index = self.members.iter().enumerate().map(|(i, (k, _))| (k.clone(), i));
+                    self.index = Some(index.collect());
+                }
+            }
+        }
+    }
+}
+
 struct Parser<'a> {
-    s: &'a [u8],
+    text: &'a str,
     pos: usize,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn syntax(&self) -> ParseError {
         ParseError::Syntax { offset: self.pos }
     }
 
     fn peek(&self) -> Option<u8> {
-        self.s.get(self.pos).copied()
+        self.text.as_bytes().get(self.pos).copied()
+    }
+
+    /// The text from `start` to the current position. The parser only stops
+    /// at ASCII bytes, so this is always a whole number of characters; the
+    /// error is there so that no input can make it panic.
+    fn since(&self, start: usize) -> Result<&'a str, ParseError> {
+        self.text.get(start..self.pos).ok_or_else(|| self.syntax())
     }
 
     fn skip_ws(&mut self) {
@@ -264,8 +450,8 @@ impl Parser<'_> {
         }
     }
 
-    fn literal(&mut self, word: &[u8], v: Json) -> Result<Json, ParseError> {
-        if self.s[self.pos..].starts_with(word) {
+    fn literal(&mut self, word: &[u8], v: Value<'a>) -> Result<Value<'a>, ParseError> {
+        if self.text.as_bytes()[self.pos..].starts_with(word) {
             self.pos += word.len();
             Ok(v)
         } else {
@@ -274,30 +460,35 @@ impl Parser<'_> {
     }
 
     /// `depth` is the nesting level a container starting here would have.
-    fn value(&mut self, depth: usize) -> Result<Json, ParseError> {
+    fn value(&mut self, depth: usize) -> Result<Value<'a>, ParseError> {
         match self.peek() {
             Some(b'{') => self.object(depth),
             Some(b'[') => self.array(depth),
-            Some(b'"') => self.string().map(Json::String),
-            Some(b't') => self.literal(b"true", Json::Bool(true)),
-            Some(b'f') => self.literal(b"false", Json::Bool(false)),
-            Some(b'n') => self.literal(b"null", Json::Null),
+            Some(b'"') => self.string().map(Value::String),
+            Some(b't') => self.literal(b"true", Value::Bool(true)),
+            Some(b'f') => self.literal(b"false", Value::Bool(false)),
+            Some(b'n') => self.literal(b"null", Value::Null),
             Some(b'-' | b'0'..=b'9') => self.number(),
             _ => Err(self.syntax()),
         }
     }
 
-    fn object(&mut self, depth: usize) -> Result<Json, ParseError> {
+    fn object(&mut self, depth: usize) -> Result<Value<'a>, ParseError> {
         if depth > MAX_DEPTH {
             return Err(ParseError::TooDeep);
         }
         self.pos += 1;
-        let mut members = Vec::new();
         self.skip_ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-            return Ok(Json::Object(Object::new()));
+            return Ok(Value::Object(Members::default()));
         }
+        // The top level is the message itself: room for a typical one's
+        // members up front saves growing the list member by member.
+        let mut list = MemberList {
+            members: Vec::with_capacity(if depth == 1 { 8 } else { 2 }),
+            index: None,
+        };
         loop {
             self.skip_ws();
             if self.peek() != Some(b'"') {
@@ -308,20 +499,20 @@ impl Parser<'_> {
             self.expect(b':')?;
             self.skip_ws();
             let v = self.value(depth + 1)?;
-            members.push((key, v));
+            list.push(key, v);
             self.skip_ws();
             match self.peek() {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
                     self.pos += 1;
-                    return Ok(Json::Object(Object::from_members(members)));
+                    return Ok(Value::Object(Members { members: list.members }));
                 }
                 _ => return Err(self.syntax()),
             }
         }
     }
 
-    fn array(&mut self, depth: usize) -> Result<Json, ParseError> {
+    fn array(&mut self, depth: usize) -> Result<Value<'a>, ParseError> {
         if depth > MAX_DEPTH {
             return Err(ParseError::TooDeep);
         }
@@ -330,7 +521,7 @@ impl Parser<'_> {
         self.skip_ws();
         if self.peek() == Some(b']') {
             self.pos += 1;
-            return Ok(Json::Array(items));
+            return Ok(Value::Array(items));
         }
         loop {
             self.skip_ws();
@@ -340,7 +531,7 @@ impl Parser<'_> {
                 Some(b',') => self.pos += 1,
                 Some(b']') => {
                     self.pos += 1;
-                    return Ok(Json::Array(items));
+                    return Ok(Value::Array(items));
                 }
                 _ => return Err(self.syntax()),
             }
@@ -355,7 +546,7 @@ impl Parser<'_> {
         self.pos - start
     }
 
-    fn number(&mut self) -> Result<Json, ParseError> {
+    fn number(&mut self) -> Result<Value<'a>, ParseError> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
             self.pos += 1;
@@ -382,9 +573,7 @@ impl Parser<'_> {
                 return Err(self.syntax());
             }
         }
-        // The slice is ASCII digits and signs, so it is valid UTF-8.
-        let text = String::from_utf8_lossy(&self.s[start..self.pos]).into_owned();
-        Ok(Json::Number(text))
+        self.since(start).map(Value::Number)
     }
 
     fn hex4(&mut self) -> Result<u32, ParseError> {
@@ -402,50 +591,62 @@ impl Parser<'_> {
         Ok(v)
     }
 
-    fn string(&mut self) -> Result<String, ParseError> {
+    /// Moves past string content up to the next `"`, `\`, control character
+    /// or the end of input.
+    fn skip_plain(&mut self) {
+        let rest = &self.text.as_bytes()[self.pos..];
+        self.pos += find_special(rest).unwrap_or(rest.len());
+    }
+
+    /// A string literal: borrowed from the input unless it has escapes.
+    fn string(&mut self) -> Result<Cow<'a, str>, ParseError> {
         self.pos += 1;
-        let mut out = String::new();
+        let start = self.pos;
+        self.skip_plain();
+        if self.peek() == Some(b'"') {
+            let s = self.since(start)?;
+            self.pos += 1;
+            return Ok(Cow::Borrowed(s));
+        }
+        let mut out = String::from(self.since(start)?);
         loop {
-            let start = self.pos;
-            while let Some(b) = self.peek() {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
-                self.pos += 1;
-            }
-            // Input was validated as UTF-8 and we stop only at ASCII bytes, so
-            // the run is a whole number of characters.
-            out.push_str(&String::from_utf8_lossy(&self.s[start..self.pos]));
             match self.peek() {
                 Some(b'"') => {
                     self.pos += 1;
-                    return Ok(out);
+                    return Ok(Cow::Owned(out));
                 }
                 Some(b'\\') => {
                     self.pos += 1;
                     let c = match self.peek() {
-                        Some(b'"') => '"',
-                        Some(b'\\') => '\\',
-                        Some(b'/') => '/',
-                        Some(b'b') => '\u{8}',
-                        Some(b'f') => '\u{c}',
-                        Some(b'n') => '\n',
-                        Some(b'r') => '\r',
-                        Some(b't') => '\t',
                         Some(b'u') => {
                             self.pos += 1;
-                            let c = self.unicode_escape()?;
-                            out.push(c);
-                            continue;
+                            self.unicode_escape()?
                         }
-                        _ => return Err(self.syntax()),
+                        Some(e) => {
+                            let c = match e {
+                                b'"' => '"',
+                                b'\\' => '\\',
+                                b'/' => '/',
+                                b'b' => '\u{8}',
+                                b'f' => '\u{c}',
+                                b'n' => '\n',
+                                b'r' => '\r',
+                                b't' => '\t',
+                                _ => return Err(self.syntax()),
+                            };
+                            self.pos += 1;
+                            c
+                        }
+                        None => return Err(self.syntax()),
                     };
-                    self.pos += 1;
                     out.push(c);
                 }
                 // A raw control character or the end of input.
                 _ => return Err(self.syntax()),
             }
+            let run = self.pos;
+            self.skip_plain();
+            out.push_str(self.since(run)?);
         }
     }
 
@@ -455,7 +656,7 @@ impl Parser<'_> {
         let hi = self.hex4()?;
         let cp = match hi {
             0xd800..=0xdbff => {
-                if !self.s[self.pos..].starts_with(b"\\u") {
+                if !self.text.as_bytes()[self.pos..].starts_with(b"\\u") {
                     return Err(self.syntax());
                 }
                 self.pos += 2;
@@ -471,6 +672,9 @@ impl Parser<'_> {
         char::from_u32(cp).ok_or_else(|| self.syntax())
     }
 }
+
+#[cfg(test)]
+pub(crate) mod reference;
 
 #[cfg(test)]
 mod tests {
@@ -578,5 +782,129 @@ mod tests {
             String::from_utf8(o.to_bytes()).expect("utf8"),
             r#"{"a":1,"b":2,"FROM":"me","sID":7}"#
         );
+    }
+
+    #[test]
+    fn strings_without_escapes_and_numbers_borrow_from_the_input() {
+        let doc = r#"{"to":"bob","t":1.50,"k\u0065y":"caf\u00e9","raw":"é/x"}"#;
+        let Ok(Value::Object(m)) = parse_borrowed(doc.as_bytes()) else {
+            panic!("object expected")
+        };
+        let keys: Vec<&Cow<'_, str>> = m.members.iter().map(|(k, _)| k).collect();
+        assert!(matches!(keys[0], Cow::Borrowed("to")));
+        assert!(
+            matches!(keys[2], Cow::Owned(k) if k == "key"),
+            "an escaped key is decoded"
+        );
+        assert!(matches!(m.get("to"), Some(Value::String(Cow::Borrowed("bob")))));
+        assert_eq!(m.get("t"), Some(&Value::Number("1.50")));
+        assert!(matches!(m.get("key"), Some(Value::String(Cow::Owned(s))) if s == "café"));
+        assert!(matches!(m.get("raw"), Some(Value::String(Cow::Borrowed("é/x")))));
+        let mut out = Vec::new();
+        m.write(&mut out);
+        assert_eq!(out, r#"{"to":"bob","t":1.50,"key":"café","raw":"é/x"}"#.as_bytes());
+    }
+
+    #[test]
+    fn keys_are_compared_decoded_so_escaped_duplicates_collapse() {
+        assert_eq!(round(r#"{"a":1,"b":2,"\u0061":3}"#), r#"{"a":3,"b":2}"#);
+        assert_eq!(round(r#"{"x":{"a\/b":1,"a/b":2}}"#), r#"{"x":{"a/b":2}}"#);
+        let Ok(Value::Object(m)) = parse_borrowed(br#"{"FROM":"x","FR\u004fM":"y"}"#) else {
+            panic!("object expected")
+        };
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.get("FROM").and_then(Value::as_str), Some("y"));
+    }
+
+    #[test]
+    fn duplicates_past_the_index_threshold_at_any_depth() {
+        // 40 members over 20 keys, nested: the hash index takes over mid-object.
+        let many: Vec<String> = (0..40).map(|i| format!("\"k{}\" : {}", i % 20, i)).collect();
+        let doc = format!("{{\"to\":\"b\",\"m\":[{{{}}}]}}", many.join(" , "));
+        let expect: Vec<String> = (0..20).map(|i| format!("\"k{}\":{}", i, i + 20)).collect();
+        assert_eq!(
+            round(&doc),
+            format!("{{\"to\":\"b\",\"m\":[{{{}}}]}}", expect.join(","))
+        );
+    }
+
+    #[test]
+    fn borrowed_and_owned_trees_agree_on_depth() {
+        assert!(parse_borrowed(nested(128).as_bytes()).is_ok());
+        assert_eq!(parse_borrowed(nested(129).as_bytes()), Err(ParseError::TooDeep));
+        // Objects count as levels too: 128 nested objects around a number.
+        let objects = format!("{}1{}", "{\"a\":".repeat(128), "}".repeat(128));
+        assert!(parse_borrowed(objects.as_bytes()).is_ok());
+        let objects = format!("{}1{}", "{\"a\":".repeat(129), "}".repeat(129));
+        assert_eq!(parse(objects.as_bytes()), Err(ParseError::TooDeep));
+    }
+
+    #[test]
+    fn write_str_escapes_as_serde_json_does() {
+        let mut all: String = (0u8..0x80).map(char::from).collect();
+        all.push_str("é😀\u{2028}/");
+        for s in [all.as_str(), "", "plain", "\"", "\\", "a\u{1}b\u{1f}c\u{7f}"] {
+            let mut out = Vec::new();
+            write_str(s, &mut out);
+            let theirs = serde_json::to_string(s).expect("serde writes strings");
+            assert_eq!(String::from_utf8(out).expect("UTF-8"), theirs, "for {s:?}");
+        }
+    }
+
+    #[test]
+    fn find_special_finds_the_first_at_every_offset() {
+        // Each special byte at each position of a 20-byte run, with a
+        // non-ASCII neighbourhood (high bits set) and a later special too.
+        let specials: Vec<u8> = (0u8..0x20).chain([b'"', b'\\']).collect();
+        for &sp in &specials {
+            for at in 0..20 {
+                let mut bytes: Vec<u8> = "é".repeat(10).into_bytes();
+                bytes[at] = sp;
+                bytes.push(b'"');
+                assert_eq!(find_special(&bytes), Some(at), "byte {sp:#x} at {at}");
+            }
+        }
+        let plain: Vec<u8> = (0x20u8..=0xff).filter(|&b| b != b'"' && b != b'\\').collect();
+        assert_eq!(find_special(&plain), None);
+        assert_eq!(find_special(b""), None);
+    }
+
+    #[test]
+    fn write_u64_writes_decimal() {
+        for n in [0, 7, 10, 1_000_000_007, u64::MAX] {
+            let mut out = b"x".to_vec();
+            write_u64(n, &mut out);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
+    }
+
+    #[test]
+    fn values_print_compact() {
+        let v = parse_borrowed(b" [ 1E5 , \"\\/\" , { } , null ] ").expect("valid");
+        assert_eq!(v.to_string(), "[1E5,\"/\",{},null]");
+        assert_eq!(v.clone().into_owned().to_string(), v.to_string());
+    }
+
+    #[test]
+    fn agrees_with_the_previous_parser_on_random_documents() {
+        use reference::{gen_document, Rng};
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut valid, mut invalid) = (0, 0);
+        for _ in 0..30_000 {
+            let doc = gen_document(&mut r);
+            let old = reference::parse(&doc);
+            let new = parse(&doc);
+            assert_eq!(new, old, "{}", String::from_utf8_lossy(&doc));
+            let borrowed = parse_borrowed(&doc);
+            assert_eq!(borrowed.clone().map(Value::into_owned), old);
+            if let (Ok(old), Ok(b)) = (old, borrowed) {
+                assert_eq!(b.to_string(), old.to_string(), "{}", String::from_utf8_lossy(&doc));
+                valid += 1;
+            } else {
+                invalid += 1;
+            }
+        }
+        // Both sides of the comparison were exercised.
+        assert!(valid > 5_000 && invalid > 5_000, "{valid} valid, {invalid} invalid");
     }
 }

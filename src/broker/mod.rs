@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub use auth::{AuthCallback, AuthMode, LoginError};
 
 use crate::dialect::{Action, SessionId, Shared};
+use crate::engine::IdMap;
 use auth::secret_eq;
 
 /// What kind of party holds a name.
@@ -102,9 +103,14 @@ struct NameEntry {
 pub struct Broker {
     auth: AuthMode,
     service_credentials: HashMap<String, String>,
-    sessions: HashMap<SessionId, Session>,
+    // Looked up several times per routed message; the ids are handed out
+    // by the process, so the engine's cheap id hasher is safe here.
+    sessions: IdMap<Session>,
+    // Every direct message looks its target up here, among all the names
+    // held, so a hash map (the default hasher: clients choose names); the
+    // status listing sorts its copy instead.
+    names: HashMap<String, NameEntry>,
     // Ordered maps so status listings come out sorted without extra work.
-    names: BTreeMap<String, NameEntry>,
     groups: BTreeMap<String, BTreeSet<SessionId>>,
     hubs: BTreeMap<String, BTreeSet<SessionId>>,
 }
@@ -346,26 +352,40 @@ impl Broker {
 
     /// The sessions a message to `target` reaches, in ascending id order.
     pub fn recipients(&self, target: Target<'_>) -> Vec<SessionId> {
+        let mut out = Vec::new();
+        self.recipients_into(target, &mut out);
+        out
+    }
+
+    /// As [`Broker::recipients`], appended to `out`: a caller routing many
+    /// messages keeps one list rather than allocating one per message.
+    pub fn recipients_into(&self, target: Target<'_>, out: &mut Vec<SessionId>) {
         match target {
             Target::Session(sid) => {
                 if self.sessions.contains_key(&sid) {
-                    vec![sid]
-                } else {
-                    Vec::new()
+                    out.push(sid);
                 }
             }
-            Target::Name(name) => self
-                .names
-                .get(name)
-                .map(|e| e.sessions.iter().copied().collect())
-                .unwrap_or_default(),
-            Target::Group(g) => members_of(&self.groups, g),
-            Target::Hub(h) => members_of(&self.hubs, h),
-            Target::HubExcept(h, except) => self
-                .hubs
-                .get(h)
-                .map(|m| m.iter().copied().filter(|&s| s != except).collect())
-                .unwrap_or_default(),
+            Target::Name(name) => {
+                if let Some(e) = self.names.get(name) {
+                    out.extend(e.sessions.iter().copied());
+                }
+            }
+            Target::Group(g) => {
+                if let Some(m) = self.groups.get(g) {
+                    out.extend(m.iter().copied());
+                }
+            }
+            Target::Hub(h) => {
+                if let Some(m) = self.hubs.get(h) {
+                    out.extend(m.iter().copied());
+                }
+            }
+            Target::HubExcept(h, except) => {
+                if let Some(m) = self.hubs.get(h) {
+                    out.extend(m.iter().copied().filter(|&s| s != except));
+                }
+            }
         }
     }
 
@@ -406,14 +426,17 @@ impl Broker {
 
     /// Held names, sorted.
     pub fn names(&self) -> Vec<NameInfo> {
-        self.names
+        let mut names: Vec<NameInfo> = self
+            .names
             .iter()
             .map(|(name, e)| NameInfo {
                 name: name.clone(),
                 role: e.role,
                 sessions: e.sessions.len(),
             })
-            .collect()
+            .collect();
+        names.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        names
     }
 
     /// Groups with their member counts, sorted by name.
@@ -436,7 +459,7 @@ fn held_by_other(e: &NameEntry, sid: SessionId) -> bool {
 }
 
 fn join(
-    sessions: &mut HashMap<SessionId, Session>,
+    sessions: &mut IdMap<Session>,
     map: &mut BTreeMap<String, BTreeSet<SessionId>>,
     sid: SessionId,
     key: &str,

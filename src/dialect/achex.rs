@@ -7,14 +7,15 @@
 //! with ids that have [`HOST_SESSION_BIT`] set; messages that reach them come out
 //! of [`AchexDialect::take_host_items`] instead of going to a socket.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::broker::json::{self, Json, Object};
+use crate::broker::json::{self, Members, Value};
 use crate::broker::{AuthMode, Broker, LoginError, Switch, Target};
 use crate::dialect::{Action, SessionId, Shared};
+use crate::engine::IdMap;
 
 pub use crate::broker::{NameInfo, Role};
 
@@ -233,8 +234,8 @@ pub struct AchexDialect {
     quiet: bool,
     version: String,
     broker: Broker,
-    conns: HashMap<SessionId, Conn>,
-    by_sid: HashMap<u64, SessionId>,
+    conns: IdMap<Conn>,
+    by_sid: IdMap<SessionId>,
     next_sid: u64,
     host_services: usize,
     /// Probe id → (session, sent at).
@@ -247,6 +248,13 @@ pub struct AchexDialect {
     /// gets the sender the same error as an unknown name) and events are
     /// not recorded, so the queue cannot grow unread.
     host_receiver: bool,
+    /// Scratch for routing: the recipients of the message being routed, and
+    /// its stamped text. Kept so the per-message path allocates neither.
+    recipients: Vec<SessionId>,
+    stamp_buf: Vec<u8>,
+    /// An emptied action list handed back by [`AchexDialect::recycle`], for
+    /// the next message's actions.
+    spare: Vec<Action>,
 }
 
 impl AchexDialect {
@@ -264,8 +272,8 @@ impl AchexDialect {
             quiet: config.quiet,
             version: config.version,
             broker,
-            conns: HashMap::new(),
-            by_sid: HashMap::new(),
+            conns: IdMap::default(),
+            by_sid: IdMap::default(),
             next_sid: 1,
             host_services: 0,
             probes: BTreeMap::new(),
@@ -273,6 +281,9 @@ impl AchexDialect {
             host_items: VecDeque::new(),
             events: false,
             host_receiver: true,
+            recipients: Vec::new(),
+            stamp_buf: Vec::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -311,7 +322,7 @@ impl AchexDialect {
 
     /// As [`AchexDialect::on_message`], at time `now` (probe start, uptime).
     pub fn on_message_at(&mut self, session: SessionId, data: &[u8], is_text: bool, now: Instant) -> Vec<Action> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.spare);
         // Host sessions never speak through here, and unknown ids have no SID.
         if session & HOST_SESSION_BIT != 0 || !self.conns.contains_key(&session) {
             return out;
@@ -324,15 +335,17 @@ impl AchexDialect {
             self.probe(&mut out, session, now);
             return out;
         }
-        let obj = match json::parse(data) {
-            Ok(Json::Object(obj)) => obj,
+        // Parsed borrowing from `data`: a routed message is written back out
+        // of this tree once, so copying its strings first would be waste.
+        let obj = match json::parse_borrowed(data) {
+            Ok(Value::Object(obj)) => obj,
             _ => {
                 self.error(&mut out, session, "invalid message: expected a JSON object");
                 return out;
             }
         };
         if let Some(key) = ROUTING_KEYS.into_iter().find(|k| obj.contains_key(k)) {
-            self.route(&mut out, session, key, obj);
+            self.route(&mut out, session, key, &obj, data.len());
             return out;
         }
         let Some(key) = COMMAND_KEYS.into_iter().find(|k| obj.contains_key(k)) else {
@@ -355,11 +368,22 @@ impl AchexDialect {
                 match key {
                     "cmd" => self.cmd(&mut out, session, &obj),
                     "joinHub" | "leaveHub" => self.hub_cmd(&mut out, session, key, &obj),
-                    _ => self.echo(&mut out, session, obj),
+                    _ => self.echo(&mut out, session, &obj, data.len()),
                 }
             }
         }
         out
+    }
+
+    /// Hands back a list [`AchexDialect::on_message`] returned, once its
+    /// actions are carried out, so the next message's actions reuse its
+    /// memory instead of allocating a list per message. Optional.
+    pub fn recycle(&mut self, mut actions: Vec<Action>) {
+        // A list grown by a very large fan-out is not kept.
+        if actions.capacity() <= MAX_SPARE_ACTIONS {
+            actions.clear();
+            self.spare = actions;
+        }
     }
 
     /// A pong from a connection; answers the latency probe it matches.
@@ -478,82 +502,103 @@ impl AchexDialect {
         self.conns.get(&session).map_or(0, |c| c.sid)
     }
 
-    fn route(&mut self, out: &mut Vec<Action>, session: SessionId, key: &str, obj: Object) {
-        let Some(name) = self.broker.name_of(session).map(str::to_owned) else {
+    fn route(&mut self, out: &mut Vec<Action>, session: SessionId, key: &str, obj: &Members<'_>, size: usize) {
+        // Every routed message needs a recipient list, so one is kept
+        // between messages rather than allocated for each.
+        let mut to = std::mem::take(&mut self.recipients);
+        to.clear();
+        if self.find_recipients(out, session, key, obj, &mut to) {
+            let sid = self.sid(session);
+            // `find_recipients` only says yes to a logged-in sender.
+            let name = self.broker.name_of(session).unwrap_or("");
+            let data = stamp(&mut self.stamp_buf, obj, name, sid, size);
+            push_sends(out, &to, &data);
+            if to.iter().any(|&s| s & HOST_SESSION_BIT != 0) {
+                let name = name.to_owned();
+                self.queue_host(&to, &data, &name, sid);
+            }
+        }
+        self.recipients = to;
+    }
+
+    /// Puts the recipients of a routed message in `to`. False when there
+    /// are none, after the error reply if one is due.
+    fn find_recipients(
+        &self,
+        out: &mut Vec<Action>,
+        session: SessionId,
+        key: &str,
+        obj: &Members<'_>,
+        to: &mut Vec<SessionId>,
+    ) -> bool {
+        if self.broker.name_of(session).is_none() {
             self.error(out, session, "not authenticated");
-            return;
-        };
+            return false;
+        }
         let Some(value) = obj.get(key) else {
-            return;
+            return false;
         };
-        let recipients = match key {
+        match key {
             "toS" | "tos" => match session_number(value).and_then(|n| self.by_sid.get(&n)) {
-                Some(&to) if self.reachable(to) => vec![to],
+                Some(&s) if self.reachable(s) => to.push(s),
                 _ => {
                     let text = format!("no such session: {}", value_text(value));
                     self.error(out, session, &text);
-                    return;
+                    return false;
                 }
             },
             "to" => {
-                let mut to = match value {
-                    Json::String(n) => self.broker.recipients(Target::Name(n)),
-                    _ => Vec::new(),
-                };
+                if let Value::String(n) = value {
+                    self.broker.recipients_into(Target::Name(n), to);
+                }
                 to.retain(|&s| self.reachable(s));
                 if to.is_empty() {
                     let text = format!("no such user: {}", value_text(value));
                     self.error(out, session, &text);
-                    return;
+                    return false;
                 }
-                to
             }
             _ => {
                 let Some(place) = place_name(value) else {
                     self.error(out, session, &format!("invalid value for {key}"));
-                    return;
+                    return false;
                 };
-                if key == "bc" {
-                    self.broker.recipients(Target::Group(&place))
+                let target = if key == "bc" {
+                    Target::Group(place)
                 } else {
-                    self.broker.recipients(Target::HubExcept(&place, session))
-                }
+                    Target::HubExcept(place, session)
+                };
+                self.broker.recipients_into(target, to);
             }
-        };
-        if recipients.is_empty() {
-            return;
         }
-        let sid = self.sid(session);
-        let data = stamp(obj, &name, sid);
-        self.send_all(out, recipients, &data, &name, sid);
+        !to.is_empty()
     }
 
     fn send_all(
         &mut self,
         out: &mut Vec<Action>,
-        recipients: Vec<SessionId>,
+        recipients: &[SessionId],
         data: &Shared,
         from_name: &str,
         from_sid: u64,
     ) {
-        for to in recipients {
-            if !self.reachable(to) {
-                continue;
-            }
-            if to & HOST_SESSION_BIT != 0 {
-                self.host_items.push_back(HostItem::Message {
-                    service: ServiceHandle(to & !HOST_SESSION_BIT),
-                    from_name: from_name.to_owned(),
-                    from_sid,
-                    json: data.clone(),
-                });
-            } else {
-                out.push(Action::Send {
-                    to,
-                    data: data.clone(),
-                    text: true,
-                });
-            }
+        push_sends(out, recipients, data);
+        self.queue_host(recipients, data, from_name, from_sid);
+    }
+
+    /// The in-process services among `recipients` get `data` as host items
+    /// (none while nobody takes them).
+    fn queue_host(&mut self, recipients: &[SessionId], data: &Shared, from_name: &str, from_sid: u64) {
+        if !self.host_receiver {
+            return;
+        }
+        for &to in recipients.iter().filter(|&&to| to & HOST_SESSION_BIT != 0) {
+            self.host_items.push_back(HostItem::Message {
+                service: ServiceHandle(to & !HOST_SESSION_BIT),
+                from_name: from_name.to_owned(),
+                from_sid,
+                json: data.clone(),
+            });
         }
     }
 
@@ -569,7 +614,7 @@ impl AchexDialect {
         ));
     }
 
-    fn login_user(&mut self, out: &mut Vec<Action>, session: SessionId, key: &str, obj: &Object) {
+    fn login_user(&mut self, out: &mut Vec<Action>, session: SessionId, key: &str, obj: &Members<'_>) {
         let result = match (name_field(obj.get(key)), password_field(obj)) {
             (Err(e), _) | (_, Err(e)) => Err(e),
             (Ok(name), Ok(password)) => self
@@ -591,7 +636,7 @@ impl AchexDialect {
         }
     }
 
-    fn login_service(&mut self, out: &mut Vec<Action>, session: SessionId, obj: &Object) {
+    fn login_service(&mut self, out: &mut Vec<Action>, session: SessionId, obj: &Members<'_>) {
         let service = name_field(obj.get("serviceID"));
         let name = match (&service, obj.get("idtag")) {
             (Ok(s), None) => Ok(*s),
@@ -634,7 +679,7 @@ impl AchexDialect {
         });
     }
 
-    fn cmd(&mut self, out: &mut Vec<Action>, session: SessionId, obj: &Object) {
+    fn cmd(&mut self, out: &mut Vec<Action>, session: SessionId, obj: &Members<'_>) {
         let Some(cmd) = obj.get("cmd") else {
             return;
         };
@@ -656,23 +701,23 @@ impl AchexDialect {
             return;
         };
         if join {
-            self.join(session, Membership::Group, &group);
+            self.join(session, Membership::Group, group);
         } else {
-            self.leave(out, session, Membership::Group, &group);
+            self.leave(out, session, Membership::Group, group);
         }
     }
 
-    fn hub_cmd(&mut self, out: &mut Vec<Action>, session: SessionId, key: &str, obj: &Object) {
+    fn hub_cmd(&mut self, out: &mut Vec<Action>, session: SessionId, key: &str, obj: &Members<'_>) {
         let Some(hub) = obj.get(key).and_then(place_name) else {
             self.error(out, session, &format!("invalid value for {key}"));
             return;
         };
         if key == "joinHub" {
-            self.join(session, Membership::Hub, &hub);
+            self.join(session, Membership::Hub, hub);
             out.push(Action::text(session, "{\"joinHub\":\"OK\"}"));
         } else {
             out.push(Action::text(session, "{\"leaveHub\":\"OK\"}"));
-            self.leave(out, session, Membership::Hub, &hub);
+            self.leave(out, session, Membership::Hub, hub);
         }
     }
 
@@ -730,12 +775,13 @@ impl AchexDialect {
             json::quote(name)
         );
         let data: Shared = Arc::from(notice.into_bytes());
-        self.send_all(out, remaining, &data, name, sid);
+        self.send_all(out, &remaining, &data, name, sid);
     }
 
-    fn echo(&mut self, out: &mut Vec<Action>, session: SessionId, obj: Object) {
-        let name = self.broker.name_of(session).unwrap_or("").to_owned();
-        let data = stamp(obj, &name, self.sid(session));
+    fn echo(&mut self, out: &mut Vec<Action>, session: SessionId, obj: &Members<'_>, size: usize) {
+        let sid = self.sid(session);
+        let name = self.broker.name_of(session).unwrap_or("");
+        let data = stamp(&mut self.stamp_buf, obj, name, sid, size);
         out.push(Action::Send {
             to: session,
             data,
@@ -936,7 +982,7 @@ impl AchexDialect {
         message: &[u8],
     ) -> Result<Vec<Action>, HostError> {
         let session = self.host_session(service)?;
-        let Ok(Json::Object(obj)) = json::parse(message) else {
+        let Ok(Value::Object(obj)) = json::parse_borrowed(message) else {
             return Err(HostError::NotAnObject);
         };
         let recipients = match target {
@@ -960,8 +1006,8 @@ impl AchexDialect {
             return Ok(out);
         }
         let name = self.broker.name_of(session).unwrap_or("").to_owned();
-        let data = stamp(obj, &name, service.sid());
-        self.send_all(&mut out, recipients, &data, &name, service.sid());
+        let data = stamp(&mut self.stamp_buf, &obj, &name, service.sid(), message.len());
+        self.send_all(&mut out, &recipients, &data, &name, service.sid());
         Ok(out)
     }
 
@@ -987,38 +1033,75 @@ impl AchexDialect {
     }
 }
 
+/// Socket recipients get one send each, all sharing `data`; in-process
+/// services are left to [`AchexDialect::queue_host`].
+fn push_sends(out: &mut Vec<Action>, recipients: &[SessionId], data: &Shared) {
+    out.reserve(recipients.len());
+    for &to in recipients {
+        if to & HOST_SESSION_BIT == 0 {
+            out.push(Action::Send {
+                to,
+                data: data.clone(),
+                text: true,
+            });
+        }
+    }
+}
+
+/// The largest action list [`AchexDialect::recycle`] keeps (about 160 KiB).
+const MAX_SPARE_ACTIONS: usize = 4096;
+
+/// A stamping buffer grown past this by a big message is dropped rather than
+/// kept for the small ones that follow.
+const STAMP_BUF_KEEP: usize = 64 << 10;
+
 /// Client `FROM`/`sID` are dropped and the sender's appended; everything else
-/// keeps its place. Formatted once; every recipient shares the bytes.
-fn stamp(mut obj: Object, name: &str, sid: u64) -> Shared {
-    obj.remove("FROM");
-    obj.remove("sID");
-    obj.insert("FROM", Json::String(name.to_owned()));
-    obj.insert("sID", Json::Number(sid.to_string()));
-    Arc::from(obj.to_bytes())
+/// keeps its place. Written once, straight from the parsed message, into
+/// `buf` (kept between messages), then copied into the one allocation every
+/// recipient shares. `size` is the message's length: its compact form is
+/// never longer, so the buffer rarely has to grow.
+fn stamp(buf: &mut Vec<u8>, obj: &Members<'_>, name: &str, sid: u64, size: usize) -> Shared {
+    buf.clear();
+    buf.reserve(size + name.len() + 32);
+    buf.push(b'{');
+    for (k, v) in obj.iter().filter(|(k, _)| !matches!(*k, "FROM" | "sID")) {
+        json::write_member(k, v, buf);
+        buf.push(b',');
+    }
+    buf.extend_from_slice(b"\"FROM\":");
+    json::write_str(name, buf);
+    buf.extend_from_slice(b",\"sID\":");
+    json::write_u64(sid, buf);
+    buf.push(b'}');
+    let data = Shared::from(&buf[..]);
+    if buf.capacity() > STAMP_BUF_KEEP {
+        *buf = Vec::new();
+    }
+    data
 }
 
 /// Error texts show a string as-is and anything else as compact JSON.
-fn value_text(v: &Json) -> String {
+fn value_text(v: &Value<'_>) -> String {
     match v {
-        Json::String(s) => s.clone(),
+        Value::String(s) => s.to_string(),
         other => other.to_string(),
     }
 }
 
 /// Group and hub names: a string, or a number taken as its text.
-fn place_name(v: &Json) -> Option<String> {
+fn place_name<'v>(v: &'v Value<'_>) -> Option<&'v str> {
     match v {
-        Json::String(s) => Some(s.clone()),
-        Json::Number(n) => Some(n.clone()),
+        Value::String(s) => Some(s),
+        Value::Number(n) => Some(n),
         _ => None,
     }
 }
 
 /// `toS` values: a JSON number or a string of ASCII digits.
-fn session_number(v: &Json) -> Option<u64> {
-    let digits = match v {
-        Json::Number(n) => n.as_str(),
-        Json::String(s) => s.as_str(),
+fn session_number(v: &Value<'_>) -> Option<u64> {
+    let digits: &str = match v {
+        Value::Number(n) => n,
+        Value::String(s) => s,
         _ => return None,
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -1027,17 +1110,17 @@ fn session_number(v: &Json) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn name_field(v: Option<&Json>) -> Result<&str, LoginError> {
+fn name_field<'v>(v: Option<&'v Value<'_>>) -> Result<&'v str, LoginError> {
     match v {
-        Some(Json::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
         _ => Err(LoginError::InvalidName),
     }
 }
 
-fn password_field(obj: &Object) -> Result<&str, LoginError> {
+fn password_field<'v>(obj: &'v Members<'_>) -> Result<&'v str, LoginError> {
     match obj.get("passwd") {
         None => Ok(""),
-        Some(Json::String(p)) => Ok(p),
+        Some(Value::String(p)) => Ok(p),
         Some(_) => Err(LoginError::InvalidPassword),
     }
 }

@@ -18,7 +18,7 @@ use crate::dialect::achex::{
     AchexConfig, AchexDialect, AchexStats, HostError, HostItem, HostTarget, Membership, NameInfo, ServiceHandle,
 };
 use crate::dialect::Action;
-use crate::listeners::apply_actions;
+use crate::listeners::apply_actions_from;
 use crate::{Config, Event, Handler, Server, ServerHandle, Stats};
 
 /// The message size limit of dialect listeners (PROTOCOLS.md §1): larger gets
@@ -70,8 +70,11 @@ impl Core {
     fn run<R>(&self, server: &ServerHandle, f: impl FnOnce(&mut AchexDialect) -> (R, Vec<Action>)) -> R {
         let r = {
             let mut d = self.dialect();
-            let (r, actions) = f(&mut d);
-            apply_actions(server, actions);
+            let (r, mut actions) = f(&mut d);
+            apply_actions_from(server, &mut actions);
+            // Back to the dialect, so the next message's actions need no
+            // new list.
+            d.recycle(actions);
             r
         };
         self.flush();
@@ -79,7 +82,10 @@ impl Core {
     }
 
     fn flush(&self) {
-        if IN_SINK.with(Cell::get) {
+        // Without a sink the dialect queues nothing for the host, so there
+        // is nothing to hand over and no lock to take after every event.
+        // (`set_host_sink` flushes once itself after setting one.)
+        if IN_SINK.with(Cell::get) || !self.has_sink.load(Ordering::Acquire) {
             return;
         }
         let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use crate::dialect::{Action, SessionId};
 use crate::engine::{Config, Stats};
-use crate::{ServerHandle, SharedFrame};
+use crate::{SendError, ServerHandle, SharedFrame};
 
 /// The size limit of a dialect listener's messages unless configured:
 /// 64 KiB, larger gets close 1009 (PROTOCOLS.md §1, §7 row 14).
@@ -105,10 +105,18 @@ impl ListenerStats {
 
 /// Carries out `actions` in order. A payload shared by several recipients
 /// (the same `Arc`, in consecutive sends) is framed once and the frame's
-/// bytes are shared by every connection. Sends to sessions that have gone
-/// meanwhile are dropped (the dialect hears about the close from the engine).
+/// bytes are shared by every connection; a payload for one recipient only is
+/// framed straight into that connection's buffer. Sends to sessions that have
+/// gone meanwhile are dropped (the dialect hears about the close from the
+/// engine).
 pub fn apply_actions(server: &ServerHandle, actions: Vec<Action>) {
     apply_to(server, actions);
+}
+
+/// As [`apply_actions`], emptying `actions` but keeping its memory for the
+/// caller to reuse.
+pub fn apply_actions_from(server: &ServerHandle, actions: &mut Vec<Action>) {
+    apply_each(server, actions.drain(..));
 }
 
 /// Where [`apply_actions`] sends: the engine, or a recorder in tests.
@@ -116,6 +124,13 @@ trait Outlet {
     fn send_shared(&self, to: SessionId, frame: &SharedFrame);
     fn ping(&self, to: SessionId, payload: &[u8]);
     fn close(&self, to: SessionId, code: u16, reason: &str);
+
+    /// Sends a payload no other recipient shares.
+    fn send(&self, to: SessionId, data: &[u8], text: bool) {
+        if let Some(frame) = frame(data, text) {
+            self.send_shared(to, &frame);
+        }
+    }
 }
 
 impl Outlet for ServerHandle {
@@ -130,35 +145,61 @@ impl Outlet for ServerHandle {
     fn close(&self, to: SessionId, code: u16, reason: &str) {
         let _ = ServerHandle::close(self, to, code as i32, reason);
     }
+
+    // The engine frames it into the connection's outbound buffer: no shared
+    // frame to allocate, copy and free for a single reader.
+    fn send(&self, to: SessionId, data: &[u8], text: bool) {
+        if let Err(SendError::InvalidUtf8) = ServerHandle::send(self, to, data, text) {
+            // Not UTF-8 although marked text: a dialect bug; send it as binary.
+            let _ = ServerHandle::send(self, to, data, false);
+        }
+    }
+}
+
+/// `data` framed once for many connections; text that is not UTF-8 (a
+/// dialect bug) goes as binary rather than not at all.
+fn frame(data: &[u8], text: bool) -> Option<SharedFrame> {
+    SharedFrame::new(data, text)
+        .or_else(|_| SharedFrame::new(data, false))
+        .ok()
 }
 
 fn apply_to(out: &impl Outlet, actions: Vec<Action>) {
-    let mut last: Option<(*const u8, bool, SharedFrame)> = None;
+    apply_each(out, actions);
+}
+
+fn apply_each(out: &impl Outlet, actions: impl IntoIterator<Item = Action>) {
+    // The frame of the latest shared payload, by payload address and kind.
+    let mut last: Option<((*const u8, bool), SharedFrame)> = None;
     for a in actions {
         match a {
             Action::Send { to, data, text } => {
-                let key = Arc::as_ptr(&data) as *const u8;
-                let frame = match &last {
-                    Some((k, t, f)) if *k == key && *t == text => f.clone(),
-                    _ => match SharedFrame::new(&data, text) {
-                        Ok(f) => {
-                            last = Some((key, text, f.clone()));
-                            f
-                        }
-                        // Not UTF-8 although marked text: a dialect bug; send it as binary.
-                        Err(_) => match SharedFrame::new(&data, false) {
-                            Ok(f) => f,
-                            Err(_) => continue,
-                        },
-                    },
-                };
-                out.send_shared(to, &frame);
+                let key = (Arc::as_ptr(&data) as *const u8, text);
+                if !matches!(&last, Some((k, _)) if *k == key) {
+                    // This action holds the only reference, and no frame
+                    // was built for earlier sends of it: nobody else gets
+                    // this payload, so there is nothing to share.
+                    if Arc::strong_count(&data) == 1 {
+                        out.send(to, &data, text);
+                        continue;
+                    }
+                    let Some(f) = frame(&data, text) else {
+                        continue;
+                    };
+                    last = Some((key, f));
+                }
+                if let Some((_, f)) = &last {
+                    out.send_shared(to, f);
+                }
             }
             Action::Ping { to, payload } => out.ping(to, &payload),
             Action::Close { to, code, reason } => out.close(to, code, &reason),
         }
     }
 }
+
+#[cfg(test)]
+mod route_cost;
 
 #[cfg(test)]
 mod tests {
@@ -280,5 +321,103 @@ mod tests {
             *rec.others.borrow(),
             vec!["ping 3 [112]".to_owned(), "close 4 1000 bye".to_owned()]
         );
+    }
+
+    /// Records single-recipient sends apart from shared frames.
+    #[derive(Default)]
+    struct Direct {
+        shared: Recorder,
+        direct: RefCell<Vec<(SessionId, Vec<u8>, bool)>>,
+    }
+
+    impl Outlet for Direct {
+        fn send_shared(&self, to: SessionId, frame: &SharedFrame) {
+            self.shared.send_shared(to, frame);
+        }
+
+        fn ping(&self, to: SessionId, payload: &[u8]) {
+            self.shared.ping(to, payload);
+        }
+
+        fn close(&self, to: SessionId, code: u16, reason: &str) {
+            self.shared.close(to, code, reason);
+        }
+
+        fn send(&self, to: SessionId, data: &[u8], text: bool) {
+            self.direct.borrow_mut().push((to, data.to_vec(), text));
+        }
+    }
+
+    #[test]
+    fn a_payload_for_one_recipient_is_not_framed_for_sharing() {
+        let one: Shared = Arc::from(&b"one"[..]);
+        let many: Shared = Arc::from(&b"many"[..]);
+        let actions = vec![send(1, &one, true), send(2, &many, true), send(3, &many, true)];
+        // Only the actions hold the payloads now, as when a dialect returns them.
+        drop((one, many));
+        let out = Direct::default();
+        apply_to(&out, actions);
+        assert_eq!(*out.direct.borrow(), vec![(1, b"one".to_vec(), true)]);
+        let frames: Vec<(Vec<u8>, Vec<SessionId>)> = out
+            .shared
+            .frames()
+            .into_iter()
+            .map(|(f, tos)| (f.0[2..].to_vec(), tos))
+            .collect();
+        assert_eq!(frames, vec![(b"many".to_vec(), vec![2, 3])]);
+    }
+
+    #[test]
+    fn a_single_recipient_gets_its_frames_in_order_from_a_real_engine() {
+        use std::time::Duration;
+
+        use crate::engine::{Config, OwnedEvent, Server};
+        use tungstenite::Message;
+
+        let (server, events) = Server::start_queued(Config {
+            bind: loopback(0),
+            ..Config::default()
+        })
+        .unwrap();
+        let addr = server.handle().local_addr();
+        let tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (mut ws, _) = tungstenite::client(format!("ws://{addr}/"), tcp).unwrap();
+        let conn = match events.poll(Some(Duration::from_secs(10))).unwrap() {
+            OwnedEvent::Open { conn, .. } => conn,
+            other => panic!("expected an open event, got {other:?}"),
+        };
+        let single = |bytes: &[u8], text: bool| Action::Send {
+            to: conn,
+            data: Arc::from(bytes),
+            text,
+        };
+        apply_actions(
+            server.handle(),
+            vec![
+                single(b"first", true),
+                // Marked text but not UTF-8 (a dialect bug): sent as binary.
+                single(b"\xff", true),
+                single(b"\x01\x02", false),
+                single("last é".as_bytes(), true),
+            ],
+        );
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            match ws.read().unwrap() {
+                Message::Ping(_) | Message::Pong(_) => {}
+                m => got.push(m),
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                Message::text("first"),
+                Message::binary(vec![0xff]),
+                Message::binary(vec![1, 2]),
+                Message::text("last é"),
+            ]
+        );
+        server.shutdown();
     }
 }

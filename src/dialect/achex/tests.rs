@@ -1502,3 +1502,97 @@ fn random_input_never_panics_and_output_stays_valid() {
     assert!(d.names().is_empty());
     assert_eq!(d.next_deadline(), None);
 }
+
+// ---- stamping against the previous implementation ----
+
+/// The stamping rule as written before routing borrowed from the message:
+/// the previous parser's owned tree, edited and encoded again.
+fn stamped_the_old_way(doc: &[u8], name: &str, sid: u64) -> Option<String> {
+    use crate::broker::json::{reference, Json};
+    let Ok(Json::Object(mut obj)) = reference::parse(doc) else {
+        return None;
+    };
+    obj.remove("FROM");
+    obj.remove("sID");
+    obj.insert("FROM", Json::String(name.to_owned()));
+    obj.insert("sID", Json::Number(sid.to_string()));
+    String::from_utf8(obj.to_bytes()).ok()
+}
+
+#[test]
+fn relayed_messages_match_the_previous_stamping_on_random_documents() {
+    use crate::broker::json::reference::{gen_object, Rng as DocRng};
+    // Neither routing nor command keys, so every valid document is routed
+    // by its leading `to`; escaped spellings of `FROM` must go too.
+    const MEMBER_KEYS: &[&str] = &[
+        "a",
+        "b",
+        "\\u0061",
+        "FROM",
+        "sID",
+        "FR\\u004fM",
+        "s\\u0049D",
+        "k\\/",
+        "k/",
+        "",
+    ];
+    let mut r = DocRng(0x2545_f491_4f6c_dd1d);
+    let mut h = H::new();
+    h.user(1, "alex");
+    h.user(2, "bob");
+    let (mut delivered, mut refused) = (0, 0);
+    for _ in 0..20_000 {
+        let mut members = String::new();
+        gen_object(&mut r, 1, MEMBER_KEYS, &mut members);
+        let mut doc = match members.strip_prefix('{') {
+            Some("}") | None => "{\"to\":\"bob\"}".to_owned(),
+            Some(rest) => format!("{{\"to\":\"bob\",{rest}"),
+        };
+        if r.below(10) == 0 {
+            let mut cut = r.below(doc.len());
+            while !doc.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            doc.truncate(cut);
+        }
+        let got = h.send(1, &doc);
+        match stamped_the_old_way(doc.as_bytes(), "alex", 1) {
+            Some(expect) => {
+                assert_eq!(got, vec![t(2, &expect)], "{doc}");
+                delivered += 1;
+            }
+            None => {
+                assert_eq!(
+                    got,
+                    vec![t(1, r#"{"error":"invalid message: expected a JSON object"}"#)],
+                    "{doc}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        delivered > 5_000 && refused > 1_000,
+        "{delivered} delivered, {refused} refused"
+    );
+}
+
+#[test]
+fn escaped_routing_keys_names_and_stamps_are_decoded() {
+    let mut h = H::new();
+    h.user(1, "alex");
+    h.user(2, "bob");
+    assert_eq!(
+        h.send(
+            1,
+            r#"{ "t\u006f" : "b\u006fb", "m" : [ "\/", "\u00e9" ], "FR\u004fM" : "x", "s\u0049D" : 9 }"#
+        ),
+        vec![t(2, r#"{"to":"bob","m":["/","é"],"FROM":"alex","sID":1}"#)]
+    );
+    // A name that needs escaping is escaped in the stamp.
+    h.user(3, "a\"b");
+    assert_eq!(
+        h.send(3, r#"{"to":"bob"}"#),
+        vec![t(2, r#"{"to":"bob","FROM":"a\"b","sID":3}"#)]
+    );
+}

@@ -369,7 +369,11 @@ pub fn parse(input: &[u8]) -> Result<Json, ParseError> {
 /// Parses one JSON document (surrounding whitespace allowed), borrowing from
 /// `input` wherever it can.
 pub fn parse_borrowed(input: &[u8]) -> Result<Value<'_>, ParseError> {
-    let text = std::str::from_utf8(input).map_err(|_| ParseError::NotUtf8)?;
+    if !crate::engine::frame::is_utf8(input) {
+        return Err(ParseError::NotUtf8);
+    }
+    // SAFETY: checked just above.
+    let text = unsafe { std::str::from_utf8_unchecked(input) };
     let mut p = Parser { text, pos: 0 };
     p.skip_ws();
     let v = p.value(1)?;

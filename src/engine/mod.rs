@@ -190,7 +190,7 @@ pub struct SharedFrame(pub(crate) Arc<[u8]>);
 impl SharedFrame {
     /// Frames `data` once as a text or binary message.
     pub fn new(data: &[u8], text: bool) -> Result<SharedFrame, SendError> {
-        if text && std::str::from_utf8(data).is_err() {
+        if text && !frame::is_utf8(data) {
             return Err(SendError::InvalidUtf8);
         }
         let op = if text { frame::OP_TEXT } else { frame::OP_BINARY };
@@ -206,7 +206,7 @@ impl ServerHandle {
 
     /// Sends one message. Safe to call from any thread; never blocks.
     pub fn send(&self, conn: ConnId, data: &[u8], text: bool) -> Result<Sent, SendError> {
-        if text && std::str::from_utf8(data).is_err() {
+        if text && !frame::is_utf8(data) {
             return Err(SendError::InvalidUtf8);
         }
         let op = if text { frame::OP_TEXT } else { frame::OP_BINARY };

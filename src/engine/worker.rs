@@ -16,7 +16,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -115,6 +115,12 @@ pub(crate) struct WorkerLink {
     waker: Waker,
     wake_pending: AtomicBool,
     pub(crate) stats: WorkerStats,
+    /// `pthread_self()` of the thread running this worker, 0 when none, and
+    /// the worker itself (on that thread's stack). Sends compare the thread
+    /// instead of reading a thread-local: in a shared library every
+    /// thread-local access is a call to `__tls_get_addr`, once per message.
+    thread: AtomicUsize,
+    worker: AtomicPtr<Worker>,
 }
 
 impl WorkerLink {
@@ -144,6 +150,8 @@ pub(crate) fn prepare(index: usize) -> io::Result<(WorkerLink, WorkerPart)> {
     let (tx, rx) = crossbeam_channel::unbounded();
     Ok((
         WorkerLink {
+            thread: AtomicUsize::new(0),
+            worker: AtomicPtr::new(std::ptr::null_mut()),
             tx,
             waker,
             wake_pending: AtomicBool::new(false),
@@ -186,32 +194,38 @@ pub(crate) fn spawn(
                 stopping: Cell::new(None),
                 accept_blocked: Cell::new(false),
             };
-            CURRENT.with(|c| c.set(&w as *const Worker));
+            let link = &w.shared.workers[index];
+            link.worker.store(&w as *const Worker as *mut Worker, Ordering::Relaxed);
+            link.thread.store(this_thread(), Ordering::Relaxed);
             w.run(&mut poll);
-            CURRENT.with(|c| c.set(std::ptr::null()));
+            // Cleared before the worker is dropped and before the thread ends,
+            // so a later thread that reuses this pthread_t never matches.
+            link.thread.store(0, Ordering::Relaxed);
             w.teardown_all();
         })
 }
 
-thread_local! {
-    static CURRENT: Cell<*const Worker> = const { Cell::new(std::ptr::null()) };
+fn this_thread() -> usize {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as usize }
+}
+
+/// Worker `idx` of `shared`, if it runs on this thread.
+fn worker_here(shared: &Shared, idx: usize) -> Option<&Worker> {
+    let link = &shared.workers[idx];
+    if link.thread.load(Ordering::Relaxed) != this_thread() {
+        return None;
+    }
+    // SAFETY: `thread` equals this thread only between the stores in
+    // `spawn`, all made by this thread, while the worker lives on this
+    // thread's stack; the reference does not escape the caller, which runs
+    // on this thread inside that span.
+    Some(unsafe { &*link.worker.load(Ordering::Relaxed) })
 }
 
 /// The worker running on this thread, if it belongs to `shared`.
-fn current_worker(shared: &Shared) -> Option<&'static Worker> {
-    let p = CURRENT.with(|c| c.get());
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: CURRENT is set only while the worker lives on this very thread's
-    // stack (it is cleared before the worker is dropped), and the reference
-    // does not escape the calling function on this thread.
-    let w = unsafe { &*p };
-    if std::ptr::eq(Arc::as_ptr(&w.shared), shared) {
-        Some(w)
-    } else {
-        None
-    }
+fn current_worker(shared: &Shared) -> Option<&Worker> {
+    (0..shared.workers.len()).find_map(|i| worker_here(shared, i))
 }
 
 pub(crate) fn on_io_thread_of(shared: &Shared) -> bool {
@@ -1410,7 +1424,7 @@ impl Worker {
         match opcode {
             frame::OP_TEXT | frame::OP_BINARY if fin => {
                 let text = opcode == frame::OP_TEXT;
-                if text && std::str::from_utf8(&storage[ps..pe]).is_err() {
+                if text && !frame::is_utf8(&storage[ps..pe]) {
                     self.fail(slot, 1007, "invalid UTF-8 in text message");
                     return false;
                 }
@@ -1917,8 +1931,8 @@ pub(crate) fn send(shared: &Arc<Shared>, id: ConnId, f: Frame<'_>, counts: bool)
     }
     let n = shared.workers.len() as u64;
     let owner = (id % n) as usize;
-    if let Some(w) = current_worker(shared) {
-        if w.idx == owner && w.io.try_borrow_mut().is_ok() {
+    if let Some(w) = worker_here(shared, owner) {
+        if w.io.try_borrow_mut().is_ok() {
             return w.send_local(id, f, counts);
         }
     }
@@ -1969,8 +1983,8 @@ pub(crate) fn close(shared: &Arc<Shared>, id: ConnId, code: u16, reason: &str) -
         return Err(SendError::NotFound);
     }
     let owner = (id % shared.workers.len() as u64) as usize;
-    if let Some(w) = current_worker(shared) {
-        if w.idx == owner && w.io.try_borrow_mut().is_ok() {
+    if let Some(w) = worker_here(shared, owner) {
+        if w.io.try_borrow_mut().is_ok() {
             let slot = w.io.borrow().ids.get(&id).copied().ok_or(SendError::NotFound)?;
             return if w.host_close(slot, code, reason) {
                 Ok(())

@@ -122,6 +122,7 @@ impl<T: Object> Handles<T> {
     }
 
     /// Runs `f` with the live object behind `p`, or returns None.
+    #[inline]
     pub(crate) fn with<R>(&self, p: *const T, f: impl FnOnce(&T) -> R) -> Option<R> {
         let (token, addr) = IN_CALLBACK.with(|c| c.get());
         if !p.is_null() && token == p as usize && addr != 0 {
@@ -151,6 +152,7 @@ impl<T: Object> Handles<T> {
     /// own `_last_error`. `what` names the object in messages. Parse the
     /// call's other arguments inside `f` (`str_arg(..)?`), so that they are
     /// under the same guard.
+    #[inline]
     pub(crate) fn call(
         &self,
         p: *const T,
@@ -298,6 +300,7 @@ impl<T> Owner<T> {
     /// before the object is registered waits for it, so every callback sees
     /// a pointer every `wsb_` call accepts; if the object was never made (its
     /// `_new` failed), `f` does not run.
+    #[inline]
     pub(crate) fn enter<R>(&self, f: impl FnOnce(*mut T) -> R) -> Option<R> {
         let addr = *self.addr.get_or_init(|| self.slot.wait());
         if addr == 0 {
@@ -309,6 +312,7 @@ impl<T> Owner<T> {
 
 /// Marks (`token`, `addr`) as the object whose callback runs on this thread,
 /// for the duration of `f`.
+#[inline]
 fn in_callback<R>(token: usize, addr: usize, f: impl FnOnce() -> R) -> R {
     // One thread-local lookup for both the set and the reset: in a shared
     // library each lookup is a call.

@@ -29,6 +29,7 @@ use handles::{Failure, Handles, Object};
 /// Runs `f`, turning a panic into `on_panic`. Unwind safety is asserted:
 /// after a panic the library only reports it, and every shared structure it
 /// touches is behind locks that recover from poisoning.
+#[inline(always)]
 pub(crate) fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(on_panic)
 }
@@ -161,6 +162,7 @@ pub(crate) unsafe fn subprotocol_arg(p: *const c_char) -> Result<String, Failure
 ///
 /// # Safety
 /// `data` must point to `len` readable bytes when not NULL.
+#[inline]
 pub(crate) unsafe fn bytes_arg<'a>(data: *const u8, len: usize) -> Result<&'a [u8], Failure> {
     argument_hook();
     if data.is_null() {

@@ -773,10 +773,12 @@ impl Object for wsb_server {
 
 /// Runs `f` on the live server behind `s`, recording failures for
 /// `wsb_server_last_error`.
+#[inline]
 fn with_server(s: *const wsb_server, f: impl FnOnce(&wsb_server) -> Result<wsb_result, Failure>) -> wsb_result {
     SERVERS.call(s, "server", f)
 }
 
+#[inline]
 fn send_result(conn: ConnId, r: Result<crate::Sent, crate::SendError>) -> Result<wsb_result, (wsb_result, String)> {
     match r {
         Ok(_) => Ok(r.into()),

@@ -7,9 +7,10 @@
 //! on that thread, or wait in a bounded queue for [`Client::poll`] (the Achex
 //! C++ client model). Sends are safe from any thread and never block.
 
+use crate::lock;
 use std::collections::VecDeque;
 use std::net::ToSocketAddrs;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::engine::{ConnectError, DialTarget, PollError, ProxyTunnel};
@@ -351,10 +352,6 @@ struct Inner {
     state: Mutex<State>,
     queue: Option<(Mutex<QueueState>, Condvar)>,
     handle: Mutex<Option<ServerHandle>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A cheap handle to a client for sending and querying, from any thread.

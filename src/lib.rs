@@ -20,3 +20,11 @@ pub use engine::{
 
 /// The library version, `MAJOR.MINOR.PATCH`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Locks `m`; a lock poisoned by a panic elsewhere is taken over as it is.
+/// The library reports a panic (at the C boundary, as a result) and goes on;
+/// what it keeps behind its mutexes is never left half-updated in a way that
+/// breaks later calls.
+pub(crate) fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -34,7 +34,7 @@ impl<T> HostQueue<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.state)
     }
 
     pub(crate) fn push(&self, event: T) {

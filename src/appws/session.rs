@@ -8,9 +8,10 @@
 //! through, and the socket is not read meanwhile. Messages the client handles
 //! itself (the login, `KeepAlive`) complete at once.
 
+use crate::lock;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -247,10 +248,6 @@ struct Shared {
     conn: OnceLock<ClientHandle>,
     /// The owner is shutting the client down: nothing more is reported.
     stopped: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A cheap handle to an AppWebsocket client, usable from any thread.

@@ -406,7 +406,7 @@ impl Server {
         }
         // The handler may own host resources (C userdata): release them now,
         // not whenever the last handle clone goes away.
-        let h = shared.handler.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let h = crate::lock(&shared.handler).take();
         drop(h);
     }
 }

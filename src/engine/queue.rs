@@ -180,7 +180,7 @@ impl EventQueue {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.inner)
     }
 
     pub(crate) fn set_resume_hook(&self, f: Box<dyn Fn() + Send + Sync>) {

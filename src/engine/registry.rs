@@ -74,9 +74,7 @@ impl Registry {
         }
     }
     fn shard(&self, id: u64) -> std::sync::MutexGuard<'_, IdMap<Arc<ConnShared>>> {
-        self.shards[(id as usize / 64) % SHARDS]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.shards[(id as usize / 64) % SHARDS])
     }
     pub(crate) fn insert(&self, id: u64, c: Arc<ConnShared>) {
         self.shard(id).insert(id, c);

@@ -1813,7 +1813,7 @@ impl Worker {
             self.accept();
         }
         if self.idx == 0 && self.shared.queue.is_none() && self.stopping.get().is_none() {
-            let mut h = self.shared.handler.lock().unwrap_or_else(|e| e.into_inner());
+            let mut h = crate::lock(&self.shared.handler);
             if let Some(h) = h.as_mut() {
                 h.on_tick(&self.handle);
             }
@@ -1897,7 +1897,7 @@ impl Worker {
             q.push(OwnedEvent::from_event(&ev));
             return;
         }
-        let mut h = self.shared.handler.lock().unwrap_or_else(|e| e.into_inner());
+        let mut h = crate::lock(&self.shared.handler);
         if let Some(h) = h.as_mut() {
             h.on_event(&self.handle, ev);
         }

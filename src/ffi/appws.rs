@@ -1,6 +1,7 @@
 //! `wsb_appws_*`: the innovaphone AppWebsocket client (the
 //! IAppWebsocketClient model), the app-service endpoint, and the §5 crypto.
 
+use crate::lock;
 use std::ffi::{c_char, c_void, CString};
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -15,10 +16,6 @@ use crate::appws::{
     AppServiceEvent, AppServiceHandle, Authentication, Credentials, OwnedAppClientEvent, OwnedAppServiceEvent,
 };
 use crate::engine::PollError;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "")).unwrap_or_default()

@@ -624,9 +624,7 @@ pub unsafe extern "C" fn wsb_broker_new(
         let c = if cfg.is_null() {
             BrokerSettings::default()
         } else {
-            CONFIGS.lookup(cfg, "config", |c| {
-                c.cfg.lock().unwrap_or_else(|e| e.into_inner()).clone()
-            })?
+            CONFIGS.lookup(cfg, "config", |c| crate::lock(&c.cfg).clone())?
         };
         let achex = match c.achex_bind {
             None => None,
@@ -709,7 +707,7 @@ impl Object for wsb_broker {
 }
 
 fn take<T>(m: &Mutex<Option<T>>) -> Option<T> {
-    m.lock().unwrap_or_else(|e| e.into_inner()).take()
+    crate::lock(m).take()
 }
 
 /// A WebSocket listener's settings on `bind`: its message limit and TLS, if configured.
@@ -807,9 +805,7 @@ fn no_callback() -> (wsb_result, String) {
 }
 
 fn service_of(b: &wsb_broker, sid: u64) -> Result<ServiceHandle, (wsb_result, String)> {
-    b.services
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    crate::lock(&b.services)
         .get(&sid)
         .copied()
         .ok_or((wsb_result::NotFound, format!("no in-process service with SID {sid}")))
@@ -850,7 +846,7 @@ pub unsafe extern "C" fn wsb_broker_register_service(
         let n = str_arg(name, "name")?;
         let out_sid = out_arg(out_sid, "out_sid")?;
         let h = achex(b)?.register_service(n).map_err(host_error)?;
-        b.services.lock().unwrap_or_else(|e| e.into_inner()).insert(h.sid(), h);
+        crate::lock(&b.services).insert(h.sid(), h);
         *out_sid = h.sid();
         Ok(wsb_result::Ok)
     })
@@ -866,7 +862,7 @@ pub unsafe extern "C" fn wsb_broker_unregister_service(broker: *mut wsb_broker, 
     with_broker(broker, |b| {
         let h = service_of(b, service)?;
         achex(b)?.unregister_service(h).map_err(host_error)?;
-        b.services.lock().unwrap_or_else(|e| e.into_inner()).remove(&service);
+        crate::lock(&b.services).remove(&service);
         Ok(wsb_result::Ok)
     })
 }
@@ -1029,7 +1025,7 @@ pub unsafe extern "C" fn wsb_broker_last_error(
     needed: *mut usize,
 ) -> wsb_result {
     with_broker(broker, |b| {
-        let msg = b.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let msg = crate::lock(&b.last_error).clone();
         // SAFETY: forwarded caller contract.
         Ok(unsafe { copy_out(&msg, buf, len, needed) })
     })

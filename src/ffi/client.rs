@@ -556,9 +556,7 @@ pub unsafe extern "C" fn wsb_client_new(
         // Dropping this on any failure releases the userdata.
         let userdata = Userdata::new(userdata, userdata_free);
         let out = out_arg(out, "out")?;
-        let config = CONFIGS.lookup(cfg, "config", |c| {
-            c.cfg.lock().unwrap_or_else(|e| e.into_inner()).clone()
-        })?;
+        let config = CONFIGS.lookup(cfg, "config", |c| crate::lock(&c.cfg).clone())?;
         // The token is drawn first, so the handler knows its `wsb_client*`
         // before the first event (which waits for the registration).
         let reservation = CLIENTS.reserve()?;
@@ -604,7 +602,7 @@ impl Object for wsb_client {
     }
 
     fn shutdown(&self) {
-        let c = self.client.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let c = crate::lock(&self.client).take();
         if let Some(c) = c {
             c.shutdown();
         }
@@ -722,7 +720,7 @@ pub unsafe extern "C" fn wsb_client_poll(
         let Some((_turn, timeout)) = o.poll_gate.turn(timeout_ms) else {
             return Ok(wsb_result::Timeout);
         };
-        let mut slot = o.polled.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = crate::lock(&o.polled);
         *slot = None;
         let r = o.handle.poll(timeout);
         match r {
@@ -771,7 +769,7 @@ pub unsafe extern "C" fn wsb_client_last_error(
     needed: *mut usize,
 ) -> wsb_result {
     with_client(client, |o| {
-        let msg = o.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let msg = crate::lock(&o.last_error).clone();
         // SAFETY: forwarded caller contract.
         Ok(unsafe { copy_out(&msg, buf, len, needed) })
     })

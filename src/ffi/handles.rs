@@ -168,7 +168,7 @@ impl<T: Object> Handles<T> {
                 Ok(r) => r,
                 Err((r, msg)) => {
                     if let Some(m) = obj.last_error() {
-                        *m.lock().unwrap_or_else(|e| e.into_inner()) = msg.clone();
+                        *crate::lock(m) = msg.clone();
                     }
                     set_last_error(msg);
                     r
@@ -226,12 +226,12 @@ struct Slot {
 
 impl Slot {
     fn publish(&self, addr: usize) {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);
+        *crate::lock(&self.state) = Some(addr);
         self.ready.notify_all();
     }
 
     fn wait(&self) -> usize {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = crate::lock(&self.state);
         loop {
             if let Some(addr) = *s {
                 return addr;
@@ -374,7 +374,7 @@ impl Drop for Userdata {
 /// dropped (so `userdata_free` runs) after it, so that a `userdata_free`
 /// that frees other objects cannot deadlock.
 pub(crate) fn release(held: &Mutex<Option<Userdata>>) {
-    let ud = held.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let ud = crate::lock(held).take();
     drop(ud);
 }
 

@@ -78,7 +78,7 @@ pub(crate) fn with_config<W: Object, C>(
     f: impl FnOnce(&mut C) -> Result<(), Failure>,
 ) -> wsb_result {
     configs.call(cfg, "config", |w| {
-        let mut c = settings(w).lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = crate::lock(settings(w));
         f(&mut c).map(|()| wsb_result::Ok)
     })
 }

@@ -26,7 +26,7 @@ impl PollGate {
     }
 
     fn lock(&self) -> MutexGuard<'_, bool> {
-        self.busy.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.busy)
     }
 
     /// Waits until no other poll runs, at most until `deadline` (`None`:

@@ -680,9 +680,7 @@ pub unsafe extern "C" fn wsb_server_new(
         let config = if cfg.is_null() {
             Config::default()
         } else {
-            CONFIGS.lookup(cfg, "config", |c| {
-                c.cfg.lock().unwrap_or_else(|e| e.into_inner()).clone()
-            })?
+            CONFIGS.lookup(cfg, "config", |c| crate::lock(&c.cfg).clone())?
         };
         config.validate().map_err(invalid)?;
         *out = start(config, cb, userdata)?;
@@ -763,7 +761,7 @@ impl Object for wsb_server {
     }
 
     fn shutdown(&self) {
-        let s = self.server.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let s = crate::lock(&self.server).take();
         if let Some(s) = s {
             s.shutdown();
         }
@@ -900,7 +898,7 @@ pub unsafe extern "C" fn wsb_server_poll(server: *mut wsb_server, timeout_ms: i3
         let Some((_turn, timeout)) = o.poll_gate.turn(timeout_ms) else {
             return Ok(wsb_result::Timeout);
         };
-        let mut slot = o.polled.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = crate::lock(&o.polled);
         // The previous event's storage is released now, as documented.
         *slot = None;
         match q.poll(timeout) {
@@ -971,7 +969,7 @@ pub unsafe extern "C" fn wsb_server_last_error(
     needed: *mut usize,
 ) -> wsb_result {
     with_server(server, |o| {
-        let msg = o.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let msg = crate::lock(&o.last_error).clone();
         // SAFETY: forwarded caller contract.
         Ok(unsafe { copy_out(&msg, buf, len, needed) })
     })

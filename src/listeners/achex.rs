@@ -62,7 +62,7 @@ impl Core {
     fn dialect(&self) -> MutexGuard<'_, AchexDialect> {
         // A panic inside the dialect is a bug, but the state it left is still
         // the best there is; refusing all further traffic would be worse.
-        self.dialect.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.dialect)
     }
 
     /// Runs `f` on the dialect and carries out the actions it returns, under
@@ -88,7 +88,7 @@ impl Core {
         if IN_SINK.with(Cell::get) || !self.has_sink.load(Ordering::Acquire) {
             return;
         }
-        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sink = crate::lock(&self.sink);
         let Some(sink) = sink.as_mut() else {
             return;
         };
@@ -241,7 +241,7 @@ impl AchexListener {
     /// removing the sink drops what was not delivered yet.
     pub fn set_host_sink(&self, sink: Option<HostSink>) {
         {
-            let mut slot = self.core.sink.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slot = crate::lock(&self.core.sink);
             // Same lock order as `Core::flush`: the sink, then the dialect.
             self.core.dialect().set_host_receiver(sink.is_some());
             self.core.has_sink.store(sink.is_some(), Ordering::Release);
@@ -303,7 +303,7 @@ impl AchexListener {
     /// Sends close 1001 to every connection, waits briefly for the closing
     /// handshakes and stops the I/O threads. Later calls do nothing.
     pub fn shutdown(&self) {
-        let server = self.server.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let server = crate::lock(&self.server).take();
         if let Some(s) = server {
             s.shutdown();
         }

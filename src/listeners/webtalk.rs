@@ -8,6 +8,7 @@
 //! queued messages always arrive before a whisper made after the login, even
 //! when the whisper comes from an admin thread.
 
+use crate::lock;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -109,7 +110,7 @@ impl State {
     fn lock(&self) -> MutexGuard<'_, Webtalk> {
         // A panic while the lock was held cannot leave the maps half-updated
         // in a way that breaks later calls, so the state stays usable.
-        self.webtalk.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.webtalk)
     }
 }
 
@@ -401,10 +402,6 @@ impl Drop for AdminListener {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn accept_loop(mut poll: Poll, listener: mio::net::TcpListener, shared: &Arc<AdminShared>, max: usize) {
